@@ -1,0 +1,1 @@
+"""citebot's two doors onto the Answerer: the command line and the Discord bot."""

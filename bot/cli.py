@@ -1,0 +1,283 @@
+"""The `citebot` command line: ingest, ask, chat, sources, remove, eval, discord."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from retrieval.errors import CitebotError
+
+log = logging.getLogger("citebot")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+EXAMPLES = """\
+examples:
+  citebot ask "where are the new battlegroups?"
+  citebot ingest ~/news/ feed.jsonl
+  citebot chat
+  citebot sources
+  citebot eval squad ../shared/eval/squad-dev-v1.1.json --limit 500
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="citebot",
+        description="Answer questions from news articles, citing the passages (outlet, date, title) that say so.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", type=Path, metavar="FILE", help="a TOML settings file over config/default.toml")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr (-vv for debug)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = commands.add_parser("ingest", help="add or update articles (.txt .md .html .json .jsonl, or folders)",
+                            description="Index articles. Unchanged files are skipped, changed ones replaced. "
+                            "Bad files are reported one line each; the rest go on.")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p.add_argument("--rebuild", action="store_true", help="start a fresh index (e.g. after changing the model)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    p = commands.add_parser("ask", help="answer one question with cited passages",
+                            description="Answer a question from the index, citing the passages it rests on. "
+                            "On first use the configured corpus (seeds/) is indexed.")
+    p.add_argument("question")
+    p.add_argument("--k", type=int, metavar="N", help="how many passages to cite (default from settings)")
+    p.add_argument("--json", action="store_true", help="print the Answer as JSON")
+
+    p = commands.add_parser("chat", help="ask question after question, model kept loaded",
+                            description="An interactive session with line editing and history. "
+                            "Type a question; Ctrl-D or 'exit' leaves.")
+    p.add_argument("--k", type=int, metavar="N", help="how many passages to cite")
+
+    p = commands.add_parser("sources", help="list the indexed articles")
+    p.add_argument("--json", action="store_true", help="print the list as JSON")
+
+    p = commands.add_parser("remove", help="take documents out of the index",
+                            description="Remove documents by file path, URL or document id (as `sources` shows).")
+    p.add_argument("refs", nargs="+", metavar="REF")
+
+    p = commands.add_parser("eval", help="measure retrieval quality")
+    kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
+    q = kinds.add_parser("squad", help="recall@k, MRR and latency on a SQuAD v1.1 file",
+                         description="Index every article of a SQuAD v1.1 file in a fresh temporary index, "
+                         "ask every question, and report recall@1/5/10, MRR@10, answer-in-citations and latency.")
+    q.add_argument("file", type=Path)
+    q.add_argument("--limit", type=int, metavar="N", help="ask at most N questions")
+    q.add_argument("--json", action="store_true", help="end with one JSON object of the figures")
+    q.add_argument("--abstention", action="store_true",
+                   help="index half the articles and measure 'not found' on the other half's questions")
+
+    commands.add_parser("discord", help="run the Discord bot (token from CITEBOT_DISCORD_TOKEN)",
+                        description="Start the Discord bot. The token is read from the CITEBOT_DISCORD_TOKEN "
+                        "environment variable only.")
+    return parser
+
+
+def _logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if verbose < 2:
+        for noisy in ("sentence_transformers", "transformers", "httpx", "urllib3", "bm25s"):
+            logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _logging(args.verbose)
+    try:
+        from retrieval.settings import load_settings
+
+        settings = load_settings(args.config)
+        return COMMANDS[args.command](args, settings)
+    except CitebotError as error:
+        err.print(f"[bold red]citebot:[/] {error}", markup=True, highlight=False, soft_wrap=True)
+        return error.exit_code
+    except KeyboardInterrupt:
+        err.print("citebot: interrupted")
+        return 130
+    except Exception as error:  # a bug: one line for the user, the traceback in the log
+        log.debug("unexpected error", exc_info=True)
+        err.print(f"citebot: unexpected error: {type(error).__name__}: {error} (run with -vv for the traceback)",
+                  markup=False, soft_wrap=True)
+        return 1
+
+
+def _answerer(settings):
+    from retrieval.pipeline import Answerer
+
+    return Answerer.from_settings(settings)
+
+
+def _ingest_with_progress(answerer, paths, *, rebuild=False, quiet=False):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = [TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[name]}", style="dim")]
+    with Progress(*columns, console=err, transient=True, disable=quiet) as bar:
+        task = bar.add_task("ingest", total=None, name="")
+
+        def progress(done: int, total: int, path: str) -> None:
+            bar.update(task, completed=done, total=total, name=Path(path).name)
+
+        return answerer.ingest(paths, progress=progress, rebuild=rebuild)
+
+
+def _print_report(report, as_json: bool) -> None:
+    for line in report.errors:
+        err.print(f"failed: {line}", markup=False, soft_wrap=True)
+    if as_json:
+        print(json.dumps({k: getattr(report, k) for k in ("added", "updated", "unchanged", "failed", "errors")}))
+    else:
+        err.print(f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
+                  f"{report.failed} failed", markup=False)
+
+
+def cmd_ingest(args, settings) -> int:
+    answerer = _answerer(settings)
+    report = _ingest_with_progress(answerer, args.paths, rebuild=args.rebuild)
+    _print_report(report, args.json)
+    return 0 if report.ok else 1
+
+
+def _ready_answerer(settings, *, quiet: bool):
+    """An Answerer whose index holds something: on first use the configured corpus is indexed."""
+    answerer = _answerer(settings)
+    if answerer.is_empty() and settings.corpus.paths:
+        if not quiet:
+            names = ", ".join(str(p) for p in settings.corpus.paths)
+            err.print(f"First use: indexing {names} …", markup=False)
+        report = _ingest_with_progress(answerer, settings.corpus.paths, quiet=quiet)
+        for line in report.errors:
+            err.print(f"failed: {line}", markup=False, soft_wrap=True)
+    return answerer
+
+
+def _check_k(k: int | None) -> None:
+    if k is not None and not 1 <= k <= 50:
+        raise CitebotError(f"--k must be between 1 and 50, not {k}")
+
+
+def cmd_ask(args, settings) -> int:
+    from bot.render import render_answer
+
+    _check_k(args.k)
+    answerer = _ready_answerer(settings, quiet=args.json)
+    answerer.check_question(args.question)
+    answer = answerer.answer(args.question, k=args.k)
+    if args.json:
+        print(answer.model_dump_json(indent=2))
+    else:
+        out.print(render_answer(answer))
+    return 0
+
+
+def cmd_chat(args, settings) -> int:
+    from bot.render import render_answer
+    from retrieval.errors import QuestionError
+
+    _check_k(args.k)
+    answerer = _ready_answerer(settings, quiet=False)
+    answerer.warm_up()
+    ask = _prompt()
+    err.print("Ask a question about the indexed articles. Ctrl-D or 'exit' leaves.", markup=False)
+    while True:
+        try:
+            line = ask()
+        except EOFError:
+            return 0
+        except KeyboardInterrupt:
+            continue
+        if line.strip().lower() in {"exit", "quit", ":q"}:
+            return 0
+        if not line.strip():
+            continue
+        started = time.perf_counter()
+        try:
+            answer = answerer.answer(line, k=args.k)
+        except QuestionError as error:
+            err.print(f"citebot: {error}", markup=False)
+            continue
+        out.print(render_answer(answer))
+        log.info("answered in %.0f ms", (time.perf_counter() - started) * 1000)
+
+
+def _prompt():
+    """A line reader: prompt_toolkit with history on a terminal, plain stdin otherwise."""
+    if not sys.stdin.isatty():
+        def read() -> str:
+            line = sys.stdin.readline()
+            if not line:
+                raise EOFError
+            return line
+
+        return read
+    import os
+
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.history import FileHistory
+
+    state = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "citebot"
+    state.mkdir(parents=True, exist_ok=True)
+    session = PromptSession(history=FileHistory(str(state / "chat_history")))
+    return lambda: session.prompt("citebot> ")
+
+
+def cmd_sources(args, settings) -> int:
+    from rich.table import Table
+
+    rows = _answerer(settings).sources()
+    if args.json:
+        print(json.dumps([
+            {"doc_id": r.doc_id, "title": r.title, "label": r.label, "outlet": r.outlet,
+             "published": r.published.isoformat() if r.published else None, "chunks": r.chunks,
+             "location": r.location}
+            for r in rows
+        ], indent=2))
+        return 0
+    if not rows:
+        err.print("The index is empty: add articles with `citebot ingest PATH`.", markup=False)
+        return 0
+    table = Table("id", "title", "outlet", "date", "chunks", "location")
+    for r in rows:
+        table.add_row(r.doc_id[:10], r.label, r.outlet or "—", r.published.isoformat() if r.published else "—",
+                      str(r.chunks), r.location or "")
+    out.print(table)
+    return 0
+
+
+def cmd_remove(args, settings) -> int:
+    removed = _answerer(settings).remove(args.refs)
+    for key in removed:
+        err.print(f"removed {key}", markup=False)
+    return 0
+
+
+def cmd_eval(args, settings) -> int:
+    from retrieval.evaluate import run_squad
+
+    return run_squad(args, settings, out=out, err=err)
+
+
+def cmd_discord(args, settings) -> int:
+    from bot.discord_app import run_bot
+
+    return run_bot(settings, _answerer(settings))
+
+
+COMMANDS = {
+    "ingest": cmd_ingest, "ask": cmd_ask, "chat": cmd_chat, "sources": cmd_sources,
+    "remove": cmd_remove, "eval": cmd_eval, "discord": cmd_discord,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

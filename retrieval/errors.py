@@ -1,0 +1,40 @@
+"""citebot's exceptions. Each message says what is wrong and what to do next, in one line."""
+
+
+class CitebotError(Exception):
+    """Base of every error a user can act on; the CLI prints its message and exits non-zero."""
+
+    exit_code = 1
+
+
+class SettingsError(CitebotError):
+    """A setting has a value that is not allowed."""
+
+    exit_code = 2
+
+
+class QuestionError(CitebotError):
+    """The question cannot be asked as it is (empty, too long)."""
+
+    exit_code = 2
+
+
+class IngestError(CitebotError):
+    """One input file or record could not be read; the rest of the batch goes on."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class IndexMismatchError(CitebotError):
+    """The index on disk was built with another embedding model or dimension."""
+
+
+class IndexBusyError(CitebotError):
+    """Another ingest holds the write lock."""
+
+
+class ModelLoadError(CitebotError):
+    """The embedding model could not be loaded from disk."""

@@ -1,0 +1,159 @@
+"""The data that moves through citebot: Article -> Chunk -> Hit -> Passage -> Answer.
+
+Every model is frozen: a step returns new values and never edits what it was given.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def content_hash(*parts: str) -> str:
+    """A stable id for some text: the first 16 hex digits of its SHA-256."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode("utf-8"))
+        digest.update(b"\x00")
+    return digest.hexdigest()[:16]
+
+
+class Article(_Frozen):
+    """One cleaned news article and what a reader would cite it by.
+
+    `key` names where the article came from (a file path, or a path and record number for JSON
+    lines); re-ingesting the same key replaces the article. `text` is the cleaned body that chunks
+    and answer offsets point into. Metadata that could not be found stays None: nothing is invented.
+    """
+
+    key: str
+    text: str
+    title: str | None = None
+    outlet: str | None = None
+    published: dt.date | None = None
+    author: str | None = None
+    url: str | None = None
+    path: str | None = None
+
+    @property
+    def doc_id(self) -> str:
+        """Content hash of the text and metadata: unchanged articles keep their id."""
+        return content_hash(
+            self.text,
+            self.title or "",
+            self.outlet or "",
+            self.published.isoformat() if self.published else "",
+            self.author or "",
+            self.url or "",
+        )
+
+    def __repr__(self) -> str:
+        return f"Article({self.key!r}, title={self.title!r}, outlet={self.outlet!r}, {len(self.text)} chars)"
+
+
+class Chunk(_Frozen):
+    """A run of whole sentences of one article; `start`/`end` are offsets into `Article.text`."""
+
+    doc_id: str
+    ordinal: int
+    start: int
+    end: int
+    text: str
+
+    @property
+    def chunk_id(self) -> str:
+        return content_hash(self.doc_id, str(self.start), str(self.end))
+
+    def __repr__(self) -> str:
+        return f"Chunk({self.doc_id}#{self.ordinal} [{self.start}:{self.end}] {self.text[:40]!r}…)"
+
+
+class Source(_Frozen):
+    """What a citation points at: one article's metadata."""
+
+    doc_id: str
+    title: str | None = None
+    outlet: str | None = None
+    published: dt.date | None = None
+    author: str | None = None
+    url: str | None = None
+    path: str | None = None
+    lead: str = Field("", description="the article's first words, to name it when it has no title")
+
+    @property
+    def label(self) -> str:
+        """The title, or failing that the opening words of the article, quoted."""
+        if self.title:
+            return self.title
+        return f"“{self.lead}”" if self.lead else self.doc_id
+
+    @property
+    def location(self) -> str | None:
+        return self.url or self.path
+
+
+class Hit(_Frozen):
+    """A retrieved chunk with its score (higher is better) and the source it belongs to."""
+
+    chunk_id: str
+    doc_id: str
+    start: int
+    end: int
+    text: str
+    score: float
+    source: Source
+
+    def __repr__(self) -> str:
+        return f"Hit({self.chunk_id} score={self.score:.3f} {self.text[:40]!r}…)"
+
+
+class Span(_Frozen):
+    """A highlighted stretch of text: offsets into the passage text and into the cited article."""
+
+    text: str
+    passage: int = Field(description="the number n of the passage [n] it lies in")
+    start: int = Field(description="offset into the passage text")
+    end: int
+    doc_start: int = Field(description="offset into the cited article's cleaned text")
+    doc_end: int
+
+
+class Passage(_Frozen):
+    """One numbered citation [n]: a chunk's text and every source that carries it."""
+
+    n: int
+    text: str
+    score: float
+    sources: list[Source]
+    chunk_ids: list[str]
+    doc_start: int = Field(description="offset of the passage into the first source's text")
+    doc_end: int
+    highlight: Span | None = None
+
+
+class Answer(_Frozen):
+    """What citebot says to a question."""
+
+    question: str
+    found: bool
+    answer: Span | None = None
+    passages: list[Passage] = []
+    message: str = ""
+
+    @property
+    def sources(self) -> list[Source]:
+        seen: dict[str, Source] = {}
+        for passage in self.passages:
+            for source in passage.sources:
+                seen.setdefault(source.doc_id, source)
+        return list(seen.values())
+
+    def __repr__(self) -> str:
+        head = self.answer.text[:50] if self.answer else self.message
+        return f"Answer(found={self.found}, {head!r}, {len(self.passages)} passages)"
