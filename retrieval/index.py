@@ -23,6 +23,8 @@ class VectorIndex(Protocol):
 
     def remove(self, ids: np.ndarray) -> None: ...
 
+    def copy(self) -> VectorIndex: ...
+
     def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """For each query row, the k best (scores, ids), best first; missing places have id -1."""
         ...
@@ -72,6 +74,11 @@ class FaissIndex:
             return np.zeros((n, 0), dtype=np.float32), np.zeros((n, 0), dtype=np.int64)
         scores, ids = self._index.search(vectors, min(k, len(self)))
         return scores, ids
+
+    def copy(self) -> FaissIndex:
+        import faiss
+
+        return FaissIndex(self.dim, faiss.clone_index(self._index))
 
     def save(self, path: Path) -> None:
         import faiss

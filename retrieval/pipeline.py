@@ -36,6 +36,8 @@ Progress = Callable[[int, int, str], None]
 BATCH_ARTICLES = 64
 # Sentences scored against the question in this many of the best fused candidates.
 RESCORE_CANDIDATES = 20
+# Chunks whose sentence vectors are kept in memory between questions.
+SENTENCE_CACHE = 50_000
 
 
 @dataclass
@@ -65,6 +67,7 @@ class Answerer:
         self._vectors: FaissIndex | None = None
         self._bm25: Bm25 | None = None
         self._load_lock = threading.Lock()
+        self._sentence_cache: dict[str, tuple[list[tuple[int, int]], np.ndarray]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, *, embedder: Embedder | None = None) -> Answerer:
@@ -130,8 +133,10 @@ class Answerer:
 
     def _commit(self, batch: list, removals: Sequence[str] = (), *, replace_all: bool = False) -> int:
         """Write one batch of (article, chunks, vectors) and removals as one new generation."""
-        self._refresh()
-        vectors = self._vectors
+        if not replace_all:
+            self._refresh()
+        # Readers may be searching the loaded vectors in other threads: change a copy.
+        vectors = self._vectors.copy() if not replace_all else None
         with self.store.write() as writer:
             if replace_all:
                 for key in self.store.doc_ids_by_key():
@@ -147,12 +152,12 @@ class Answerer:
             # Written before the commit: if we die in between, the store still names the old file.
             vectors.save(self._vector_path(writer.generation))
             generation = writer.generation
+        self._generation = -1  # the next question loads the new generation
         for old in self.dir.glob("vectors-*.faiss"):
             match = re.fullmatch(r"vectors-(\d+)\.faiss", old.name)
             # Keep the previous generation for readers that have not moved on yet.
             if match and int(match.group(1)) < generation - 1:
                 old.unlink(missing_ok=True)
-        self._generation = -1  # the BM25 index and vectors reload from the new generation
         return removed
 
     def ingest(self, paths: Sequence[Path], *, progress: Progress | None = None, rebuild: bool = False) -> IngestReport:
@@ -239,55 +244,70 @@ class Answerer:
             )
         return question
 
-    def retrieve(self, question: str, *, candidates: int | None = None) -> list[Ranked]:
+    def retrieve(self, question: str, *, candidates: int | None = None, vector: np.ndarray | None = None) -> list[Ranked]:
         """Ranked chunk ids for a question, by the configured search mode."""
         self._refresh()
+        if vector is None:
+            vector = self.embedder.embed_queries([question])[0]
         n = candidates or self.settings.search.candidates
         mode = self.settings.search.mode
         runs = []
         if mode in ("hybrid", "dense"):
-            runs.append(dense_search(self._vectors, self.embedder.embed_queries([question])[0], n))
+            runs.append(dense_search(self._vectors, vector, n))
         if mode in ("hybrid", "bm25"):
             runs.append(self._bm25.search(question, n))
         return runs[0] if len(runs) == 1 else fuse(runs, rrf_k=self.settings.search.rrf_k)
 
-    def answer(self, question: str, *, k: int | None = None, context: list[str] | None = None) -> Answer:
-        """Answer a question from the index, citing the passages it rests on."""
-        question = self.check_question(question)
-        k = k or self.settings.search.k
-        self._refresh()
-        if self.is_empty():
-            return not_found(question, "The index is empty: add articles with `citebot ingest PATH`.")
-        # Follow-ups are searched with the conversation so far; the answer is scored on the question.
+    def rank(self, question: str, *, context: list[str] | None = None, k: int | None = None) -> list[ScoredHit]:
+        """The candidates for a (checked) question, best first, each with its best sentence."""
+        # Follow-ups are searched with the conversation so far.
         query = " ".join([*(context or [])[-2:], question])
-        ranked = self.retrieve(query)[: max(RESCORE_CANDIDATES, k)]
+        vector = self.embedder.embed_queries([query])[0]
+        ranked = self.retrieve(query, vector=vector)[: max(RESCORE_CANDIDATES, k or self.settings.search.k)]
         stored = self.store.chunks(r.id for r in ranked)
         hits = [
             Hit(
-                chunk_id=stored[r.id].chunk_id, doc_id=stored[r.id].source.doc_id, start=stored[r.id].start,
-                end=stored[r.id].end, text=stored[r.id].text, score=r.score, source=stored[r.id].source,
+                chunk_id=c.chunk_id, doc_id=c.source.doc_id, start=c.start, end=c.end, text=c.text,
+                score=r.score, source=c.source,
             )
             for r in ranked
-            if r.id in stored
+            if (c := stored.get(r.id)) is not None
         ]
-        scored = self._score_sentences(query, hits)
+        return self._score_sentences(vector, hits)
+
+    def answer(self, question: str, *, k: int | None = None, context: list[str] | None = None) -> Answer:
+        """Answer a question from the index, citing the passages it rests on."""
+        question = self.check_question(question)
+        self._refresh()
+        if self.is_empty():
+            return not_found(question, "The index is empty: add articles with `citebot ingest PATH`.")
+        return self.compose(question, self.rank(question, context=context, k=k), k=k)
+
+    def compose(self, question: str, scored: list[ScoredHit], *, k: int | None = None) -> Answer:
         return build_answer(
-            question, scored, k=k, min_score=self.settings.answer.min_score,
+            question, scored, k=k or self.settings.search.k, min_score=self.settings.answer.min_score,
             duplicate_threshold=self.settings.answer.duplicate_threshold,
         )
 
-    def _score_sentences(self, question: str, hits: list[Hit]) -> list[ScoredHit]:
-        """Score each hit by its best sentence's similarity to the question."""
-        spans = [split_sentences(hit.text) or [(0, len(hit.text))] for hit in hits]
-        sentences = [hit.text[s:e] for hit, hit_spans in zip(hits, spans) for s, e in hit_spans]
-        vectors = self.embedder.embed_queries([question, *sentences])
-        similarity = vectors[1:] @ vectors[0]
-        scored, i = [], 0
-        for hit, hit_spans in zip(hits, spans):
-            sims = similarity[i : i + len(hit_spans)]
-            i += len(hit_spans)
-            best = int(np.argmax(sims))
-            scored.append(ScoredHit(hit=hit, sentence=hit_spans[best], sentence_score=float(sims[best])))
+    def _sentences(self, hit: Hit) -> tuple[list[tuple[int, int]], np.ndarray]:
+        """A chunk's sentence spans and their vectors, cached: chunks recur across questions."""
+        cached = self._sentence_cache.get(hit.chunk_id)
+        if cached is None:
+            spans = split_sentences(hit.text) or [(0, len(hit.text))]
+            vectors = self.embedder.embed_documents([hit.text[s:e] for s, e in spans])
+            if len(self._sentence_cache) >= SENTENCE_CACHE:
+                self._sentence_cache.pop(next(iter(self._sentence_cache)))
+            cached = self._sentence_cache[hit.chunk_id] = (spans, vectors)
+        return cached
+
+    def _score_sentences(self, query: np.ndarray, hits: list[Hit]) -> list[ScoredHit]:
+        """Score each hit by its best sentence's similarity to the question vector."""
+        scored = []
+        for hit in hits:
+            spans, vectors = self._sentences(hit)
+            similarity = vectors @ query
+            best = int(np.argmax(similarity))
+            scored.append(ScoredHit(hit=hit, sentence=spans[best], sentence_score=float(similarity[best])))
         if self.rescore:
             scored.sort(key=lambda s: s.sentence_score, reverse=True)
         return scored

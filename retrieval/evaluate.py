@@ -1,0 +1,210 @@
+"""Retrieval quality on SQuAD v1.1: every article is indexed through the normal ingest path.
+
+A hit is a retrieved chunk whose character span covers a gold answer where the dataset places
+it (not merely the same words elsewhere). Offsets are mapped by finding each paragraph in the
+stored article text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from retrieval.errors import CitebotError
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str
+    text: str
+    key: str  # the article's ingest key
+    gold: list[tuple[int, int]]  # offsets into the article text as the dataset places them
+    answers: list[str]
+
+
+def normalize(text: str) -> str:
+    """SQuAD's answer normalisation: lower case, no punctuation, articles or extra spaces."""
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def f1(prediction: str, gold: str) -> float:
+    pred, ref = normalize(prediction).split(), normalize(gold).split()
+    common = sum((Counter(pred) & Counter(ref)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def load_squad(path: Path) -> list[dict]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))["data"]
+    except FileNotFoundError:
+        raise CitebotError(f"{path} does not exist: give the path of a SQuAD v1.1 JSON file") from None
+    except (ValueError, KeyError, TypeError) as error:
+        raise CitebotError(f"{path} is not a SQuAD v1.1 file ({error}): it needs a top-level 'data' list") from None
+    return data
+
+
+def write_articles(articles: list[dict], folder: Path) -> Path:
+    """One JSON line per SQuAD article (paragraphs joined by blank lines), ready for `ingest`."""
+    path = folder / "squad.jsonl"
+    with path.open("w", encoding="utf-8") as handle:
+        for article in articles:
+            text = "\n\n".join(p["context"].strip() for p in article["paragraphs"])
+            record = {"id": f"squad:{article['title']}", "title": article["title"].replace("_", " "), "text": text}
+            handle.write(json.dumps(record) + "\n")
+    return path
+
+
+def questions_for(articles: list[dict], texts: dict[str, str]) -> tuple[list[Question], int]:
+    """Questions with gold offsets into the stored texts; also how many could not be placed."""
+    questions, unplaced = [], 0
+    for article in articles:
+        key = f"squad:{article['title']}"
+        text = texts.get(key, "")
+        cursor = 0
+        for paragraph in article["paragraphs"]:
+            context = paragraph["context"]
+            stripped = context.strip()
+            at = text.find(stripped, cursor)
+            if at < 0:
+                unplaced += len(paragraph["qas"])
+                continue
+            cursor = at + len(stripped)
+            shift = at - (len(context) - len(context.lstrip()))
+            for qa in paragraph["qas"]:
+                gold = [(shift + a["answer_start"], shift + a["answer_start"] + len(a["text"])) for a in qa["answers"]]
+                questions.append(Question(qa["id"], qa["question"], key, gold, [a["text"] for a in qa["answers"]]))
+    return questions, unplaced
+
+
+def _covers(hit, key_of: dict[str, str], question: Question) -> bool:
+    if key_of.get(hit.doc_id) != question.key:
+        return False
+    return any(hit.start <= s and e <= hit.end for s, e in question.gold)
+
+
+def evaluate(answerer, questions: list[Question], *, progress=None) -> dict:
+    """Ask every question; recall@k, MRR@10, answer-in-citations, span metrics and latency."""
+    key_of = {row.doc_id: row.key for row in answerer.sources()}
+    ranks, in_citations, in_sentence, em, f1s, latencies, found, top_scores = [], 0, 0, 0.0, 0.0, [], 0, []
+    for i, question in enumerate(questions):
+        started = time.perf_counter()
+        scored = answerer.rank(question.text, k=10)
+        answer = answerer.compose(question.text, scored)
+        latencies.append((time.perf_counter() - started) * 1000)
+        top_scores.append(scored[0].sentence_score if scored else -1.0)
+        rank = next((r for r, s in enumerate(scored[:10], start=1) if _covers(s.hit, key_of, question)), None)
+        ranks.append(rank)
+        gold = [normalize(a) for a in question.answers]
+        if answer.found:
+            found += 1
+            if any(g in normalize(p.text) for p in answer.passages for g in gold):
+                in_citations += 1
+            if answer.answer and any(g in normalize(answer.answer.text) for g in gold):
+                in_sentence += 1
+            phrase = answer.answer.text if answer.answer else ""
+            em += max(float(normalize(phrase) == g) for g in gold)
+            f1s += max(f1(phrase, a) for a in question.answers)
+        if progress:
+            progress(i + 1, len(questions))
+    n = max(len(questions), 1)
+    return {
+        "questions": len(questions),
+        "recall@1": round(sum(r is not None and r <= 1 for r in ranks) / n, 4),
+        "recall@5": round(sum(r is not None and r <= 5 for r in ranks) / n, 4),
+        "recall@10": round(sum(r is not None and r <= 10 for r in ranks) / n, 4),
+        "mrr@10": round(sum(1 / r for r in ranks if r is not None) / n, 4),
+        "answer_in_citations": round(in_citations / n, 4),
+        "sentence_contains_answer": round(in_sentence / n, 4),
+        "span_em": round(em / n, 4),
+        "span_f1": round(f1s / n, 4),
+        "answered": round(found / n, 4),
+        "p50_ms": round(float(np.percentile(latencies, 50)), 1) if latencies else 0.0,
+        "p95_ms": round(float(np.percentile(latencies, 95)), 1) if latencies else 0.0,
+        "_top_scores": top_scores,
+    }
+
+
+def _index(settings, articles: list[dict], folder: Path, err, quiet: bool):
+    from bot.cli import _ingest_with_progress
+    from retrieval.pipeline import Answerer
+
+    answerer = Answerer.from_settings(settings.model_copy(update={"index": settings.index.model_copy(
+        update={"dir": folder / "index"})}))
+    report = _ingest_with_progress(answerer, [write_articles(articles, folder)], quiet=quiet)
+    if report.failed:
+        raise CitebotError(f"{report.failed} SQuAD articles failed to index: {report.errors[0]}")
+    texts = {key: answerer.store.document_text(doc) for key, doc in answerer.store.doc_ids_by_key().items()}
+    return answerer, texts
+
+
+def _ask_all(answerer, questions, err, quiet: bool) -> dict:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("asking"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err, transient=True, disable=quiet) as bar:
+        task = bar.add_task("ask", total=len(questions))
+        return evaluate(answerer, questions, progress=lambda done, total: bar.update(task, completed=done))
+
+
+def run_squad(args, settings, *, out, err) -> int:
+    """`citebot eval squad FILE [--limit N] [--json] [--abstention]`."""
+    articles = load_squad(args.file)
+    if args.limit is not None and args.limit < 1:
+        raise CitebotError(f"--limit must be at least 1, not {args.limit}")
+    with tempfile.TemporaryDirectory(prefix="citebot-eval-") as tmp:
+        if args.abstention:
+            figures = _abstention(settings, articles, Path(tmp), args, err)
+        else:
+            answerer, texts = _index(settings, articles, Path(tmp), err, args.json)
+            questions, unplaced = questions_for(articles, texts)
+            if unplaced:
+                err.print(f"{unplaced} questions skipped: their paragraph was not found in the stored text")
+            questions = questions[: args.limit] if args.limit else questions
+            figures = _ask_all(answerer, questions, err, args.json)
+            figures.pop("_top_scores")
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        for name, value in figures.items():
+            out.print(f"{name:>26}  {value}", markup=False)
+    return 0
+
+
+def _abstention(settings, articles: list[dict], folder: Path, args, err) -> dict:
+    """Index the even-numbered articles; ask their questions and the odd-numbered articles' ones."""
+    indexed, held_out = articles[0::2], articles[1::2]
+    answerer, texts = _index(settings, indexed, folder, err, args.json)
+    answerable, _ = questions_for(indexed, texts)
+    unanswerable, _ = questions_for(held_out, {f"squad:{a['title']}": "\n\n".join(
+        p["context"].strip() for p in a["paragraphs"]) for a in held_out})
+    if args.limit:
+        answerable, unanswerable = answerable[: args.limit], unanswerable[: args.limit]
+    inside = _ask_all(answerer, answerable, err, args.json)
+    outside = _ask_all(answerer, unanswerable, err, args.json)
+    threshold = settings.answer.min_score
+    scores_in, scores_out = np.array(inside["_top_scores"]), np.array(outside["_top_scores"])
+    return {
+        "answerable": len(scores_in),
+        "unanswerable": len(scores_out),
+        "min_score": threshold,
+        "abstained_unanswerable": round(float(np.mean(scores_out < threshold)), 4),
+        "false_abstention": round(float(np.mean(scores_in < threshold)), 4),
+        "top_score_answerable_p05": round(float(np.percentile(scores_in, 5)), 4),
+        "top_score_answerable_p50": round(float(np.percentile(scores_in, 50)), 4),
+        "top_score_unanswerable_p50": round(float(np.percentile(scores_out, 50)), 4),
+        "top_score_unanswerable_p95": round(float(np.percentile(scores_out, 95)), 4),
+    }

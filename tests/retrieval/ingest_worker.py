@@ -1,0 +1,45 @@
+"""Run an ingest in a child process, for the crash and concurrency tests.
+
+usage: python ingest_worker.py INDEX_DIR MODE PATH...
+MODE: plain | kill-before-commit (SIGKILL after the vector file is written, before SQLite commits)
+      | slow (each embedding call sleeps 0.2 s)
+"""
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from retrieval import index as index_module  # noqa: E402
+from retrieval.pipeline import Answerer  # noqa: E402
+from retrieval.settings import load_settings  # noqa: E402
+from tests.fakes import FakeEmbedder  # noqa: E402
+
+
+class SlowEmbedder(FakeEmbedder):
+    def embed_documents(self, texts):
+        time.sleep(0.2)
+        return super().embed_documents(texts)
+
+
+def main() -> None:
+    folder, mode, *paths = sys.argv[1:]
+    settings = load_settings(index={"dir": folder}, embedding={"model": "fake"}, chunking={"max_tokens": 40})
+    if mode == "kill-before-commit":
+        save = index_module.FaissIndex.save
+
+        def save_then_die(self, path):
+            save(self, path)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        index_module.FaissIndex.save = save_then_die
+    embedder = SlowEmbedder() if mode == "slow" else FakeEmbedder()
+    report = Answerer(settings, embedder).ingest([Path(p) for p in paths])
+    print(f"added {report.added}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

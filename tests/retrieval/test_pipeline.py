@@ -1,0 +1,177 @@
+"""The Answerer over a real SQLite store and FAISS index, with a fake embedder."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from retrieval.errors import IndexBusyError, IndexMismatchError, QuestionError
+from retrieval.pipeline import Answerer
+from tests.fakes import FakeEmbedder
+
+WORKER = Path(__file__).with_name("ingest_worker.py")
+
+ARTICLES = {
+    "nato.txt": "NATO will set up four new battle groups in Hungary, Slovakia, Romania and Bulgaria. "
+    "The forces will remain in place as long as necessary.",
+    "bread.txt": "Sourdough bread needs a lively starter. Bake it hot in a covered pot for forty minutes.",
+    "ships.txt": "The alliance has 140 warships at sea and 130 aircraft on high alert in the region.",
+}
+
+
+def write(folder: Path, files: dict[str, str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def make(settings_for):
+    def make_answerer(**sections):
+        sections.setdefault("embedding", {"model": "fake"})
+        sections.setdefault("chunking", {"max_tokens": 40})
+        return Answerer(settings_for(**sections), FakeEmbedder())
+
+    return make_answerer
+
+
+def test_ingest_is_idempotent_and_replaces_changed_files(make, tmp_path):
+    corpus = write(tmp_path / "corpus", ARTICLES)
+    answerer = make()
+    first = answerer.ingest([corpus])
+    assert (first.added, first.updated, first.unchanged, first.failed) == (3, 0, 0, 0)
+    again = answerer.ingest([corpus])
+    assert (again.added, again.updated, again.unchanged) == (0, 0, 3)
+
+    (corpus / "ships.txt").write_text("The alliance now has 200 warships at sea.", encoding="utf-8")
+    changed = answerer.ingest([corpus])
+    assert (changed.added, changed.updated, changed.unchanged) == (0, 1, 2)
+    answer = answerer.answer("how many warships at sea?")
+    assert "200 warships" in answer.passages[0].text
+    assert all("140" not in p.text for p in answer.passages)
+    assert answerer._vectors is not None and len(answerer._vectors) == answerer.store.count_chunks()
+
+
+def test_remove_takes_a_document_out_of_search(make, tmp_path):
+    corpus = write(tmp_path / "corpus", ARTICLES)
+    answerer = make()
+    answerer.ingest([corpus])
+    removed = answerer.remove([str(corpus / "bread.txt")])
+    assert removed == [str((corpus / "bread.txt").resolve())]
+    assert len(answerer.sources()) == 2
+    answer = answerer.answer("sourdough starter bread")
+    assert all("Sourdough" not in p.text for p in answer.passages)
+    with pytest.raises(QuestionError, match="no indexed document"):
+        answerer.remove(["nothing-like-this"])
+
+
+def test_bad_files_are_reported_and_the_rest_goes_on(make, tmp_path):
+    corpus = write(tmp_path / "corpus", ARTICLES)
+    (corpus / "broken.txt").write_bytes(b"\xff\xfe\x00\x81bad")
+    (corpus / "empty.txt").write_text("", encoding="utf-8")
+    report = make().ingest([corpus, tmp_path / "missing.txt"])
+    assert report.added == 3
+    assert report.failed == 3
+    assert any("broken.txt" in e for e in report.errors)
+    assert any("missing.txt" in e for e in report.errors)
+
+
+def test_another_model_gets_a_clear_error(make, tmp_path, settings_for):
+    corpus = write(tmp_path / "corpus", ARTICLES)
+    make().ingest([corpus])
+    other = make(embedding={"model": "another-model"})
+    with pytest.raises(IndexMismatchError, match="re-ingest with `citebot ingest --rebuild"):
+        other.answer("battle groups?")
+    report = other.ingest([corpus], rebuild=True)
+    assert report.added == 3
+    assert other.answer("battle groups Hungary").found
+
+
+def test_questions_are_checked(make):
+    answerer = make()
+    with pytest.raises(QuestionError, match="empty"):
+        answerer.answer("   \n ")
+    with pytest.raises(QuestionError, match="limit is 500"):
+        answerer.answer("why " * 300)
+
+
+def test_empty_index_says_so(make):
+    answer = make().answer("where are the battle groups?")
+    assert not answer.found and "index is empty" in answer.message
+
+
+def test_interrupted_ingest_leaves_the_index_as_it_was(make, tmp_path):
+    answerer = make()
+    answerer.ingest([write(tmp_path / "a", {"nato.txt": ARTICLES["nato.txt"]})])
+    before = answerer.sources()
+
+    def interrupt(done, total, path):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        answerer.ingest([write(tmp_path / "b", {"ships.txt": ARTICLES["ships.txt"]})], progress=interrupt)
+    assert answerer.sources() == before
+    fresh = make()
+    assert fresh.answer("battle groups Hungary").found
+    assert len(fresh.sources()) == 1
+
+
+def _run_worker(index: Path, mode: str, *paths: Path, **kwargs):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    return subprocess.Popen([sys.executable, str(WORKER), str(index), mode, *map(str, paths)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+
+
+def test_ingest_killed_before_commit_leaves_previous_index_usable(make, tmp_path):
+    index = tmp_path / "index"
+    answerer = make(index={"dir": str(index)})
+    answerer.ingest([write(tmp_path / "a", {"nato.txt": ARTICLES["nato.txt"]})])
+    generation = answerer.store.generation
+
+    worker = _run_worker(index, "kill-before-commit", write(tmp_path / "b", {"bread.txt": ARTICLES["bread.txt"]}))
+    worker.wait(timeout=60)
+    assert worker.returncode == -9  # SIGKILL, right after the new vector file was written
+
+    after = make(index={"dir": str(index)})
+    assert after.store.generation == generation
+    assert [s.location for s in after.sources()] == [str((tmp_path / "a" / "nato.txt").resolve())]
+    answer = after.answer("battle groups Hungary")
+    assert answer.found and "Hungary" in answer.passages[0].text
+    assert len(after._vectors) == after.store.count_chunks()
+    # and the next ingest goes through
+    assert after.ingest([tmp_path / "b"]).added == 1
+
+
+def test_questions_are_answered_while_another_process_ingests(make, tmp_path):
+    index = tmp_path / "index"
+    reader = make(index={"dir": str(index)})
+    reader.ingest([write(tmp_path / "a", {"nato.txt": ARTICLES["nato.txt"]})])
+    many = {f"ships{i}.txt": f"Report {i}: " + ARTICLES["ships.txt"] for i in range(10)}
+    worker = _run_worker(index, "slow", write(tmp_path / "b", many))
+    answered = 0
+    deadline = time.monotonic() + 60
+    while worker.poll() is None and time.monotonic() < deadline:
+        assert reader.answer("battle groups Hungary").found
+        answered += 1
+        time.sleep(0.05)
+    out, errors = worker.communicate(timeout=60)
+    assert worker.returncode == 0, errors.decode()
+    assert answered >= 5
+    assert len(reader.sources()) == 11  # the reader sees the new generation once it is committed
+
+
+def test_a_second_writer_is_refused_while_one_holds_the_lock(make, tmp_path):
+    import fcntl
+
+    answerer = make()
+    answerer.dir.mkdir(parents=True, exist_ok=True)
+    with open(answerer.dir / "write.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(IndexBusyError, match="wait for it to finish"):
+            answerer.ingest([write(tmp_path / "a", ARTICLES)])
+    assert answerer.ingest([tmp_path / "a"]).added == 3
