@@ -1,0 +1,342 @@
+"""Files -> Article: the only module that reads article files.
+
+Plain text and markdown go through `parse_text_article`, which pulls out what a reader would cite
+(title, outlet, date, author) and strips boilerplate (bylines, bios, photo credits, copyright lines).
+HTML goes through trafilatura first; JSON records are taken as given. Bad input never raises: it
+comes back as an `IngestError`, so one broken file or record does not stop a batch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from dateutil import parser as dateparser
+
+from retrieval.errors import IngestError
+from retrieval.models import Article
+
+SUPPORTED_SUFFIXES = {".txt", ".md", ".html", ".htm", ".json", ".jsonl"}
+_SUFFIX_HINT = "give .txt, .md, .html, .json or .jsonl"
+
+# --- patterns for plain text -------------------------------------------------------------------
+
+_NAME = r"[A-Z][\w.'’-]*(?:\s+[A-Z][\w.'’-]*){1,3}"  # 2-4 capitalised words: "Solange Reyner"
+_MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
+_DATE_IN_TEXT = re.compile(
+    rf"\b(\d{{4}}-\d{{2}}-\d{{2}})\b|\b({_MONTH}\s+\d{{1,2}},?\s+\d{{4}})\b|\b(\d{{1,2}}\s+{_MONTH},?\s+\d{{4}})\b"
+)
+_HEADER = re.compile(
+    r"^(title|headline|date|published|author|by|source|outlet|publisher|url)\s*:\s*(.+)$", re.IGNORECASE
+)
+_HEADER_FIELD = {"title": "title", "headline": "title", "date": "published", "published": "published",
+                 "author": "author", "by": "author", "source": "outlet", "outlet": "outlet",
+                 "publisher": "outlet", "url": "url"}
+# "Published 23 March 2022" / "Posted on March 23, 2022": a date line without a colon.
+_DATE_LINE = re.compile(r"^(?:date|published|posted)(?:\s+on)?\s+(.+)$", re.IGNORECASE)
+_MD_HEADING = re.compile(r"^#\s+(.+?)\s*#*$")
+_BY_LINE = re.compile(rf"^By\s+({_NAME}(?:\s*(?:,|\band\b|&)\s*{_NAME})*)\s*(?:[,|–—-].{{0,40}})?$")
+# A byline on its own line: the name, then an envelope or an e-mail address.
+_NAME_LINE = re.compile(rf"^({_NAME})\s*(✉|<?[\w.+-]+@[\w.-]+>?)?$")
+_BIO = re.compile(rf"^({_NAME}) is an? ")
+_BIO_JOB = re.compile(r"\b(writer|reporter|journalist|editor|correspondent|contributor|columnist)\b", re.I)
+_BIO_OUTLET = re.compile(r"\b(?:for|at)\s+((?:[A-Z][\w&'’.-]*\s?)+)")
+_COPYRIGHT = re.compile(
+    r"^(?:©|\(c\)|copyright\s*©?)\s*(?:\d{4}(?:\s*[-–]\s*\d{4})?)?,?\s*(.*?)[.,]?\s*(?:all rights reserved\.?)?$",
+    re.IGNORECASE,
+)
+_PHOTO_CREDIT = re.compile(
+    r"^(?:photo|image|picture|credit)s?\s*(?::|by\b)|\bAP Photo/|"
+    r"\((?:[^()]*\b(?:Getty Images|AP Photo|Reuters|AFP|Shutterstock)\b[^()]*)\)\s*$",
+    re.IGNORECASE,
+)
+_SENTENCE_END = ".!?:;,\"”'’)"
+
+
+def _normalise(raw: str) -> str:
+    """Unix line ends, no trailing spaces, at most one blank line in a row; text otherwise unchanged."""
+    lines = [line.rstrip() for line in raw.replace("\r\n", "\n").replace("\r", "\n").lstrip("\ufeff").split("\n")]
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
+    return text.strip("\n")
+
+
+def _parse_date(value: str) -> dt.date | None:
+    """The first ISO or named-month date in `value`; a bare year (a copyright line) is not a date."""
+    match = _DATE_IN_TEXT.search(value)
+    if not match:
+        return None
+    try:
+        return dateparser.parse(match.group(0)).date()
+    except (ValueError, OverflowError):
+        return None
+
+
+def _is_photo_credit(line: str) -> bool:
+    return bool(_PHOTO_CREDIT.search(line)) and len(line.split()) <= 40
+
+
+def _clean(raw: str, *, find_title: bool = True) -> tuple[str, dict[str, Any]]:
+    """Boilerplate-free text and the metadata found on the way (fields absent when not found)."""
+    lines = _normalise(raw).split("\n")
+    meta: dict[str, Any] = {}
+    bio_names = {m.group(1) for line in lines if (m := _BIO.match(line.strip())) and _BIO_JOB.search(line)}
+    bio_outlet = None
+    # Bios close an article: without a byline to match, only the last few lines may be one.
+    tail = [i for i, line in enumerate(lines) if line.strip()][-3:]
+    kept: list[str] = []
+    top = True  # still in the header block above the first body line
+
+    def first(field: str, value: Any) -> None:
+        if value:
+            meta.setdefault(field, value)
+
+    for i, line in enumerate(lines):
+        s = line.strip()
+        if not s:
+            kept.append("")
+            continue
+        if top:
+            if (m := _HEADER.match(s)) and len(m.group(2).split()) <= 25:
+                field = _HEADER_FIELD[m.group(1).lower()]
+                value = m.group(2).strip()
+                if field == "published":
+                    value = _parse_date(value)
+                    if value is None:  # "Date: soon" is not a header we understand; keep it as text
+                        top = False
+                        kept.append(line)
+                        continue
+                first(field, value)
+                continue
+            if (m := _DATE_LINE.match(s)) and (date := _parse_date(m.group(1))):
+                # The seeds' " date 2022-03-23 AP Photo/..." carries a photo credit: drop the whole line.
+                first("published", date)
+                continue
+            if _DATE_IN_TEXT.fullmatch(s):
+                first("published", _parse_date(s))
+                continue
+            if find_title and "title" not in meta and (m := _MD_HEADING.match(s)):
+                meta["title"] = m.group(1)
+                continue
+        if m := _BY_LINE.match(s):
+            first("author", m.group(1))
+            continue
+        if (m := _NAME_LINE.match(s)) and (m.group(2) or m.group(1) in bio_names):
+            first("author", m.group(1))
+            continue
+        if (m := _BIO.match(s)) and (m.group(1) == meta.get("author") or (i in tail and _BIO_JOB.search(s))):
+            # "Solange Reyner is a writer and editor for Newsmax." is about the author, not the news.
+            first("author", m.group(1))
+            if bio_outlet is None and (o := _BIO_OUTLET.search(s.split(". ")[0])):
+                bio_outlet = o.group(1).strip().rstrip(".") or None
+            continue
+        if (s.startswith("©") or re.match(r"(?:\(c\)|copyright)\s*©?\s*\d{4}", s, re.I)) and len(s.split()) <= 15:
+            m = _COPYRIGHT.match(s)
+            first("outlet", m.group(1).strip() if m else None)
+            continue
+        if re.fullmatch(r".{0,80}all rights reserved\.?", s, re.IGNORECASE):
+            continue
+        if _is_photo_credit(s):
+            continue
+        if top and find_title and "title" not in meta and _is_headline(s, lines[i + 1 :]):
+            meta["title"] = s
+            continue
+        top = False
+        kept.append(line)
+    if bio_outlet:  # a © line names the outlet more surely than a bio does
+        first("outlet", bio_outlet)
+    return _normalise("\n".join(kept)), meta
+
+
+def _is_headline(line: str, rest: list[str]) -> bool:
+    """A short first line without a sentence-final period, followed by a blank line and more text."""
+    if len(line.split()) > 20 or line.endswith(tuple(_SENTENCE_END)):
+        return False
+    return bool(rest) and rest[0].strip() == "" and any(r.strip() for r in rest)
+
+
+def parse_text_article(raw: str, *, key: str, path: str | None) -> Article:
+    """Plain-text or markdown article -> Article, metadata pulled out and boilerplate stripped.
+
+    Args:
+        raw: the file's text.
+        key: the article's key (for a file, its resolved absolute path).
+        path: the file path to cite, if any.
+
+    Returns:
+        An Article whose text may be empty when the file held only boilerplate; fields that
+        could not be found stay None.
+    """
+    text, meta = _clean(raw)
+    return Article(key=key, text=text, path=path, **meta)
+
+
+# --- files -------------------------------------------------------------------------------------
+
+
+def discover(paths: Iterable[Path]) -> tuple[list[Path], list[IngestError]]:
+    """Expand folders into the article files under them.
+
+    Args:
+        paths: files and folders as the user gave them.
+
+    Returns:
+        The files to read (resolved, sorted within each folder, each once) and an IngestError for
+        each missing path or explicitly named file of an unsupported type. Inside folders, hidden
+        entries and unsupported files are skipped silently: a folder of news has other files in it.
+    """
+    files: list[Path] = []
+    errors: list[IngestError] = []
+    for given in paths:
+        path = Path(given).expanduser()
+        if path.is_dir():
+            for root, dirs, names in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(names):
+                    if not name.startswith(".") and Path(name).suffix.lower() in SUPPORTED_SUFFIXES:
+                        files.append((Path(root) / name).resolve())
+        elif path.is_file():
+            suffix = path.suffix.lower()
+            if suffix in SUPPORTED_SUFFIXES:
+                files.append(path.resolve())
+            else:
+                kind = suffix or "(no extension)"
+                errors.append(IngestError(str(path), f"unsupported file type {kind}: {_SUFFIX_HINT}"))
+        elif path.exists():
+            errors.append(IngestError(str(path), "not a regular file or folder: give article files or folders"))
+        else:
+            errors.append(IngestError(str(path), "no such file or folder: check the path"))
+    return list(dict.fromkeys(files)), errors  # the same file named twice is read once
+
+
+def read_articles(path: Path) -> list[Article | IngestError]:
+    """Read one file into Articles.
+
+    Args:
+        path: a file with one of SUPPORTED_SUFFIXES.
+
+    Returns:
+        The file's Articles. A whole-file problem (unreadable, not UTF-8, empty) is a single
+        IngestError in the list; in JSON files a bad record is an IngestError naming its line or
+        record number while the good records are still returned. Never raises for bad input.
+    """
+    path = Path(path).resolve()
+    where = str(path)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        return [IngestError(where, f"cannot read: {error.strerror or error}: check the file's permissions")]
+    try:
+        raw = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        return [IngestError(where, f"not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start}): "
+                                   "save the file as UTF-8")]
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        items = _read_jsonl(raw, where)
+    elif suffix == ".json":
+        items = _read_json(raw, where)
+    elif suffix in {".html", ".htm"}:
+        items = [_read_html(raw, where)]
+    elif suffix in SUPPORTED_SUFFIXES:
+        items = [parse_text_article(raw, key=where, path=where)]
+    else:
+        return [IngestError(where, f"unsupported file type {suffix or '(no extension)'}: {_SUFFIX_HINT}")]
+    if not raw.strip() or not items:
+        return [IngestError(where, "empty: no article text")]
+    return [IngestError(where, "empty: no article text") if isinstance(i, Article) and not i.text else i
+            for i in items]
+
+
+def _read_html(raw: str, where: str) -> Article:
+    import trafilatura  # imported on first use: it pulls in lxml and friends
+
+    # original_date and no extensive search: take the date the page declares, never guess one from the text.
+    doc = trafilatura.bare_extraction(
+        raw, with_metadata=True, include_comments=False, include_tables=True,
+        date_extraction_params={"extensive_search": False, "original_date": True},
+    )
+    if doc is None or not (doc.text or "").strip():
+        return Article(key=where, text="", path=where)
+    title = (doc.title or "").strip() or None
+    body = _normalise(doc.text)
+    if title and body.split("\n", 1)[0].strip() == title:  # the page's <h1> repeats the title
+        body = body.split("\n", 1)[1] if "\n" in body else ""
+    text, meta = _clean(body, find_title=False)
+    found = {"title": title, "outlet": doc.sitename, "published": _parse_date(doc.date or ""),
+             "author": doc.author, "url": doc.url}
+    fields = {k: (v.strip() if isinstance(v, str) else v) or meta.get(k) for k, v in found.items()}
+    return Article(key=where, text=text, path=where, **fields)
+
+
+def _read_jsonl(raw: str, where: str) -> list[Article | IngestError]:
+    items: list[Article | IngestError] = []
+    for n, line in enumerate(raw.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            items.append(IngestError(where, f"line {n}: not valid JSON ({error.msg} at column {error.colno})"))
+            continue
+        items.append(_record(record, where, n, f"line {n}"))
+    return items
+
+
+def _read_json(raw: str, where: str) -> list[Article | IngestError]:
+    if not raw.strip():
+        return []
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as error:
+        return [IngestError(where, f"not valid JSON ({error.msg} at line {error.lineno} column {error.colno})")]
+    if isinstance(data, dict):
+        return [_record(data, where, 1, "record 1")]
+    if isinstance(data, list):
+        return [_record(r, where, n, f"record {n}") for n, r in enumerate(data, start=1)]
+    return [IngestError(where, "not an article: give a JSON object with title and text, or a list of them")]
+
+
+def _record(record: Any, where: str, n: int, label: str) -> Article | IngestError:
+    """One JSON record -> Article; its text is taken as given (a feed is already clean)."""
+    if not isinstance(record, dict):
+        return IngestError(where, f"{label}: not a JSON object: give {{\"title\": ..., \"text\": ...}}")
+    missing = [f for f in ("title", "text") if not isinstance(record.get(f), str) or not record[f].strip()]
+    if missing:
+        return IngestError(where, f"{label}: missing {' and '.join(missing)}: each record needs title and text")
+    published = record.get("published")
+    if published not in (None, ""):
+        try:
+            published = _iso_date(published)
+        except (TypeError, ValueError):
+            return IngestError(where, f"{label}: published {published!r} is not an ISO date: use YYYY-MM-DD")
+    url, ident = _text_field(record.get("url")), record.get("id")
+    ident = str(ident).strip() if ident not in (None, "") and not isinstance(ident, (dict, list)) else None
+    return Article(
+        key=url or ident or f"{where}#{n}",  # a url or id lets a re-ingested feed update in place
+        text=_normalise(record["text"]),
+        title=record["title"].strip(),
+        outlet=_text_field(record.get("source")),
+        published=published or None,
+        author=_text_field(record.get("author")),
+        url=url,
+        path=where,
+    )
+
+
+def _iso_date(value: Any) -> dt.date:
+    if not isinstance(value, str):
+        raise TypeError(value)
+    value = value.strip()
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        return dt.datetime.fromisoformat(value).date()
+
+
+def _text_field(value: Any) -> str | None:
+    return value.strip() or None if isinstance(value, str) else None

@@ -1,0 +1,274 @@
+import datetime as dt
+import json
+
+from retrieval.errors import IngestError
+from retrieval.ingest import SUPPORTED_SUFFIXES, discover, parse_text_article, read_articles
+from retrieval.models import Article
+from tests.conftest import SEEDS
+
+NEWSMAX = SEEDS / "000_13573c5537cf727e.txt"
+DATED = SEEDS / "002_7474c7b7afbde563.txt"
+
+
+def only_article(path) -> Article:
+    items = read_articles(path)
+    assert len(items) == 1 and isinstance(items[0], Article), items
+    return items[0]
+
+
+def only_error(path) -> IngestError:
+    items = read_articles(path)
+    assert len(items) == 1 and isinstance(items[0], IngestError), items
+    return items[0]
+
+
+def parse(raw: str) -> Article:
+    return parse_text_article(raw, key="k", path=None)
+
+
+# --- the seeds --------------------------------------------------------------------------------
+
+
+def test_newsmax_seed_has_outlet_and_author_and_no_boilerplate():
+    article = only_article(NEWSMAX)
+    assert (article.outlet, article.author, article.published, article.title) == ("Newsmax", "Solange Reyner", None, None)
+    assert article.key == str(NEWSMAX.resolve()) == article.path
+    assert article.text.startswith("NATO will bolster its ranks")
+    assert article.text.endswith("Information from the Associated Press was used in this report.")
+    for boilerplate in ("©", "All rights reserved", "✉", "is a writer and editor", "Solange Reyner"):
+        assert boilerplate not in article.text
+
+
+def test_dated_seed_has_date_and_keeps_the_body_byte_for_byte():
+    article = only_article(DATED)
+    assert article.published == dt.date(2022, 3, 23)
+    assert (article.outlet, article.author, article.title) == (None, None, None)
+    assert article.text.startswith("NATO leaders are seeking to approve")
+    assert article.text.endswith("Smith said.")
+    assert "AP Photo" not in article.text and "date 2022" not in article.text
+    raw = DATED.read_text(encoding="utf-8")
+    # quotes and apostrophes untouched, so offsets into the text stay meaningful
+    assert article.text == raw[raw.index("NATO leaders") :]
+
+
+# --- plain-text variants ----------------------------------------------------------------------
+
+
+def test_headline_byline_named_month_date_credits_and_copyright():
+    article = parse(
+        "Stoltenberg Says NATO Will Double Its Eastern Battle Groups\n\n"
+        "By Jane Doe and John Roe\n"
+        "Published: March 23, 2022\n\n"
+        "NATO will set up four new battle groups, Stoltenberg said.\n\n"
+        "Soldiers arrive in Romania. (Getty Images)\n"
+        "Photo by Sam Poe\n\n"
+        "The forces will remain in place.\n\n"
+        "Copyright 2024 The Daily Planet\n"
+    )
+    assert article.title == "Stoltenberg Says NATO Will Double Its Eastern Battle Groups"
+    assert article.author == "Jane Doe and John Roe"
+    assert article.published == dt.date(2022, 3, 23)
+    assert article.outlet == "The Daily Planet"
+    assert article.text == "NATO will set up four new battle groups, Stoltenberg said.\n\nThe forces will remain in place."
+
+
+def test_markdown_heading_and_day_first_published_line():
+    article = parse("# NATO doubles its battle groups\n\nPublished 23 March 2022\n\nBody text here.\n")
+    assert article.title == "NATO doubles its battle groups"
+    assert article.published == dt.date(2022, 3, 23)
+    assert article.text == "Body text here."
+
+
+def test_header_block_is_metadata_not_text():
+    article = parse(
+        "Title: NATO doubles its battle groups\n"
+        "Date: 2022-03-23\n"
+        "Author: Jane Doe\n"
+        "Source: Reuters\n"
+        "URL: https://example.com/nato\n\n"
+        "Body text here. Source: the alliance.\n"
+    )
+    assert (article.title, article.published, article.author, article.outlet, article.url) == (
+        "NATO doubles its battle groups", dt.date(2022, 3, 23), "Jane Doe", "Reuters", "https://example.com/nato",
+    )
+    assert article.text == "Body text here. Source: the alliance."
+
+
+def test_copyright_year_is_not_the_date_and_nothing_is_invented():
+    article = parse("NATO will grow.\nIt said so on Wednesday.\n\n© 2026 Newsmax. All rights reserved.")
+    assert article.published is None and article.title is None and article.author is None
+    assert article.outlet == "Newsmax"
+    assert article.text == "NATO will grow.\nIt said so on Wednesday."
+
+
+def test_a_lead_paragraph_is_not_a_headline():
+    # ends with a period, and the short line after has no blank line following it
+    assert parse("NATO will grow.\n\nMore text.").title is None
+    assert parse("Short opening words\nstill the same paragraph.").title is None
+    long_line = " ".join(["word"] * 21)
+    assert parse(f"{long_line}\n\nMore text.").title is None
+
+
+def test_bio_gives_the_outlet_when_there_is_no_copyright_line():
+    article = parse(
+        "NATO will grow.\n\nJane Doe <jane@planet.example>\n\n"
+        "Jane Doe is a reporter for The Daily Planet. She covers defence."
+    )
+    assert (article.author, article.outlet) == ("Jane Doe", "The Daily Planet")
+    assert article.text == "NATO will grow."
+
+
+def test_a_person_described_in_the_body_is_not_a_bio():
+    text = "Julianne Smith is a former editor who now leads the mission.\n\nShe spoke on Tuesday.\n\nMore.\n\nEnd."
+    article = parse(text)
+    assert article.text == text and article.author is None
+
+
+def test_whitespace_is_normalised_but_paragraphs_kept():
+    article = parse("First line.  \r\nSame paragraph.\r\n\r\n\r\n\r\nSecond paragraph.\t\n\n")
+    assert article.text == "First line.\nSame paragraph.\n\nSecond paragraph."
+
+
+# --- HTML -------------------------------------------------------------------------------------
+
+PAGE = """<!doctype html>
+<html><head>
+<title>NATO to double battle groups | Daily Planet</title>
+<meta property="og:title" content="NATO to double battle groups in the east">
+<meta property="og:site_name" content="Daily Planet">
+<meta property="article:published_time" content="2022-03-23T10:00:00Z">
+<meta name="author" content="Jane Doe">
+<link rel="canonical" href="https://planet.example/nato-battle-groups">
+</head><body>
+<nav><ul><li><a href="/">Home</a></li><li><a href="/world">World news menu</a></li></ul></nav>
+<aside class="sidebar"><h3>Most read</h3><ul><li><a href="/x">Celebrity chef opens bakery</a></li></ul></aside>
+<main><article>
+<h1>NATO to double battle groups in the east</h1>
+<p>NATO will set up four new battle groups in Hungary, Slovakia, Romania and Bulgaria,
+Secretary-General Jens Stoltenberg said on Wednesday in Brussels.</p>
+<p>"I expect leaders will agree to strengthen NATO's posture in all domains," Stoltenberg told
+reporters ahead of the summit, adding that the alliance had 140 warships at sea.</p>
+<p>The forces will remain in place as long as necessary, he said, and the alliance will also send
+equipment to help Ukraine defend itself against chemical threats.</p>
+</article></main>
+<footer><p>Contact us | Privacy policy | Terms of service</p><p>© 2024 Daily Planet. All rights reserved.</p></footer>
+</body></html>
+"""
+
+
+def test_html_main_text_and_metadata(tmp_path):
+    path = tmp_path / "page.html"
+    path.write_text(PAGE, encoding="utf-8")
+    article = only_article(path)
+    assert article.title == "NATO to double battle groups in the east"
+    assert article.published == dt.date(2022, 3, 23)
+    assert (article.outlet, article.author) == ("Daily Planet", "Jane Doe")
+    assert article.url == "https://planet.example/nato-battle-groups"
+    assert article.key == str(path.resolve())
+    assert article.text.startswith("NATO will set up four new battle groups")
+    assert "140 warships at sea" in article.text
+    for chrome in ("World news menu", "Celebrity chef", "Privacy policy", "All rights reserved", "©"):
+        assert chrome not in article.text
+
+
+# --- JSON -------------------------------------------------------------------------------------
+
+
+def test_jsonl_bad_lines_are_errors_and_good_records_still_come_back(tmp_path):
+    path = tmp_path / "feed.jsonl"
+    lines = [
+        json.dumps({"title": "One", "text": "First story.", "source": "Reuters", "published": "2022-03-23T10:00:00Z",
+                    "author": "Jane Doe", "extra": 1}),
+        "",
+        "{not json",
+        json.dumps({"title": "No text"}),
+        json.dumps({"title": "Two", "text": "Second story.", "url": "https://example.com/two"}),
+        json.dumps({"title": "Three", "text": "Third story.", "id": 42}),
+        json.dumps({"title": "Four", "text": "Fourth story.", "published": "last week"}),
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    items = read_articles(path)
+    articles = [i for i in items if isinstance(i, Article)]
+    errors = [i.reason for i in items if isinstance(i, IngestError)]
+    assert [a.title for a in articles] == ["One", "Two", "Three"]
+    first = articles[0]
+    assert (first.key, first.outlet, first.published, first.author, first.path) == (
+        f"{path.resolve()}#1", "Reuters", dt.date(2022, 3, 23), "Jane Doe", str(path.resolve()),
+    )
+    assert [a.key for a in articles[1:]] == ["https://example.com/two", "42"]
+    assert articles[1].url == "https://example.com/two"
+    assert len(errors) == 3
+    assert errors[0].startswith("line 3: not valid JSON (")
+    assert errors[1].startswith("line 4: missing text")
+    assert errors[2].startswith("line 7: published 'last week' is not an ISO date")
+
+
+def test_json_list_and_single_object(tmp_path):
+    listed = tmp_path / "list.json"
+    listed.write_text(json.dumps([{"title": "A", "text": "Alpha."}, {"title": "B", "text": "Beta.", "id": "b"}]))
+    single = tmp_path / "one.json"
+    single.write_text(json.dumps({"title": "C", "text": "Gamma.\n\n\n\nDelta.", "published": "2021-01-02"}))
+    a, b = read_articles(listed)
+    assert (a.key, a.title, a.text) == (f"{listed.resolve()}#1", "A", "Alpha.")
+    assert b.key == "b"
+    (c,) = read_articles(single)
+    assert (c.title, c.text, c.published) == ("C", "Gamma.\n\nDelta.", dt.date(2021, 1, 2))
+
+
+def test_json_that_is_not_an_article(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text("[1, ")
+    assert only_error(path).reason.startswith("not valid JSON (")
+    path.write_text("42")
+    assert "JSON object with title and text" in only_error(path).reason
+
+
+# --- whole-file problems ----------------------------------------------------------------------
+
+
+def test_undecodable_bytes_are_an_error_not_an_exception(tmp_path):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(b"\xff\xfe\x00bad")
+    error = only_error(path)
+    assert error.reason.startswith("not UTF-8 text")
+    assert error.path == str(path.resolve())
+
+
+def test_empty_and_boilerplate_only_files(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("  \n\n\t\n")
+    assert only_error(empty).reason == "empty: no article text"
+    boiler = tmp_path / "boiler.md"
+    boiler.write_text("Photo: AP\n\n© 2026 Newsmax. All rights reserved.\n")
+    assert only_error(boiler).reason == "empty: no article text"
+    blank_feed = tmp_path / "blank.jsonl"
+    blank_feed.write_text("\n\n")
+    assert only_error(blank_feed).reason == "empty: no article text"
+
+
+def test_missing_file_is_an_error(tmp_path):
+    assert only_error(tmp_path / "gone.txt").reason.startswith("cannot read")
+
+
+# --- discover ---------------------------------------------------------------------------------
+
+
+def test_discover_walks_folders_and_reports_bad_paths(tmp_path):
+    folder = tmp_path / "news"
+    (folder / "sub").mkdir(parents=True)
+    (folder / ".git").mkdir()
+    for name in ("b.txt", "a.MD", "sub/c.jsonl", ".hidden.txt", ".git/d.txt", "scan.pdf"):
+        (folder / name).write_text("x")
+    loose_pdf = tmp_path / "report.pdf"
+    loose_pdf.write_text("x")
+    files, errors = discover([folder, loose_pdf, tmp_path / "missing", folder / "b.txt"])
+    assert [f.relative_to(folder.resolve()).as_posix() for f in files] == ["a.MD", "b.txt", "sub/c.jsonl"]
+    assert all(f.is_absolute() for f in files)
+    assert [(e.path, e.reason) for e in errors] == [
+        (str(loose_pdf), "unsupported file type .pdf: give .txt, .md, .html, .json or .jsonl"),
+        (str(tmp_path / "missing"), "no such file or folder: check the path"),
+    ]
+
+
+def test_supported_suffixes():
+    assert SUPPORTED_SUFFIXES == {".txt", ".md", ".html", ".htm", ".json", ".jsonl"}
