@@ -1,0 +1,149 @@
+"""Answer -> Discord parts: the layout, the escaping, and every Discord limit."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import discord
+
+from bot import render_discord as rd
+from tests.bot.conftest import (
+    FakeReport,
+    FakeSourceRow,
+    huge_answer,
+    make_answer,
+    make_passage,
+    make_source,
+    not_found,
+)
+
+# A markdown character not preceded by an (unescaped) backslash: it would format the text.
+LIVE_MARKDOWN = re.compile(r"(?<!\\)(?:\\\\)*[*_~|`]")
+
+
+def assert_within_limits(embed: dict) -> None:
+    assert rd.size(embed.get("title", "")) <= 256
+    assert rd.size(embed.get("description", "")) <= 4096
+    assert len(embed.get("fields", [])) <= 25
+    for f in embed.get("fields", []):
+        assert 0 < rd.size(f["name"]) <= 256
+        assert 0 < rd.size(f["value"]) <= 1024
+    assert rd.size(embed.get("footer", {}).get("text", "")) <= 2048
+    assert rd.embed_size(embed) <= 6000
+    assert len(discord.Embed.from_dict(embed)) <= 6000
+
+
+def test_answer_span_comes_first_then_numbered_sources_with_title_outlet_date_and_link():
+    embed = rd.answer_embed_dict(make_answer("where are the new battlegroups?"))
+
+    assert embed["title"] == "where are the new battlegroups?"
+    assert embed["description"] == "**Slovakia, Hungary, Romania and Bulgaria** [1]"
+    names = [f["name"] for f in embed["fields"]]
+    assert names[0] == "[1] Article 1 — Reuters, 2022-03-23"
+    assert names[2] == "[3] Markdown \\*title\\* \\_x\\_ — outlet unknown, date unknown"
+    first = embed["fields"][0]["value"]
+    assert first.startswith("[reuters.com](https://www.reuters.com/world/article-1)\n> ")
+    assert "**Slovakia, Hungary, Romania and Bulgaria**" in first  # the highlight is bold in its passage
+    assert not embed["fields"][2]["value"].startswith("[")  # no URL, no link line
+
+
+def test_mentions_in_article_text_are_broken_and_markdown_is_inert():
+    embed = rd.answer_embed_dict(make_answer("q"))
+    mentions = embed["fields"][1]["value"]
+    markdown = embed["fields"][2]["value"]
+
+    for ping in ("@everyone", "@here", "<@123>", "<#456>", "<@&789>"):
+        assert ping not in mentions
+    assert "@\u200beveryone" in mentions and "<@\u200b123>" in mentions
+    body = markdown.removeprefix("> ")
+    assert not LIVE_MARKDOWN.search(body), body
+    assert "\\[click me](https://evil.example/x)" in body  # a masked link cannot render
+
+
+def test_escape_keeps_escapes_paired():
+    assert rd.escape("a * b") == "a \\* b"
+    assert rd.escape("an escaped \\* star") == "an escaped \\\\\\* star"
+
+
+def test_a_huge_answer_fits_every_limit_and_says_it_was_trimmed():
+    embed = rd.answer_embed_dict(huge_answer())
+
+    assert_within_limits(embed)
+    assert embed["title"].endswith("…")
+    assert len(embed["fields"]) >= 3  # long passages are shortened before any field is dropped
+    assert all(f["value"].endswith("…") for f in embed["fields"])
+    assert all(f["name"].endswith("(+1 more)") or f["name"].endswith("…") for f in embed["fields"])
+
+
+def test_characters_outside_the_basic_plane_count_twice():
+    emoji = "🙂" * 3000
+    answer = make_answer(emoji, [make_passage(1, emoji, highlight=(0, 10))])
+    embed = rd.answer_embed_dict(answer)
+
+    assert_within_limits(embed)
+    assert rd.size(embed["title"]) <= 256 and len(embed["title"]) < 256
+
+
+def test_fit_embed_holds_any_oversized_embed_within_discords_limits():
+    rng = random.Random(7)
+    for _ in range(200):
+        embed = {
+            "title": "t" * rng.randint(0, 600),
+            "description": "d" * rng.randint(0, 9000),
+            "footer": {"text": "f" * rng.randint(0, 3000)},
+            "fields": [
+                {"name": "n" * rng.randint(0, 400), "value": "v" * rng.randint(0, 3000)}
+                for _ in range(rng.randint(0, 40))
+            ],
+        }
+        assert_within_limits(rd.fit_embed(embed))
+
+
+def test_trim_keeps_short_text_and_ends_long_text_with_an_ellipsis():
+    assert rd.trim("short", 10) == "short"
+    assert rd.trim("a" * 20, 10) == "a" * 9 + "…"
+    assert rd.trim("abc\\" + "x" * 20, 5) == "abc…"  # never leaves a lone backslash before the ellipsis
+
+
+def test_not_found_is_said_plainly():
+    assert rd.not_found_text(not_found("q")) == "No passage in the index answers that question."
+
+
+def test_show_all_sources_gives_every_passage_in_full_within_message_limits():
+    answer = huge_answer("q")
+    messages = rd.all_sources_messages(answer)
+
+    assert all(rd.size(m) <= 2000 for m in messages)
+    text = "\n".join(messages)
+    assert text.count("**[") == 30
+    assert "@everyone" not in text
+    quoted = [line for m in messages for line in m.splitlines() if line.startswith(">")]
+    assert sum(len(line) for line in quoted) >= sum(len(p.text) for p in answer.passages)
+
+
+def test_show_all_sources_lists_every_source_of_a_passage():
+    passage = make_passage(1, "text", sources=[make_source(1), make_source(2, outlet="AP")])
+    [message] = rd.all_sources_messages(make_answer("q", [passage]))
+
+    assert "**[1]** Article 1 — Reuters, 2022-03-23 <https://www.reuters.com/world/article-1>" in message
+    assert "also in: Article 2 — AP, 2022-03-23" in message
+
+
+def test_sources_list_stays_within_five_messages_and_says_how_many_more():
+    rows = [FakeSourceRow(f"d{i}", f"Title {i} " * 5, "Outlet", None, 3, None, f"Title {i} " * 5) for i in range(400)]
+    messages = rd.sources_messages(rows)
+
+    assert len(messages) == 5
+    assert all(rd.size(m) <= 2000 for m in messages)
+    shown = sum(m.count("• ") for m in messages)
+    assert messages[-1].endswith(f"… and {400 - shown} more.")
+
+
+def test_ingest_report_lists_counts_and_errors():
+    text = rd.ingest_report_text(FakeReport(added=2, failed=1, errors=["a_b.html: not an article"]))
+    assert text == "Reindex finished: 2 added, 0 updated, 0 unchanged, 0 removed, 1 failed.\n• a\\_b.html: not an article"
+
+
+def test_strip_mentions_removes_only_the_bots_mention():
+    assert rd.strip_mentions("<@42> where are <@7> the <@!42> troops?", 42) == "where are <@7> the troops?"
