@@ -148,9 +148,9 @@ def cmd_ingest(args, settings) -> int:
     return 0 if report.ok else 1
 
 
-def _ready_answerer(settings, *, quiet: bool):
+def _ready_answerer(settings, *, quiet: bool, answerer=None):
     """An Answerer whose index holds something: on first use the configured corpus is indexed."""
-    answerer = _answerer(settings)
+    answerer = answerer or _answerer(settings)
     if answerer.is_empty() and settings.corpus.paths:
         if not quiet:
             names = ", ".join(str(p) for p in settings.corpus.paths)
@@ -170,8 +170,9 @@ def cmd_ask(args, settings) -> int:
     from bot.render import render_answer
 
     _check_k(args.k)
-    answerer = _ready_answerer(settings, quiet=args.json)
-    answerer.check_question(args.question)
+    answerer = _answerer(settings)
+    answerer.check_question(args.question)  # before any slow work
+    _ready_answerer(settings, quiet=args.json, answerer=answerer)
     answer = answerer.answer(args.question, k=args.k)
     if args.json:
         print(answer.model_dump_json(indent=2))

@@ -33,6 +33,7 @@ class Bm25:
     def __init__(self, ids: list[int], texts: list[str]):
         import bm25s
 
+        logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on import
         self._ids = np.array(ids, dtype=np.int64)
         self._retriever = None
         if ids:
