@@ -170,3 +170,7 @@ class FakeAnswerer:
 @pytest.fixture
 def answerer() -> FakeAnswerer:
     return FakeAnswerer()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "discord_settings(**values): [discord] settings for the bot under test")
