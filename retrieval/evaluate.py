@@ -105,7 +105,7 @@ def evaluate(answerer, questions: list[Question], *, progress=None) -> dict:
         scored = answerer.rank(question.text, k=10)
         answer = answerer.compose(question.text, scored)
         latencies.append((time.perf_counter() - started) * 1000)
-        top_scores.append(scored[0].sentence_score if scored else -1.0)
+        top_scores.append(max((s.sentence_score for s in scored), default=-1.0))
         rank = next((r for r, s in enumerate(scored[:10], start=1) if _covers(s.hit, key_of, question)), None)
         ranks.append(rank)
         gold = [normalize(a) for a in question.answers]
@@ -207,4 +207,15 @@ def _abstention(settings, articles: list[dict], folder: Path, args, err) -> dict
         "top_score_answerable_p50": round(float(np.percentile(scores_in, 50)), 4),
         "top_score_unanswerable_p50": round(float(np.percentile(scores_out, 50)), 4),
         "top_score_unanswerable_p95": round(float(np.percentile(scores_out, 95)), 4),
+        "suggested_min_score": suggest_threshold(scores_in),
+        "sweep": [
+            {"min_score": t, "abstained_unanswerable": round(float(np.mean(scores_out < t)), 4),
+             "false_abstention": round(float(np.mean(scores_in < t)), 4)}
+            for t in np.round(np.arange(0.30, 0.601, 0.025), 3).tolist()
+        ],
     }
+
+
+def suggest_threshold(answerable_scores, max_false_abstention: float = 0.05) -> float:
+    """The highest threshold that turns away at most `max_false_abstention` of answerable questions."""
+    return round(float(np.quantile(np.asarray(answerable_scores), max_false_abstention)), 3)
