@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
 
-from retrieval.models import Answer, Hit, Passage, Source, Span
+from retrieval.models import Answer, Hit, Passage, Span, Version
+from retrieval.spans import NoPhrase, PhraseFinder, normalise
 
 NOT_FOUND = "Not found: nothing in the indexed articles answers this question."
+# An article's phrase is compared with the others' only when its sentence scores within this much
+# of the best sentence and has at least this share of the question's content words: a passage about
+# something else may name a place or a person without answering what was asked.
+VERSION_MARGIN = 0.15
+MIN_COVERAGE = 0.66
 
 
 @dataclass(frozen=True)
@@ -49,48 +56,127 @@ def build_answer(
     k: int,
     min_score: float,
     duplicate_threshold: float = 0.8,
+    phrases: PhraseFinder | None = None,
 ) -> Answer:
     """Cite up to k passages whose best sentence scores at least `min_score`, best first.
 
     A hit whose text nearly duplicates a passage already cited (the same quote or wire copy in
     another outlet) adds its source to that passage instead of taking a number of its own; a hit
-    overlapping a cited passage of the same article is dropped.
+    overlapping a cited passage of the same article is dropped. Inside a passage the sources are
+    listed newest first, and the passage quotes the newest of them.
+
+    Args:
+        phrases: finds the exact phrase the question asks for inside each answering sentence;
+            the first passage's becomes `Answer.phrase`, and the phrases of different articles are
+            compared to tell when the sources differ (see VERSION_MARGIN). None finds no phrase.
     """
+    finder = phrases or NoPhrase()
     supported = [s for s in scored if s.sentence_score >= min_score]
     if not supported:
         return not_found(question)
 
-    groups: list[tuple[ScoredHit, list[Source], list[str], list[Hit]]] = []
+    groups: list[list[ScoredHit]] = []
     for item in supported:
         group = next(
             (
                 g for g in groups
-                if any(_overlaps(item.hit, h) for h in g[3])
+                if any(_overlaps(item.hit, member.hit) for member in g)
                 or near_duplicate(item.hit.text, g[0].hit.text, duplicate_threshold)
             ),
             None,
         )
         if group is not None:
-            if all(s.doc_id != item.hit.doc_id for s in group[1]):
-                group[1].append(item.hit.source)
-                group[2].append(item.hit.chunk_id)
-                group[3].append(item.hit)
+            if all(member.hit.doc_id != item.hit.doc_id for member in group):
+                group.append(item)
             continue
         if len(groups) < k:
-            groups.append((item, [item.hit.source], [item.hit.chunk_id], [item.hit]))
+            groups.append([item])
 
-    passages = []
-    for n, (item, sources, chunk_ids, _) in enumerate(groups, start=1):
-        hit = item.hit
-        start, end = item.sentence
-        highlight = Span(
-            text=hit.text[start:end], passage=n, start=start, end=end,
-            doc_start=hit.start + start, doc_end=hit.start + end,
-        )
+    passages: list[Passage] = []
+    claims: list[_Claim] = []
+    phrase: Span | None = None
+    for n, group in enumerate(groups, start=1):
+        members = _newest_first(group)
+        lead = members[0]
         passages.append(
             Passage(
-                n=n, text=hit.text, score=round(item.sentence_score, 4), sources=sources,
-                chunk_ids=chunk_ids, doc_start=hit.start, doc_end=hit.end, highlight=highlight,
+                n=n, text=lead.hit.text, score=round(group[0].sentence_score, 4),
+                sources=[m.hit.source for m in members], chunk_ids=[m.hit.chunk_id for m in members],
+                doc_start=lead.hit.start, doc_end=lead.hit.end, highlight=_span(lead, n, *lead.sentence),
             )
         )
-    return Answer(question=question, found=True, answer=passages[0].highlight, passages=passages)
+        for member in members:
+            start, end = member.sentence
+            found = finder.find(question, member.hit.text[start:end])
+            if found is None:
+                continue
+            claims.append(_Claim(n, member, start + found.start, start + found.end, found.values, found.coverage))
+            if n == 1 and member is lead:
+                phrase = _span(lead, n, start + found.start, start + found.end)
+
+    first = passages[0]
+    best_score = groups[0][0].sentence_score
+    versions = _versions([
+        c for c in claims if c.item.sentence_score >= best_score - VERSION_MARGIN and c.coverage >= MIN_COVERAGE
+    ])
+    dates = [s.published for p in passages for s in p.sources if s.published is not None]
+    return Answer(
+        question=question, found=True, answer=first.highlight, passages=passages, phrase=phrase,
+        versions=versions, disagreement=bool(versions), as_of=max(dates, default=None),
+    )
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """What one cited article's answering sentence names: a phrase (offsets into the hit text) and its values."""
+
+    passage: int
+    item: ScoredHit
+    start: int
+    end: int
+    values: tuple[str, ...]
+    coverage: float
+
+    @property
+    def key(self) -> frozenset[str]:
+        return frozenset(normalise(v) for v in self.values) - {""}
+
+
+def _versions(claims: list[_Claim]) -> list[Version]:
+    """One version per different set of values, when articles differ; [] when they agree.
+
+    Each article speaks once, by its best passage's phrase, so two passages of one article never
+    make a disagreement. Sets are compared as normalised sets: order, "and" and commas do not count.
+    """
+    spoken: dict[str, _Claim] = {}
+    for claim in claims:
+        if claim.key:
+            spoken.setdefault(claim.item.hit.doc_id, claim)
+    sides: dict[frozenset[str], list[_Claim]] = {}
+    for claim in spoken.values():
+        sides.setdefault(claim.key, []).append(claim)
+    if len(sides) < 2:
+        return []
+    versions = []
+    for side in sides.values():
+        head = side[0]
+        versions.append(
+            Version(
+                text=head.item.hit.text[head.start : head.end], values=list(head.values), passage=head.passage,
+                sources=[c.item.hit.source for c in _newest_first(side, key=lambda c: c.item.hit.source)],
+            )
+        )
+    return versions
+
+
+def _span(item: ScoredHit, n: int, start: int, end: int) -> Span:
+    hit = item.hit
+    return Span(
+        text=hit.text[start:end], passage=n, start=start, end=end,
+        doc_start=hit.start + start, doc_end=hit.start + end,
+    )
+
+
+def _newest_first(items: list, key=lambda item: item.hit.source) -> list:
+    """Items ordered by their source's publication date, newest first; undated ones last, order kept."""
+    return sorted(items, key=lambda item: -(key(item).published or dt.date.min).toordinal())

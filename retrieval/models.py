@@ -137,6 +137,15 @@ class Passage(_Frozen):
     highlight: Span | None = None
 
 
+class Version(_Frozen):
+    """What one side says when sources differ: the phrase, the values it names, and who says it."""
+
+    text: str = Field(description="the phrase as the passage words it")
+    values: list[str] = Field(description="the entities it names, in the passage's order")
+    passage: int = Field(description="the number n of the passage [n] it is quoted from")
+    sources: list[Source] = Field(description="the articles that say it, newest first")
+
+
 class Answer(_Frozen):
     """What citebot says to a question."""
 
@@ -145,6 +154,10 @@ class Answer(_Frozen):
     answer: Span | None = None
     passages: list[Passage] = []
     message: str = ""
+    phrase: Span | None = Field(None, description="the exact phrase inside `answer` that the question asks for")
+    versions: list[Version] = Field(default_factory=list, description="each version when sources differ")
+    disagreement: bool = Field(False, description="articles give different values for what was asked")
+    as_of: dt.date | None = Field(None, description="the newest publication date among the cited articles")
 
     @property
     def sources(self) -> list[Source]:

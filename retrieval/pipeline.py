@@ -5,8 +5,10 @@ Both doors (the CLI and the Discord bot) hold one Answerer and call `answer(ques
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 import logging
+import math
 import os
 import re
 import threading
@@ -26,6 +28,7 @@ from retrieval.index import FaissIndex
 from retrieval.models import Answer, Hit
 from retrieval.search import Bm25, Ranked, dense_search, fuse
 from retrieval.settings import Settings
+from retrieval.spans import NoPhrase, PhraseFinder, SpacyPhraseFinder
 from retrieval.store import SourceRow, Store
 
 log = logging.getLogger(__name__)
@@ -57,9 +60,13 @@ class IngestReport:
 class Answerer:
     """Holds the models and the index; answers questions and ingests articles. Thread-safe for readers."""
 
-    def __init__(self, settings: Settings, embedder: Embedder, *, rescore: bool = True):
+    def __init__(
+        self, settings: Settings, embedder: Embedder, *, rescore: bool = True, phrases: PhraseFinder | None = None
+    ):
         self.settings = settings
         self.embedder = embedder
+        # No phrase unless one is given: from_settings gives the spaCy one when answer.phrases is on.
+        self.phrases = phrases or NoPhrase()
         self.rescore = rescore and settings.reranker.enabled
         self.dir = settings.index.dir
         self.store = Store(self.dir / "citebot.sqlite")
@@ -70,13 +77,19 @@ class Answerer:
         self._sentence_cache: dict[str, tuple[list[tuple[int, int]], np.ndarray]] = {}
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, embedder: Embedder | None = None) -> Answerer:
-        return cls(settings, embedder or SentenceTransformerEmbedder(settings.embedding))
+    def from_settings(
+        cls, settings: Settings, *, embedder: Embedder | None = None, phrases: PhraseFinder | None = None
+    ) -> Answerer:
+        if phrases is None and settings.answer.phrases:
+            phrases = SpacyPhraseFinder()
+        return cls(settings, embedder or SentenceTransformerEmbedder(settings.embedding), phrases=phrases)
 
     # -- loading --------------------------------------------------------------------------------
     def warm_up(self) -> None:
         """Load the model and the index now rather than on the first question."""
         self.embedder.embed_queries(["warm up"])
+        if hasattr(self.phrases, "warm_up"):
+            self.phrases.warm_up()
         self._refresh()
 
     def _check_model(self) -> None:
@@ -258,35 +271,106 @@ class Answerer:
             runs.append(self._bm25.search(question, n))
         return runs[0] if len(runs) == 1 else fuse(runs, rrf_k=self.settings.search.rrf_k)
 
-    def rank(self, question: str, *, context: list[str] | None = None, k: int | None = None) -> list[ScoredHit]:
-        """The candidates for a (checked) question, best first, each with its best sentence."""
+    def rank(
+        self,
+        question: str,
+        *,
+        context: list[str] | None = None,
+        k: int | None = None,
+        outlet: str | None = None,
+        since: dt.date | None = None,
+        until: dt.date | None = None,
+    ) -> list[ScoredHit]:
+        """The candidates for a (checked) question, best first, each with its best sentence.
+
+        With `outlet`, `since` or `until`, only chunks of matching articles are candidates.
+        """
+        return self._rank(question, context=context, k=k, allowed=self._allowed(outlet, since, until))
+
+    def _allowed(self, outlet: str | None, since: dt.date | None, until: dt.date | None) -> set[int] | None:
+        """Chunk ids of the articles the filters let through; None when there are no filters."""
+        if since is not None and until is not None and since > until:
+            raise QuestionError(
+                f"since ({since.isoformat()}) is after until ({until.isoformat()}): swap them or drop one"
+            )
+        if outlet is None and since is None and until is None:
+            return None
+        return self.store.chunk_ids_matching(outlet, since, until)
+
+    def _rank(
+        self, question: str, *, context: list[str] | None, k: int | None, allowed: set[int] | None
+    ) -> list[ScoredHit]:
         # Follow-ups are searched with the conversation so far.
         query = " ".join([*(context or [])[-2:], question])
         vector = self.embedder.embed_queries([query])[0]
-        ranked = self.retrieve(query, vector=vector)[: max(RESCORE_CANDIDATES, k or self.settings.search.k)]
-        stored = self.store.chunks(r.id for r in ranked)
+        wanted = max(RESCORE_CANDIDATES, k or self.settings.search.k)
+        ids, scores = self._candidates(query, vector, wanted, allowed)
+        stored = self.store.chunks(ids)
         hits = [
             Hit(
                 chunk_id=c.chunk_id, doc_id=c.source.doc_id, start=c.start, end=c.end, text=c.text,
-                score=r.score, source=c.source,
+                score=scores.get(i, 0.0), source=c.source,
             )
-            for r in ranked
-            if (c := stored.get(r.id)) is not None
+            for i in ids
+            if (c := stored.get(i)) is not None
         ]
         return self._score_sentences(vector, hits)
 
-    def answer(self, question: str, *, k: int | None = None, context: list[str] | None = None) -> Answer:
-        """Answer a question from the index, citing the passages it rests on."""
+    def _candidates(
+        self, query: str, vector: np.ndarray, wanted: int, allowed: set[int] | None
+    ) -> tuple[list[int], dict[int, float]]:
+        """The chunk ids to score, best first, with their retrieval scores.
+
+        Filtering after retrieval would starve a rare outlet, so with filters the search goes deeper
+        (as deep as the share of matching chunks requires), and a small matching set is scored whole.
+        """
+        if allowed is None:
+            ranked = self.retrieve(query, vector=vector)[:wanted]
+            return [r.id for r in ranked], {r.id: r.score for r in ranked}
+        if not allowed:
+            return [], {}
+        total = max(self.store.count_chunks(), 1)
+        depth = min(total, self.settings.search.candidates * math.ceil(total / len(allowed)))
+        ranked = [r for r in self.retrieve(query, candidates=depth, vector=vector) if r.id in allowed][:wanted]
+        ids = [r.id for r in ranked]
+        if len(allowed) <= wanted:
+            ids += sorted(allowed.difference(ids))
+        return ids, {r.id: r.score for r in ranked}
+
+    def answer(
+        self,
+        question: str,
+        *,
+        k: int | None = None,
+        context: list[str] | None = None,
+        outlet: str | None = None,
+        since: dt.date | None = None,
+        until: dt.date | None = None,
+    ) -> Answer:
+        """Answer a question from the index, citing the passages it rests on.
+
+        Args:
+            question: what to answer; checked for length first.
+            k: how many passages to cite (default from settings).
+            context: earlier questions of a conversation, to search follow-ups with.
+            outlet: only articles from this outlet (exact name, any case).
+            since: only articles published on or after this date; undated articles are left out.
+            until: only articles published on or before this date; undated articles are left out.
+        """
         question = self.check_question(question)
         self._refresh()
         if self.is_empty():
             return not_found(question, "The index is empty: add articles with `citebot ingest PATH`.")
-        return self.compose(question, self.rank(question, context=context, k=k), k=k)
+        allowed = self._allowed(outlet, since, until)
+        if allowed is not None and not allowed:
+            return not_found(question, f"No indexed article {_describe_filters(outlet, since, until)}: "
+                             "`citebot sources` lists the outlets and dates.")
+        return self.compose(question, self._rank(question, context=context, k=k, allowed=allowed), k=k)
 
     def compose(self, question: str, scored: list[ScoredHit], *, k: int | None = None) -> Answer:
         return build_answer(
             question, scored, k=k or self.settings.search.k, min_score=self.settings.answer.min_score,
-            duplicate_threshold=self.settings.answer.duplicate_threshold,
+            duplicate_threshold=self.settings.answer.duplicate_threshold, phrases=self.phrases,
         )
 
     def _sentences(self, hit: Hit) -> tuple[list[tuple[int, int]], np.ndarray]:
@@ -311,3 +395,17 @@ class Answerer:
         if self.rescore:
             scored.sort(key=lambda s: s.sentence_score, reverse=True)
         return scored
+
+
+def _describe_filters(outlet: str | None, since: dt.date | None, until: dt.date | None) -> str:
+    """`is from 'Newsmax' and was published on or after 2022-03-01`, naming only the filters given."""
+    parts = []
+    if outlet is not None:
+        parts.append(f"is from {outlet!r}")
+    if since is not None and until is not None:
+        parts.append(f"was published from {since.isoformat()} to {until.isoformat()}")
+    elif since is not None:
+        parts.append(f"was published on or after {since.isoformat()}")
+    elif until is not None:
+        parts.append(f"was published on or before {until.isoformat()}")
+    return " and ".join(parts)

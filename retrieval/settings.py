@@ -66,6 +66,9 @@ class AnswerSettings(_Section):
     min_score: float = Field(0.0, ge=-1.0, le=1.0, description="below this, the answer is 'not found'")
     max_question_chars: int = Field(500, ge=10)
     duplicate_threshold: float = Field(0.8, gt=0.0, le=1.0)
+    phrases: bool = Field(
+        True, description="find the exact phrase asked for (spaCy) and say when sources give different ones"
+    )
 
 
 class DiscordSettings(_Section):

