@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -51,12 +53,14 @@ def _parser() -> argparse.ArgumentParser:
                             "On first use the configured corpus (seeds/) is indexed.")
     p.add_argument("question")
     p.add_argument("--k", type=int, metavar="N", help="how many passages to cite (default from settings)")
+    _filter_flags(p)
     p.add_argument("--json", action="store_true", help="print the Answer as JSON")
 
     p = commands.add_parser("chat", help="ask question after question, model kept loaded",
                             description="An interactive session with line editing and history. "
                             "Type a question; Ctrl-D or 'exit' leaves.")
     p.add_argument("--k", type=int, metavar="N", help="how many passages to cite")
+    _filter_flags(p)
 
     p = commands.add_parser("sources", help="list the indexed articles")
     p.add_argument("--json", action="store_true", help="print the list as JSON")
@@ -80,6 +84,35 @@ def _parser() -> argparse.ArgumentParser:
                         description="Start the Discord bot. The token is read from the CITEBOT_DISCORD_TOKEN "
                         "environment variable only.")
     return parser
+
+
+def _filter_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--outlet", metavar="NAME", help="only articles from this outlet (its exact name, any case)")
+    p.add_argument("--since", metavar="YYYY-MM-DD", help="only articles published on or after this date")
+    p.add_argument("--until", metavar="YYYY-MM-DD", help="only articles published on or before this date")
+
+
+def parse_date_flag(flag: str, value: str | None) -> dt.date | None:
+    """A --since/--until value as a date; a bad one is a CitebotError naming the flag."""
+    if value is None:
+        return None
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+            raise ValueError
+        return dt.date.fromisoformat(value.strip())
+    except ValueError:
+        raise CitebotError(f"{flag} must be a date written YYYY-MM-DD, e.g. 2022-03-23, not {value!r}") from None
+
+
+def filters(args) -> dict:
+    """The ask/chat filter flags as Answerer.answer keywords, checked before any slow work."""
+    outlet = args.outlet.strip() if args.outlet is not None else None
+    if outlet == "":
+        raise CitebotError("--outlet is empty: give an outlet's name, as `citebot sources` lists it")
+    since, until = parse_date_flag("--since", args.since), parse_date_flag("--until", args.until)
+    if since and until and since > until:
+        raise CitebotError(f"--since {since.isoformat()} is after --until {until.isoformat()}: swap them")
+    return {"outlet": outlet, "since": since, "until": until}
 
 
 def _logging(verbose: int) -> None:
@@ -170,10 +203,11 @@ def cmd_ask(args, settings) -> int:
     from bot.render import render_answer
 
     _check_k(args.k)
+    only = filters(args)
     answerer = _answerer(settings)
     answerer.check_question(args.question)  # before any slow work
     _ready_answerer(settings, quiet=args.json, answerer=answerer)
-    answer = answerer.answer(args.question, k=args.k)
+    answer = answerer.answer(args.question, k=args.k, **only)
     if args.json:
         print(answer.model_dump_json(indent=2))
     else:
@@ -186,6 +220,7 @@ def cmd_chat(args, settings) -> int:
     from retrieval.errors import QuestionError
 
     _check_k(args.k)
+    only = filters(args)
     answerer = _ready_answerer(settings, quiet=False)
     answerer.warm_up()
     ask = _prompt()
@@ -203,7 +238,7 @@ def cmd_chat(args, settings) -> int:
             continue
         started = time.perf_counter()
         try:
-            answer = answerer.answer(line, k=args.k)
+            answer = answerer.answer(line, k=args.k, **only)
         except QuestionError as error:
             err.print(f"citebot: {error}", markup=False)
             continue

@@ -6,31 +6,66 @@ from rich.console import Group
 from rich.padding import Padding
 from rich.text import Text
 
-from retrieval.models import Answer, Passage, Source
+from retrieval.models import Answer, Passage, Source, Span, Version
+
+
+def _date(source: Source) -> str:
+    return source.published.isoformat() if source.published else "date unknown"
 
 
 def source_line(source: Source) -> str:
     """`Title — Outlet, 2022-03-23, by Author`, leaving out what is unknown."""
-    parts = [source.outlet or "outlet unknown", source.published.isoformat() if source.published else "date unknown"]
+    parts = [source.outlet or "outlet unknown", _date(source)]
     if source.author:
         parts.append(f"by {source.author}")
     return f"{source.label} — {', '.join(parts)}"
 
 
-def _passage_text(passage: Passage) -> Text:
+def version_line(version: Version) -> str:
+    """`— Newsmax, date unknown: Hungary, Slovakia [1]`: who says what, and where it is quoted."""
+    who = "; ".join(f"{s.outlet or 'outlet unknown'}, {_date(s)}" for s in version.sources)
+    return f"— {who}: {', '.join(version.values)} [{version.passage}]"
+
+
+def _head(answer: Answer) -> Text:
+    """The answer sentence with its phrase reversed, the phrase again on its own, and the date."""
+    span = answer.answer
+    head = Text(span.text, style="bold yellow") if span else Text("")
+    phrase = answer.phrase
+    if span and phrase and phrase.passage == span.passage and span.start <= phrase.start < phrase.end <= span.end:
+        head.stylize("reverse", phrase.start - span.start, phrase.end - span.start)
+    head.append(f" [{span.passage}]" if span else "", style="cyan")
+    if phrase is not None:
+        head.append("\n→ ")
+        head.append(phrase.text, style="bold reverse")
+    if answer.as_of is not None:
+        head.append("  " if phrase is not None else "\n")
+        head.append(f"as of {answer.as_of.isoformat()}", style="dim")
+    return head
+
+
+def _differ(answer: Answer) -> Text:
+    block = Text("Sources differ:", style="bold magenta")
+    for version in answer.versions:
+        block.append("\n  " + version_line(version))
+    return block
+
+
+def _passage_text(passage: Passage, phrase: Span | None) -> Text:
     text = Text(passage.text)
     if passage.highlight is not None:
         text.stylize("bold yellow", passage.highlight.start, passage.highlight.end)
+    if phrase is not None and phrase.passage == passage.n:
+        text.stylize("reverse", phrase.start, phrase.end)
     return text
 
 
 def render_answer(answer: Answer) -> Group:
     if not answer.found:
         return Group(Text(answer.message, style="bold red"))
-    parts: list = []
-    head = Text(answer.answer.text, style="bold yellow") if answer.answer else Text("")
-    head.append(f" [{answer.answer.passage}]" if answer.answer else "", style="cyan")
-    parts += [head, Text("")]
+    parts: list = [_head(answer), Text("")]
+    if answer.disagreement and answer.versions:
+        parts += [_differ(answer), Text("")]
     for passage in answer.passages:
         lines = Text()
         lines.append(f"[{passage.n}] ", style="bold cyan")
@@ -42,5 +77,5 @@ def render_answer(answer: Answer) -> Group:
                 lines.append(f"\n    {source.location}", style="dim")
             lines.append("\n")
         parts.append(lines)
-        parts.append(Padding(_passage_text(passage), (0, 0, 1, 4)))
+        parts.append(Padding(_passage_text(passage, answer.phrase), (0, 0, 1, 4)))
     return Group(*parts)

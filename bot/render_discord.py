@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import discord
 
-from retrieval.models import Answer, Passage, Source
+from retrieval.models import Answer, Passage, Source, Version
 
 MESSAGE_LIMIT = 2000
 TITLE_LIMIT = 256
@@ -32,6 +32,7 @@ ZWSP = "\u200b"
 COLOUR = 0x2F6DB5
 FOOTER = "Reply to this answer to ask a follow-up."
 NOT_FOUND = "I could not find that in the indexed articles."
+DIFFER = "Sources differ"
 # A field value shrinks no further than this before fields are dropped instead.
 MIN_FIELD_VALUE = 80
 
@@ -125,16 +126,41 @@ def passage_field(passage: Passage, value_budget: int = FIELD_VALUE_LIMIT) -> di
     return {"name": trim(name, FIELD_NAME_LIMIT), "value": trim(head + quote, FIELD_VALUE_LIMIT), "inline": False}
 
 
+def version_text(version: Version) -> str:
+    """`— Newsmax, date unknown: Hungary, Slovakia [1]`, escaped: who says what, and where it is quoted."""
+    who = "; ".join(f"{_one_line(s.outlet or 'outlet unknown')}, {_date(s.published)}" for s in version.sources)
+    return escape(f"— {who}: {_one_line(', '.join(version.values))}") + f" [{version.passage}]"
+
+
+def versions_field(answer: Answer) -> dict[str, Any]:
+    """The "Sources differ" field: one line per version, trimmed to a field's limit."""
+    value = "\n".join(version_text(v) for v in answer.versions)
+    return {"name": DIFFER, "value": trim(value, FIELD_VALUE_LIMIT), "inline": False}
+
+
+def _description(answer: Answer) -> str:
+    """The phrase asked for, bold, over its sentence; or the sentence bold when there is no phrase."""
+    span, phrase = answer.answer, answer.phrase
+    if span is None:
+        return trim(escape(_one_line(answer.message or "Here is what the articles say:")), DESCRIPTION_LIMIT)
+    if phrase is None:
+        return f"**{trim(escape(_one_line(span.text)), DESCRIPTION_LIMIT - 20)}** [{span.passage}]"
+    head = f"**{trim(escape(_one_line(phrase.text)), 1000)}** [{span.passage}]"
+    return head + "\n" + trim("> " + escape(_one_line(span.text)), DESCRIPTION_LIMIT - size(head) - 1)
+
+
 def answer_embed_dict(answer: Answer) -> dict[str, Any]:
-    """A found answer as an embed dict: the answer span first, then one field per numbered passage."""
+    """A found answer as an embed dict: the answer first, whether sources differ, then one field per passage.
+
+    The "Sources differ" field comes first among the fields, so trimming (which drops trailing
+    fields) takes passages before it; the date the answer holds as of leads the footer.
+    """
     title = trim(escape(_one_line(answer.question)), TITLE_LIMIT)
-    if answer.answer is not None:
-        span = trim(escape(_one_line(answer.answer.text)), DESCRIPTION_LIMIT - 20)
-        description = f"**{span}** [{answer.answer.passage}]"
-    else:
-        description = trim(escape(_one_line(answer.message or "Here is what the articles say:")), DESCRIPTION_LIMIT)
-    passages = answer.passages[:FIELDS_LIMIT]
-    fixed = size(title) + size(description) + size(FOOTER)
+    description = _description(answer)
+    footer = f"As of {answer.as_of.isoformat()} · {FOOTER}" if answer.as_of else FOOTER
+    extra = [versions_field(answer)] if answer.disagreement and answer.versions else []
+    passages = answer.passages[: FIELDS_LIMIT - len(extra)]
+    fixed = size(title) + size(description) + size(footer) + sum(size(f["name"]) + size(f["value"]) for f in extra)
     names = [passage_field(p, MIN_FIELD_VALUE)["name"] for p in passages]
     room = EMBED_TOTAL_LIMIT - fixed - sum(size(n) for n in names)
     per_field = min(FIELD_VALUE_LIMIT, room // len(passages)) if passages else FIELD_VALUE_LIMIT
@@ -142,8 +168,8 @@ def answer_embed_dict(answer: Answer) -> dict[str, Any]:
         "title": title,
         "description": description,
         "color": COLOUR,
-        "fields": [passage_field(p, per_field) for p in passages],
-        "footer": {"text": FOOTER},
+        "fields": extra + [passage_field(p, per_field) for p in passages],
+        "footer": {"text": footer},
     }
     return fit_embed(embed)
 
