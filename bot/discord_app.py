@@ -9,6 +9,7 @@ heartbeats and other users' questions go on while one question is answered or an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import math
@@ -285,18 +286,18 @@ class CitebotClient(discord.Client):
             return
         async with self._reindexing:
             await interaction.response.defer(ephemeral=True, thinking=True)
-            latest: list[tuple[int, int, str]] = []
+            latest: list[tuple[int, int, str] | None] = [None]
 
             def progress(done: int, total: int, path: str) -> None:  # called in the worker thread
-                latest.append((done, total, path))
+                latest[0] = (done, total, path)
 
             work = asyncio.ensure_future(asyncio.to_thread(self.answerer.ingest, paths, progress=progress))
             shown = None
             while not work.done():
                 await asyncio.wait({work}, timeout=self.progress_every)
-                if work.done() or not latest or latest[-1] == shown:
+                if work.done() or latest[0] is None or latest[0] == shown:
                     continue
-                shown = latest[-1]
+                shown = latest[0]
                 try:
                     await interaction.edit_original_response(content=rd.ingest_progress_text(*shown))
                 except discord.HTTPException as error:
@@ -436,26 +437,39 @@ def run_bot(settings: Settings, answerer: Answerer) -> int:
 
 
 async def serve(client: discord.Client, token: str) -> int:
-    """Connect and run until the client is closed, by SIGTERM/SIGINT or otherwise; returns an exit code."""
+    """Connect and run until SIGTERM/SIGINT or the connection ends for good; returns an exit code."""
     loop = asyncio.get_running_loop()
-    signals = [s for s in (signal.SIGINT, signal.SIGTERM)]
+    stop = asyncio.Event()
     installed = []
-    for signum in signals:
+    for signum in (signal.SIGINT, signal.SIGTERM):
         try:
-            loop.add_signal_handler(signum, lambda: asyncio.ensure_future(client.close()))
+            loop.add_signal_handler(signum, stop.set)
             installed.append(signum)
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
             pass
     try:
         async with client:
-            await client.start(token)
+            running = asyncio.ensure_future(client.start(token))
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not running.done():
+                log.info("stopping: closing the gateway connection")
+                # discord.py's reader answers a close with code 4000 ("resume me later"); stopping the reader
+                # first lets the close frame say 1000, so Discord ends the session and shows the bot offline.
+                running.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
+                await client.close()
+                return 0
+            running.result()
     except discord.LoginFailure:
         _say("Discord rejected the token in CITEBOT_DISCORD_TOKEN: reset it in the Developer Portal (Bot → Reset Token) and set it again")
         return 1
     except discord.PrivilegedIntentsRequired:
         _say("Discord refused the Message Content intent: turn it on in the Developer Portal (Bot → Privileged Gateway Intents)")
         return 1
-    except (discord.HTTPException, aiohttp.ClientError, OSError) as error:
+    except (discord.HTTPException, discord.GatewayNotFound, discord.ConnectionClosed, aiohttp.ClientError, OSError) as error:
         _say(f"could not connect to Discord: {type(error).__name__}: {error}")
         return 1
     finally:

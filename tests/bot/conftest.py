@@ -123,6 +123,7 @@ class FakeAnswerer:
         self.calls: list[Call] = []
         self.ingested: list[list[Path]] = []
         self.warmed = False
+        self.warmed_at: float | None = None
         self.lock = threading.Lock()
 
     @classmethod
@@ -131,6 +132,7 @@ class FakeAnswerer:
 
     def warm_up(self) -> None:
         self.warmed = True
+        self.warmed_at = time.monotonic()
 
     def answer(self, question: str, *, k: int | None = None, context: list[str] | None = None) -> Answer:
         with self.lock:

@@ -1,0 +1,804 @@
+"""A small fake Discord for the transport tests: REST and gateway over real sockets on 127.0.0.1.
+
+It runs in its own thread and event loop, so a bot that blocks its loop cannot hide the fact by
+also blocking the fake. It holds the bot to Discord's rules rather than accepting whatever comes:
+
+- message limits (2,000 content; embeds: 256 title, 4,096 description, 25 fields of 256/1,024,
+  2,048 footer, 6,000 in all) answered with 400 / 50035 "Invalid Form Body";
+- the 3-second interaction deadline (404 / 10062 "Unknown interaction"), one acknowledgement only
+  (400 / 40060), and the first follow-up after a "thinking" defer filling that message;
+- rate limits on request: 429 with a JSON body, `Retry-After`, `X-RateLimit-*` and a `Via` header,
+  as Discord's own carry, and a second 429 for a retry that comes too early;
+- request bodies sent as `application/json` (or multipart), responses sent as exactly `application/json`;
+- the gateway: HELLO, heartbeats and their ACKs, IDENTIFY -> READY + GUILD_CREATE, dispatches with
+  sequence numbers, RECONNECT, and RESUME replaying what the bot missed (zlib-stream compressed when asked).
+
+Every rule broken is recorded in `violations`; the tests assert it stays empty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import datetime as dt
+import itertools
+import json
+import math
+import re
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+API = "/api/v10"
+DISCORD_EPOCH_MS = 1420070400000
+EPHEMERAL = 1 << 6
+LOADING = 1 << 7
+MANAGE_GUILD = 1 << 5
+MEMBER_PERMISSIONS = (1 << 10) | (1 << 11) | (1 << 14) | (1 << 16) | (1 << 31) | (1 << 38)
+MESSAGE_CONTENT_INTENT = 1 << 15
+IDLE_TIMEOUT = 30.0  # a gateway connection that hears nothing for this long is closed
+
+
+def _now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat()
+
+
+@dataclass
+class Interaction:
+    id: str
+    token: str
+    user_id: str
+    channel_id: str
+    name: str
+    dispatched_at: float = 0.0
+    acked_at: float | None = None
+    response_type: int | None = None
+    ephemeral: bool = False
+    loading: bool = False
+    original_id: str | None = None
+    followup_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    json: Any
+    content_type: str
+    at: float
+    status: int = 0
+
+
+_RECORD = web.RequestKey("record", Request)
+
+
+@dataclass
+class _RateLimit:
+    method: str
+    pattern: re.Pattern
+    retry_after: float
+    times: int
+    limited_until: float = 0.0
+
+
+class _Connection:
+    """One gateway websocket; sends are serialised so a zlib stream stays in order."""
+
+    def __init__(self, ws: web.WebSocketResponse, compress: bool, transport: asyncio.BaseTransport | None):
+        self.ws = ws
+        self.transport = transport
+        self.zlib = zlib.compressobj() if compress else None
+        self.lock = asyncio.Lock()
+        self.paused = False
+
+    async def send(self, payload: dict) -> None:
+        raw = json.dumps(payload)
+        async with self.lock:
+            if self.ws.closed:
+                return
+            if self.zlib is None:
+                await self.ws.send_str(raw)
+            else:
+                await self.ws.send_bytes(self.zlib.compress(raw.encode()) + self.zlib.flush(zlib.Z_SYNC_FLUSH))
+
+
+@dataclass
+class _Session:
+    id: str
+    seq: int = 0
+    frames: list[dict] = field(default_factory=list)
+    live: _Connection | None = None
+
+
+class FakeDiscord:
+    """The fake: start() it, point discord.py at `api_base` and `gateway_url`, drive it with the async methods."""
+
+    def __init__(self, *, token: str = "fake-token", heartbeat_ms: int = 200, deadline: float = 3.0,
+                 message_content_approved: bool = True):
+        self.token = token
+        self.message_content_approved = message_content_approved
+        self.heartbeat_ms = heartbeat_ms
+        self.deadline = deadline
+        self._ids = itertools.count(1)
+        self._lock = threading.RLock()
+        self.bot_user = self._user("citebot", bot=True)
+        self.app_id = self.bot_user["id"]
+        self.guild_id = self._snowflake()
+        self.users = {name: self._user(name) for name in ("alice", "bob", "carol", "admin")}
+        self.channels: dict[str, dict] = {}
+        for name in ("general", "random"):
+            channel = {"id": self._snowflake(), "type": 0, "name": name, "guild_id": self.guild_id,
+                       "position": len(self.channels), "permission_overwrites": [], "nsfw": False,
+                       "parent_id": None, "topic": None, "last_message_id": None, "rate_limit_per_user": 0}
+            self.channels[channel["id"]] = channel
+        self.general, self.random = list(self.channels)
+        self.messages: dict[str, dict] = {}
+        self.deleted: list[dict] = []
+        self._dms: dict[str, str] = {}
+        self.interactions: dict[str, Interaction] = {}
+        self.commands: list[dict] = []
+        self.requests: list[Request] = []
+        self.violations: list[str] = []
+        self.heartbeats: list[float] = []
+        self.identifies: list[dict] = []
+        self.resumes: list[dict] = []
+        self.close_codes: list[int | None] = []
+        self.connections: list[str] = []
+        self.ready_at: float | None = None
+        self._session: _Session | None = None
+        self._rate_limits: list[_RateLimit] = []
+        self._later: set[asyncio.Future] = set()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._started = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self.port = 0
+
+    # -- lifecycle
+
+    def start(self) -> FakeDiscord:
+        self._thread = threading.Thread(target=self._serve, name="fake-discord", daemon=True)
+        self._thread.start()
+        if not self._started.wait(10):
+            raise RuntimeError("the fake Discord did not start within 10 s")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _serve(self) -> None:
+        loop = self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self._stop = asyncio.Event()
+        app = web.Application(middlewares=[self._middleware])
+        app.router.add_get("/gateway", self._gateway)
+        app.router.add_get("/resume-gateway", self._gateway)
+        app.router.add_route("*", API + "/{tail:.*}", self._rest)
+        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
+        loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]
+        self._started.set()
+        try:
+            loop.run_until_complete(self._stop.wait())
+        finally:
+            session = self._session
+            if session is not None and session.live is not None:
+                loop.run_until_complete(asyncio.wait_for(session.live.ws.close(), 5))
+            loop.run_until_complete(asyncio.wait_for(runner.cleanup(), 10))
+            loop.close()
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self.port}{API}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/gateway"
+
+    # -- payloads
+
+    def _snowflake(self) -> str:
+        return str(((int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22) + next(self._ids))
+
+    def _user(self, name: str, *, bot: bool = False) -> dict:
+        return {"id": self._snowflake(), "username": name, "discriminator": "0", "global_name": name,
+                "avatar": None, "bot": bot, "flags": 0, "public_flags": 0}
+
+    def _member(self, user: dict, *, permissions: int | None = None) -> dict:
+        member = {"user": user, "roles": [], "nick": None, "joined_at": _now_iso(), "deaf": False, "mute": False,
+                  "flags": 0, "pending": False, "avatar": None}
+        if permissions is not None:
+            member["permissions"] = str(permissions)
+        return member
+
+    def permissions_of(self, name: str) -> int:
+        return MEMBER_PERMISSIONS | (MANAGE_GUILD if name == "admin" else 0)
+
+    def _guild(self) -> dict:
+        everyone = {"id": self.guild_id, "name": "@everyone", "permissions": str(MEMBER_PERMISSIONS), "position": 0,
+                    "color": 0, "hoist": False, "managed": False, "mentionable": False, "flags": 0}
+        members = [self._member(self.bot_user)] + [self._member(u) for u in self.users.values()]
+        return {"id": self.guild_id, "name": "Fake Guild", "owner_id": self.users["admin"]["id"], "icon": None,
+                "features": [], "roles": [everyone], "emojis": [], "stickers": [], "channels": list(self.channels.values()),
+                "threads": [], "members": members, "member_count": len(members), "large": False, "unavailable": False,
+                "joined_at": _now_iso(), "voice_states": [], "presences": [], "stage_instances": [],
+                "guild_scheduled_events": [], "mfa_level": 0, "verification_level": 0, "premium_tier": 0,
+                "preferred_locale": "en-US", "system_channel_flags": 0, "nsfw_level": 0}
+
+    def _message(self, channel_id: str, author: dict, body: dict, **extra: Any) -> dict:
+        channel = self.channels[channel_id]
+        message = {"id": self._snowflake(), "channel_id": channel_id, "author": author,
+                   "content": body.get("content") or "", "timestamp": _now_iso(), "edited_timestamp": None,
+                   "tts": False, "mention_everyone": False, "mentions": [], "mention_roles": [], "attachments": [],
+                   "embeds": body.get("embeds") or [], "components": body.get("components") or [], "pinned": False,
+                   "type": 0, "flags": body.get("flags") or 0}
+        if channel.get("guild_id"):
+            message["guild_id"] = channel["guild_id"]
+        message.update(extra)
+        message["_pings"] = self._pings(message, body)
+        self.messages[message["id"]] = message
+        return message
+
+    def _pings(self, message: dict, body: dict) -> list[str]:
+        """Who this message would notify, under Discord's rules for content and allowed_mentions."""
+        allowed = body.get("allowed_mentions")
+        parse = {"everyone", "users", "roles"} if allowed is None else set(allowed.get("parse", []))
+        content = message["content"]
+        pings = []
+        if "everyone" in parse and re.search(r"@(everyone|here)", content):
+            pings.append("everyone")
+        for kind, pattern in (("users", r"<@!?(\d+)>"), ("roles", r"<@&(\d+)>")):
+            listed = set((allowed or {}).get(kind, []))
+            pings += [f"{kind}:{i}" for i in re.findall(pattern, content) if kind in parse or i in listed]
+        if message.get("message_reference") and (allowed is None or allowed.get("replied_user")):
+            pings.append("replied_user")
+        return pings
+
+    @staticmethod
+    def public(message: dict) -> dict:
+        return {k: v for k, v in message.items() if not k.startswith("_")}
+
+    # -- the rules
+
+    def _check_message(self, body: Any) -> list[str]:
+        if not isinstance(body, dict):
+            return ["body is not a JSON object"]
+        errors = []
+        content = body.get("content") or ""
+        embeds = body.get("embeds") or []
+        if len(content) > 2000:
+            errors.append(f"content: must be 2000 or fewer in length (got {len(content)})")
+        if len(embeds) > 10:
+            errors.append("embeds: must be 10 or fewer in length")
+        total = 0
+        for i, embed in enumerate(embeds):
+            for key, limit in (("title", 256), ("description", 4096)):
+                value = embed.get(key) or ""
+                total += len(value)
+                if len(value) > limit:
+                    errors.append(f"embeds.{i}.{key}: must be {limit} or fewer in length (got {len(value)})")
+            fields = embed.get("fields") or []
+            if len(fields) > 25:
+                errors.append(f"embeds.{i}.fields: must be 25 or fewer in length")
+            for j, f in enumerate(fields):
+                for key, limit in (("name", 256), ("value", 1024)):
+                    value = f.get(key) or ""
+                    total += len(value)
+                    if not value or len(value) > limit:
+                        errors.append(f"embeds.{i}.fields.{j}.{key}: must be 1 to {limit} in length")
+            for key, sub, limit in (("footer", "text", 2048), ("author", "name", 256)):
+                value = (embed.get(key) or {}).get(sub) or ""
+                total += len(value)
+                if len(value) > limit:
+                    errors.append(f"embeds.{i}.{key}.{sub}: must be {limit} or fewer in length")
+        if total > 6000:
+            errors.append(f"embeds: must be 6000 or fewer in total length (got {total})")
+        rows = body.get("components") or []
+        if len(rows) > 5 or any(len(row.get("components", [])) > 5 for row in rows):
+            errors.append("components: at most 5 rows of 5")
+        for row in rows:
+            for c in row.get("components", []):
+                if len(c.get("custom_id") or "") > 100 or len(c.get("label") or "") > 80:
+                    errors.append("components: custom_id over 100 or label over 80")
+        allowed = body.get("allowed_mentions")
+        if allowed is not None and not set(allowed.get("parse", [])) <= {"everyone", "users", "roles"}:
+            errors.append("allowed_mentions.parse: unknown value")
+        return errors
+
+    def _error(self, status: int, code: int, message: str, request: Request, **extra: Any) -> web.Response:
+        self.violations.append(f"{request.method} {request.path}: {status}/{code} {message}")
+        return self._json({"code": code, "message": message, **extra}, status=status)
+
+    @staticmethod
+    def _json(payload: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+        # Exactly "application/json", no charset: discord.py only parses JSON when the header is exactly that.
+        return web.Response(body=json.dumps(payload).encode(), status=status,
+                            headers={"Content-Type": "application/json", **(headers or {})})
+
+    def rate_limit(self, method: str, path: str, *, retry_after: float = 0.5, times: int = 1) -> None:
+        """The next `times` requests matching `method` and the regex `path` (after /api/v10) get a 429."""
+        with self._lock:
+            self._rate_limits.append(_RateLimit(method, re.compile(path), retry_after, times))
+
+    def _limited(self, request: Request) -> web.Response | None:
+        now = time.monotonic()
+        for rule in self._rate_limits:
+            if rule.method != request.method or not rule.pattern.fullmatch(request.path):
+                continue
+            if now < rule.limited_until:
+                self.violations.append(f"{request.method} {request.path}: retried {rule.limited_until - now:.2f} s too early")
+            elif rule.times <= 0:
+                continue
+            else:
+                rule.times -= 1
+                rule.limited_until = now + rule.retry_after
+            remaining = rule.limited_until - now
+            return self._json(
+                {"message": "You are being rate limited.", "retry_after": round(remaining, 3), "global": False},
+                status=429,
+                headers={"Retry-After": str(math.ceil(remaining)), "X-RateLimit-Limit": "5",
+                         "X-RateLimit-Remaining": "0", "X-RateLimit-Reset-After": f"{remaining:.3f}",
+                         "X-RateLimit-Reset": f"{time.time() + remaining:.3f}", "X-RateLimit-Bucket": "fake-bucket",
+                         "X-RateLimit-Scope": "user", "Via": "1.1 google"},
+            )
+        return None
+
+    # -- REST
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Callable) -> web.StreamResponse:
+        response = await handler(request)
+        record = request.get(_RECORD)
+        if record is not None:
+            record.status = response.status
+        return response
+
+    async def _rest(self, http: web.Request) -> web.StreamResponse:
+        raw = await http.read()
+        content_type = http.headers.get("Content-Type", "")
+        path = "/" + http.match_info["tail"]
+        body: Any = None
+        with self._lock:
+            request = http[_RECORD] = Request(http.method, path, dict(http.query), None, content_type, time.monotonic())
+            self.requests.append(request)
+            if raw:
+                if content_type == "application/json":
+                    try:
+                        body = request.json = json.loads(raw)
+                    except ValueError:
+                        return self._error(400, 50109, "The request body contains invalid JSON.", request)
+                elif content_type.startswith("multipart/form-data"):
+                    body = request.json = self._payload_json(raw, content_type)
+                else:
+                    return self._error(400, 50109, f"unsupported Content-Type {content_type!r}", request)
+            limited = self._limited(request)
+            if limited is not None:
+                return limited
+            bot_auth = http.headers.get("Authorization")
+            if not path.startswith(("/interactions/", "/webhooks/")) and bot_auth != f"Bot {self.token}":
+                return self._json({"message": "401: Unauthorized", "code": 0}, status=401)
+            for method, pattern, handler in self._routes:
+                match = re.fullmatch(pattern, path)
+                if method == http.method and match:
+                    result = handler(self, request, body, *match.groups())
+                    break
+            else:
+                return self._error(404, 0, "404: Not Found (route not in the fake)", request)
+        if isinstance(result, web.Response):
+            return result
+        events, payload, status = result
+        for event, data in events:
+            await self._dispatch(event, data)
+        return web.Response(status=204) if status == 204 else self._json(payload, status=status)
+
+    @staticmethod
+    def _payload_json(raw: bytes, content_type: str) -> Any:
+        boundary = content_type.split("boundary=", 1)[-1].strip('"')
+        for part in raw.split(b"--" + boundary.encode()):
+            if b'name="payload_json"' in part:
+                return json.loads(part.split(b"\r\n\r\n", 1)[1].rsplit(b"\r\n", 1)[0])
+        return None
+
+    def _get_me(self, request, body):
+        return [], self.bot_user, 200
+
+    def _get_application(self, request, body):
+        return [], {"id": self.app_id, "name": "citebot", "description": "", "icon": None, "bot_public": False,
+                    "bot_require_code_grant": False, "owner": self.users["admin"], "verify_key": "0" * 64,
+                    "flags": 0, "team": None}, 200
+
+    def _put_commands(self, request, body, app_id, guild_id=None):
+        if app_id != self.app_id or (guild_id is not None and guild_id != self.guild_id):
+            return self._error(404, 10002, "Unknown Application", request)
+        problems = []
+        for command in body:
+            if not re.fullmatch(r"[-_a-z0-9]{1,32}", command.get("name", "")) or not 1 <= len(command.get("description", "")) <= 100:
+                problems.append(f"command {command.get('name')!r}: bad name or description")
+            for option in command.get("options", []):
+                if not 1 <= len(option.get("description", "")) <= 100:
+                    problems.append(f"option {option.get('name')!r}: needs a description of 1 to 100 characters")
+        if problems:
+            return self._error(400, 50035, "Invalid Form Body", request, errors=problems)
+        self.commands = [{**c, "id": self._snowflake(), "application_id": self.app_id, "version": "1",
+                          "guild_id": guild_id, "default_member_permissions": c.get("default_member_permissions"),
+                          "type": c.get("type", 1)} for c in body]
+        return [], self.commands, 200
+
+    def _post_message(self, request, body, channel_id):
+        if channel_id not in self.channels:
+            return self._error(404, 10003, "Unknown Channel", request)
+        errors = self._check_message(body)
+        if errors:
+            return self._error(400, 50035, "Invalid Form Body", request, errors=errors)
+        extra: dict[str, Any] = {}
+        reference = body.get("message_reference")
+        if reference:
+            referenced = self.messages.get(str(reference["message_id"]))
+            if referenced is None:
+                return self._error(400, 50035, "Invalid Form Body: unknown message_reference", request)
+            extra = {"type": 19, "message_reference": {**reference, "channel_id": channel_id, "guild_id": self.guild_id},
+                     "referenced_message": self.public(referenced)}
+        message = self._message(channel_id, self.bot_user, body, **extra)
+        return [("MESSAGE_CREATE", self.public(message))], self.public(message), 200
+
+    def _start_thread(self, request, body, channel_id, message_id):
+        parent = self.channels.get(channel_id)
+        if parent is None or message_id not in self.messages or parent["type"] != 0:
+            return self._error(404, 10008, "Unknown Message", request)
+        if message_id in self.channels:
+            return self._error(400, 160004, "A thread has already been created for this message", request)
+        if not 1 <= len(body.get("name", "")) <= 100 or body.get("auto_archive_duration", 4320) not in (60, 1440, 4320, 10080):
+            return self._error(400, 50035, "Invalid Form Body", request)
+        thread = {"id": message_id, "guild_id": self.guild_id, "parent_id": channel_id, "owner_id": self.bot_user["id"],
+                  "type": 11, "name": body["name"], "last_message_id": None, "rate_limit_per_user": 0,
+                  "message_count": 0, "member_count": 1, "flags": 0, "total_message_sent": 0,
+                  "thread_metadata": {"archived": False, "auto_archive_duration": body.get("auto_archive_duration", 4320),
+                                      "archive_timestamp": _now_iso(), "locked": False}}
+        self.channels[message_id] = thread
+        return [("THREAD_CREATE", {**thread, "newly_created": True})], thread, 201
+
+    def _open_dm(self, request, body):
+        recipient = next((u for u in self.users.values() if u["id"] == str(body.get("recipient_id"))), None)
+        if recipient is None:
+            return self._error(400, 50035, "Invalid Form Body: unknown recipient", request)
+        dm_id = self._dms.setdefault(recipient["id"], self._snowflake())
+        dm = {"id": dm_id, "type": 1, "recipients": [recipient], "last_message_id": None}
+        self.channels.setdefault(dm_id, dm)
+        return [], dm, 200
+
+    def _interaction(self, request, token) -> Interaction | None:
+        return next((i for i in self.interactions.values() if i.token == token), None)
+
+    def _callback(self, request, body, interaction_id, token):
+        record = self.interactions.get(interaction_id)
+        now = time.monotonic()
+        if record is None or record.token != token:
+            return self._error(404, 10062, "Unknown interaction", request)
+        if now - record.dispatched_at > self.deadline:
+            return self._error(404, 10062, f"Unknown interaction (answered {now - record.dispatched_at:.2f} s late)", request)
+        if record.acked_at is not None:
+            return self._error(400, 40060, "Interaction has already been acknowledged.", request)
+        kind, data = body.get("type"), body.get("data") or {}
+        if kind in (4, 7):
+            errors = self._check_message(data)
+            if errors:
+                return self._error(400, 50035, "Invalid Form Body", request, errors=errors)
+        elif kind not in (5, 6):
+            return self._error(400, 50035, f"Invalid Form Body: unsupported callback type {kind}", request)
+        record.acked_at, record.response_type = now, kind
+        record.ephemeral = bool((data.get("flags") or 0) & EPHEMERAL)
+        events = []
+        message = None
+        if kind in (4, 5):
+            flags = (data.get("flags") or 0) | (LOADING if kind == 5 else 0)
+            message = self._message(record.channel_id, self.bot_user, {**data, "flags": flags}, type=20,
+                                    webhook_id=self.app_id, application_id=self.app_id)
+            record.original_id, record.loading = message["id"], kind == 5
+            if not record.ephemeral:
+                events.append(("MESSAGE_CREATE", self.public(message)))
+        response: dict[str, Any] = {"interaction": {"id": record.id, "type": 2, "response_message_id": record.original_id,
+                                                    "response_message_loading": record.loading,
+                                                    "response_message_ephemeral": record.ephemeral}}
+        if kind == 4:
+            response["resource"] = {"type": kind, "message": self.public(message)}
+        return events, response, 200
+
+    def _execute_webhook(self, request, body, app_id, token):
+        record = self._interaction(request, token)
+        if record is None or app_id != self.app_id or record.acked_at is None:
+            return self._error(404, 10015, "Unknown Webhook", request)
+        errors = self._check_message(body)
+        if errors:
+            return self._error(400, 50035, "Invalid Form Body", request, errors=errors)
+        if record.loading:
+            # The first follow-up after a "thinking" defer fills that message; its own flags don't count.
+            if record.original_id not in self.messages:
+                return self._error(404, 10008, "Unknown Message", request)
+            return self._edit_original(request, body, app_id, token)
+        message = self._message(record.channel_id, self.bot_user, body, type=20, webhook_id=self.app_id,
+                                application_id=self.app_id)
+        record.followup_ids.append(message["id"])
+        events = [] if message["flags"] & EPHEMERAL else [("MESSAGE_CREATE", self.public(message))]
+        return events, self.public(message), 200
+
+    def _edit_original(self, request, body, app_id, token):
+        record = self._interaction(request, token)
+        if record is None or app_id != self.app_id:
+            return self._error(404, 10015, "Unknown Webhook", request)
+        message = self.messages.get(record.original_id or "")
+        if message is None:
+            return self._error(404, 10008, "Unknown Message", request)
+        errors = self._check_message({**self.public(message), **body})
+        if errors:
+            return self._error(400, 50035, "Invalid Form Body", request, errors=errors)
+        for key in ("content", "embeds", "components"):
+            if key in body:
+                message[key] = body[key]
+        if message["flags"] & LOADING:
+            message["_filled_at"] = time.monotonic()
+        message["flags"] = message["flags"] & ~LOADING
+        message["edited_timestamp"] = _now_iso()
+        message["_pings"] = self._pings(message, body)
+        message.setdefault("_edits", []).append(body)
+        record.loading = False
+        events = [] if message["flags"] & EPHEMERAL else [("MESSAGE_UPDATE", self.public(message))]
+        return events, self.public(message), 200
+
+    def _delete_original(self, request, body, app_id, token):
+        record = self._interaction(request, token)
+        if record is None or record.original_id not in self.messages:
+            return self._error(404, 10008, "Unknown Message", request)
+        message = self.messages.pop(record.original_id)
+        message["_deleted"] = True
+        self.deleted.append(message)
+        events = [] if message["flags"] & EPHEMERAL else [
+            ("MESSAGE_DELETE", {"id": message["id"], "channel_id": message["channel_id"], "guild_id": self.guild_id})]
+        return events, None, 204
+
+    _routes = [
+        ("GET", r"/users/@me", _get_me),
+        ("GET", r"/oauth2/applications/@me", _get_application),
+        ("PUT", r"/applications/(\d+)/commands", _put_commands),
+        ("PUT", r"/applications/(\d+)/guilds/(\d+)/commands", _put_commands),
+        ("POST", r"/channels/(\d+)/messages", _post_message),
+        ("POST", r"/channels/(\d+)/messages/(\d+)/threads", _start_thread),
+        ("POST", r"/users/@me/channels", _open_dm),
+        ("POST", r"/interactions/(\d+)/([^/]+)/callback", _callback),
+        ("POST", r"/webhooks/(\d+)/([^/]+)", _execute_webhook),
+        ("PATCH", r"/webhooks/(\d+)/([^/]+)/messages/@original", _edit_original),
+        ("DELETE", r"/webhooks/(\d+)/([^/]+)/messages/@original", _delete_original),
+    ]
+
+    # -- gateway
+
+    async def _gateway(self, http: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=0)
+        await ws.prepare(http)
+        with self._lock:
+            self.connections.append(http.path)
+        if http.query.get("v") != "10" or http.query.get("encoding") != "json":
+            await ws.close(code=4012, message=b"Invalid API version")
+            return ws
+        connection = _Connection(ws, compress=http.query.get("compress") == "zlib-stream", transport=http.transport)
+        await connection.send({"op": 10, "d": {"heartbeat_interval": self.heartbeat_ms}})
+        try:
+            while True:
+                try:
+                    frame = await ws.receive(timeout=IDLE_TIMEOUT)
+                except asyncio.TimeoutError:
+                    await ws.close(code=4009, message=b"Session timed out")
+                    break
+                if frame.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                    with self._lock:
+                        self.close_codes.append(frame.data if frame.type == WSMsgType.CLOSE else ws.close_code)
+                    break
+                if frame.type != WSMsgType.TEXT:
+                    await ws.close(code=4002, message=b"Decode error")
+                    break
+                if not await self._on_frame(connection, json.loads(frame.data)):
+                    break
+        finally:
+            with self._lock:
+                if self._session is not None and self._session.live is connection:
+                    self._session.live = None
+        return ws
+
+    async def _on_frame(self, connection: _Connection, payload: dict) -> bool:
+        op, data = payload.get("op"), payload.get("d")
+        if op == 1:
+            with self._lock:
+                self.heartbeats.append(time.monotonic())
+            await connection.send({"op": 11})
+        elif op == 2:
+            with self._lock:
+                self.identifies.append({"at": time.monotonic(), **{k: v for k, v in data.items() if k != "token"}})
+            if data.get("token") != self.token:
+                await connection.ws.close(code=4004, message=b"Authentication failed.")
+                return False
+            if not data.get("intents", 0) & MESSAGE_CONTENT_INTENT:
+                self.violations.append("IDENTIFY without the message content intent")
+            elif not self.message_content_approved:
+                await connection.ws.close(code=4014, message=b"Disallowed intent(s).")
+                return False
+            with self._lock:
+                self._session = _Session(id=f"session-{len(self.identifies)}", live=connection)
+            await self._dispatch("READY", {
+                "v": 10, "user": self.bot_user, "guilds": [{"id": self.guild_id, "unavailable": True}],
+                "session_id": self._session.id, "session_type": "normal",
+                "resume_gateway_url": f"ws://127.0.0.1:{self.port}/resume-gateway",
+                "application": {"id": self.app_id, "flags": 0}, "private_channels": [], "relationships": [],
+            })
+            self.ready_at = time.monotonic()
+            await self._dispatch("GUILD_CREATE", self._guild())
+        elif op == 6:
+            session = self._session
+            with self._lock:
+                self.resumes.append({k: v for k, v in data.items() if k != "token"})
+            if session is None or data.get("session_id") != session.id or data.get("token") != self.token:
+                await connection.send({"op": 9, "d": False})
+                return True
+            with self._lock:
+                missed = [f for f in session.frames if f["s"] > (data.get("seq") or 0)]
+                session.live = connection
+            for frame in missed:
+                await connection.send(frame)
+            await self._dispatch("RESUMED", {})
+        elif op in (3, 4, 8):
+            pass
+        else:
+            await connection.ws.close(code=4001, message=b"Unknown opcode")
+            return False
+        return True
+
+    async def _dispatch(self, event: str, data: Any) -> None:
+        with self._lock:
+            session = self._session
+            if session is None:
+                return
+            session.seq += 1
+            frame = {"op": 0, "t": event, "s": session.seq, "d": data}
+            session.frames.append(frame)
+            live = session.live
+            if event == "INTERACTION_CREATE":
+                self.interactions[data["id"]].dispatched_at = time.monotonic()
+        if live is not None and not live.paused:
+            await live.send(frame)
+
+    # -- driving it from a test (any thread, any loop)
+
+    async def _run(self, coroutine) -> Any:
+        assert self._loop is not None
+        future: concurrent.futures.Future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        return await asyncio.wait_for(asyncio.wrap_future(future), 10)
+
+    async def send_message(self, author: str, content: str, *, channel: str | None = None, reply_to: str | None = None) -> dict:
+        """A user posts a message; the bot hears MESSAGE_CREATE."""
+        async def post() -> dict:
+            with self._lock:
+                user = self.users[author]
+                channel_id = channel or self.general
+                extra: dict[str, Any] = {"member": {k: v for k, v in self._member(user).items() if k != "user"}}
+                mentioned = [u for u in [self.bot_user, *self.users.values()] if re.search(rf"<@!?{u['id']}>", content)]
+                if reply_to is not None:
+                    referenced = self.messages[reply_to]
+                    extra.update(type=19, referenced_message=self.public(referenced),
+                                 message_reference={"message_id": reply_to, "channel_id": referenced["channel_id"],
+                                                    "guild_id": self.guild_id})
+                    if referenced["author"] not in mentioned:
+                        mentioned.append(referenced["author"])
+                extra["mentions"] = mentioned
+                message = self._message(channel_id, user, {"content": content}, **extra)
+            await self._dispatch("MESSAGE_CREATE", self.public(message))
+            return message
+
+        return await self._run(post())
+
+    async def slash(self, user: str, name: str, *, channel: str | None = None, after: float = 0.0,
+                    when: Callable[[], Any] | None = None, **options: Any) -> Interaction:
+        """A user runs a slash command the bot synced.
+
+        With `when` and `after`, the fake sends it `after` seconds once `when()` is true, timed on the
+        fake's own loop: it holds even while the bot's loop is blocked.
+        """
+        async def later(payload: dict) -> None:
+            deadline = time.monotonic() + 10
+            while when is not None and not when() and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(after)
+            await self._dispatch("INTERACTION_CREATE", payload)
+
+        async def invoke() -> Interaction:
+            with self._lock:
+                command = next(c for c in self.commands if c["name"] == name)
+                typed = {o["name"]: o["type"] for o in command.get("options", [])}
+                data = {"id": command["id"], "name": name, "type": 1, "guild_id": self.guild_id,
+                        "options": [{"name": k, "type": typed[k], "value": v} for k, v in options.items()]}
+                record, payload = self._interaction_payload(user, channel or self.general, name, 2, data)
+            if after or when is not None:
+                self._later.add(task := asyncio.ensure_future(later(payload)))
+                task.add_done_callback(self._later.discard)
+            else:
+                await self._dispatch("INTERACTION_CREATE", payload)
+            return record
+
+        return await self._run(invoke())
+
+    async def click(self, user: str, message_id: str, *, label: str | None = None, emoji: str | None = None) -> Interaction:
+        """A user clicks a button on one of the bot's messages."""
+        async def invoke() -> Interaction:
+            with self._lock:
+                message = self.messages[message_id]
+                button = next(c for row in message["components"] for c in row["components"]
+                              if (label and c.get("label") == label) or (emoji and (c.get("emoji") or {}).get("name") == emoji))
+                data = {"custom_id": button["custom_id"], "component_type": 2}
+                record, payload = self._interaction_payload(user, message["channel_id"], button["custom_id"], 3, data)
+                payload["message"] = self.public(message)
+            await self._dispatch("INTERACTION_CREATE", payload)
+            return record
+
+        return await self._run(invoke())
+
+    def _interaction_payload(self, user: str, channel_id: str, name: str, kind: int, data: dict) -> tuple[Interaction, dict]:
+        record = Interaction(id=self._snowflake(), token=f"token-{next(self._ids)}", user_id=self.users[user]["id"],
+                             channel_id=channel_id, name=name)
+        self.interactions[record.id] = record
+        channel = self.channels[channel_id]
+        payload = {"id": record.id, "application_id": self.app_id, "type": kind, "data": data, "guild_id": self.guild_id,
+                   "channel_id": channel_id, "channel": channel, "token": record.token, "version": 1,
+                   "member": self._member(self.users[user], permissions=self.permissions_of(user)),
+                   "app_permissions": str(MEMBER_PERMISSIONS), "locale": "en-US", "guild_locale": "en-US",
+                   "entitlements": [], "authorizing_integration_owners": {"0": self.guild_id}, "context": 0,
+                   "attachment_size_limit": 8 * 1024 * 1024}
+        return record, payload
+
+    async def reconnect(self, *, drop: bool = False) -> None:
+        """Ask the bot to reconnect (op 7), or with `drop` cut the TCP connection with no goodbye.
+
+        Events from now until the bot resumes are only buffered, for the RESUME to replay.
+        """
+        async def cut() -> None:
+            with self._lock:
+                live = self._session.live if self._session else None
+            if live is None:
+                raise RuntimeError("no live gateway connection to reconnect")
+            live.paused = True
+            if drop and live.transport is not None:
+                live.transport.abort()
+            else:
+                await live.send({"op": 7, "d": None})
+
+        await self._run(cut())
+
+    async def wait_for(self, predicate: Callable[[], Any], *, timeout: float = 5.0, what: str = "condition") -> Any:
+        """Poll `predicate` (under the fake's lock) until it is truthy; fail after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}; violations: {self.violations}")
+            await asyncio.sleep(0.02)
+
+    # -- reading what happened
+
+    def bot_messages(self, channel: str | None = None) -> list[dict]:
+        with self._lock:
+            return [m for m in self.messages.values()
+                    if m["author"]["id"] == self.bot_user["id"] and (channel is None or m["channel_id"] == channel)]
+
+    def requests_to(self, method: str, pattern: str) -> list[Request]:
+        with self._lock:
+            return [r for r in self.requests if r.method == method and re.fullmatch(pattern, r.path)]
