@@ -54,6 +54,10 @@ _LOCATIVE = {
     "outside", "along", "toward", "towards", "around", "between", "during", "since", "until", "till",
     "before", "after", "by", "through", "over", "under", "off", "via",
 }
+COVERAGE_WINDOW = 15
+# The question words a sentence must have to be on its topic: modifiers ("new", "existing") are
+# often left out by a sentence that still answers it.
+_CORE = {"NOUN", "PROPN", "VERB", "NUM"}
 _QUESTION_WORDS = {"who", "whom", "whose", "what", "which", "where", "when", "how", "many", "much", "why"}
 
 
@@ -84,9 +88,10 @@ def normalise(value: str) -> str:
 class Phrase:
     """A phrase of a sentence: offsets into the sentence, and the entities it names in order.
 
-    `coverage` is the share of the question's content words the sentence also has (1.0 for "new
-    battle groups" in a sentence about four new battle groups): a sentence about something else
-    may name a place without answering where the battle groups are.
+    `coverage` is the share of the question's nouns, verbs and numbers the sentence also has within
+    COVERAGE_WINDOW words of the phrase (1.0 for "new battle groups" in a sentence about four new
+    battle groups): a sentence about something else may name a place without answering where the
+    battle groups are.
     """
 
     start: int
@@ -122,6 +127,7 @@ class _Parsed:
     entities: tuple[_Entity, ...]
     words: tuple[str, ...]  # per token, lower case
     starts: tuple[int, ...]  # per token, its offset into the text
+    core: tuple[bool, ...]  # per token, whether it names something (noun, verb, number), not a modifier
     lemmas: tuple[str, ...]  # per token, lower case; "" for stop words and punctuation
 
 
@@ -160,7 +166,8 @@ class SpacyPhraseFinder:
             entities.append(_Entity(text[e.start_char : end], e.label_, e.start_char, end, e.start, last))
         words = tuple(t.lower_ for t in doc)
         lemmas = tuple("" if t.is_stop or t.is_punct or t.is_space else t.lemma_.lower() for t in doc)
-        return _Parsed(tuple(entities), words, tuple(t.idx for t in doc), lemmas)
+        core = tuple(t.pos_ in _CORE for t in doc)
+        return _Parsed(tuple(entities), words, tuple(t.idx for t in doc), core, lemmas)
 
     def find(self, question: str, sentence: str) -> Phrase | None:
         asked = _asked(question)
@@ -169,13 +176,13 @@ class SpacyPhraseFinder:
         labels, ask_start, ask_end = asked
         parsed = self._parse(sentence)
         named = normalise(question)
-        entities = [e for e in parsed.entities if e.label in labels]
-        groups = [g for g in _groups(sentence, entities, lambda e: not _mentions(named, e.text)) if g]
+        groups = _groups(sentence, list(parsed.entities), labels, lambda e: not _mentions(named, e.text))
         if not groups:
             return None
         question_parse = self._parse(question)
         # The words asking ("which countries") are not what the answer is about.
         own = _content(question_parse, skip=range(ask_start, ask_end))
+        must = [i for i in own if question_parse.core[i]] or own
         wanted = _terms(question_parse, own)
         anchors = [i for i, lemma in enumerate(parsed.lemmas) if lemma and _pairs(parsed.lemmas, i) & wanted]
         counted = _counted(question_parse) if labels <= NUMBERS else set()
@@ -191,9 +198,12 @@ class SpacyPhraseFinder:
         best = min(groups, key=rank)
         if counted and rank(best)[0]:
             return None  # "how many troops": a number of something else is not the answer
-        have = _terms(parsed, _content(parsed))
-        covered = sum(bool(_pairs(question_parse.lemmas, i) & have) for i in own)
-        coverage = round(covered / len(own), 3) if own else 0.0
+        # Only words near the phrase count: a long sentence may meet the question's words in one
+        # clause and name an unrelated place in another.
+        near = range(best[0].first_token - COVERAGE_WINDOW, best[-1].last_token + COVERAGE_WINDOW + 1)
+        have = _terms(parsed, [i for i in _content(parsed) if i in near])
+        covered = sum(bool(_pairs(question_parse.lemmas, i) & have) for i in must)
+        coverage = round(covered / len(must), 3) if must else 0.0
         return Phrase(best[0].start, best[-1].end, tuple(e.text for e in best), coverage)
 
 
@@ -260,24 +270,46 @@ def _counted(question: _Parsed) -> set[str]:
     return set()
 
 
-def _groups(sentence: str, entities: list[_Entity], fresh) -> list[list[_Entity]]:
-    """Runs of one label joined by commas, "and" or "or" become one list; a list is cut to what is new.
+def _groups(sentence: str, entities: list[_Entity], labels: frozenset[str], fresh) -> list[list[_Entity]]:
+    """The entities of the asked kinds, each list of them ("Hungary, Slovakia and Romania") as one group.
 
-    The question's own entities are cut from either end of a list ("NATO, Julianne Smith" for a
-    question about NATO), so a list kept is one that says something the question did not.
+    Entities joined by commas, "and" or "or" form a run. A run of three or more, or one joined by
+    "and"/"or", is a list, kept whole when most of it is of the asked kinds: spaCy now and then
+    calls one country of a list an organisation. Any other run ("NATO, Julianne Smith", an
+    apposition) splits into entities of one label. The question's own entities are cut from either
+    end, so a group kept says something the question did not.
     """
-    groups: list[list[_Entity]] = []
+    runs: list[list[_Entity]] = []
     for entity in entities:
-        last = groups[-1][-1] if groups else None
-        if last and last.label == entity.label and _LIST_GLUE.fullmatch(sentence[last.end : entity.start]):
-            groups[-1].append(entity)
+        last = runs[-1][-1] if runs else None
+        if last and _LIST_GLUE.fullmatch(sentence[last.end : entity.start]):
+            runs[-1].append(entity)
         else:
-            groups.append([entity])
+            runs.append([entity])
+    groups: list[list[_Entity]] = []
+    for run in runs:
+        coordinated = any(
+            re.search(r"\b(?:and|or)\b|&", sentence[a.end : b.start], re.IGNORECASE) for a, b in zip(run, run[1:])
+        )
+        if (len(run) >= 3 or coordinated) and 2 * sum(e.label in labels for e in run) >= len(run):
+            groups.append(run)
+            continue
+        for entity in run:
+            if groups and groups[-1][-1].label == entity.label and groups[-1][-1] is _before(run, entity):
+                groups[-1].append(entity)
+            elif entity.label in labels:
+                groups.append([entity])
     trimmed = []
     for group in groups:
         while group and not fresh(group[0]):
             group = group[1:]
         while group and not fresh(group[-1]):
             group = group[:-1]
-        trimmed.append(group)
+        if group:
+            trimmed.append(group)
     return trimmed
+
+
+def _before(run: list[_Entity], entity: _Entity) -> _Entity | None:
+    at = run.index(entity)
+    return run[at - 1] if at else None

@@ -192,3 +192,23 @@ def test_sources_of_a_passage_are_newest_first_and_the_answer_is_as_of_the_newes
 def test_as_of_is_unknown_without_dates():
     answer = build_answer("q", [scored(hit("a", QUOTE, 0.9, published=None), 0.9)], k=5, min_score=0.3)
     assert answer.as_of is None
+
+
+def test_outlets_that_agree_share_one_version_newest_first():
+    def says(places, doc, outlet, published, score, opening):
+        text = f"{opening} {places}, officials said on the record."
+        return scored(hit(doc, text, score, outlet=outlet, published=published), score)
+
+    answer = build_answer(
+        WHERE,
+        [
+            says(SEVEN, "a", "Newsmax", None, 0.8, "Four new battle groups are being set up in"),
+            says(FOUR, "b", "The Daily", dt.date(2022, 3, 20), 0.78, "The alliance will station fresh troops in"),
+            says(SAME_FOUR, "c", "AP", MARCH_23, 0.77, "Leaders agreed on multinational forces for"),
+        ],
+        k=5, min_score=0.3, phrases=PHRASES,
+    )
+    assert len(answer.passages) == 3 and answer.disagreement
+    assert [(v.passage, [s.outlet for s in v.sources]) for v in answer.versions] == [
+        (1, ["Newsmax"]), (2, ["AP", "The Daily"]),
+    ]

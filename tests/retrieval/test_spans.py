@@ -68,6 +68,12 @@ def test_where_gives_the_whole_list_of_places_as_one_phrase(finder):
 
 
 @pytest.mark.slow
+def test_a_list_stays_whole_when_spacy_calls_one_country_an_organisation(finder):
+    sentence = "Four new battle groups are being set up in Bulgaria, Hungary, Romania, and Slovakia, he said."
+    assert phrase(finder, "where are the new battlegroups?", sentence) == "Bulgaria, Hungary, Romania, and Slovakia"
+
+
+@pytest.mark.slow
 def test_who_skips_what_the_question_already_names(finder):
     # "NATO" and "U.S." are in the sentence too, and NATO is even glued to the name by a comma.
     assert phrase(finder, "who is the US ambassador to NATO?", AMBASSADOR) == "Julianne Smith"
@@ -110,6 +116,13 @@ def test_coverage_is_low_for_a_sentence_about_something_else(finder):
     other = "President Joe Biden will attend Thursday's emergency summit in Brussels, said Stoltenberg."
     found = finder.find("who is the US ambassador to NATO?", other)
     assert found is not None and found.coverage < 0.66
+    # the question's words are in the sentence, but in another clause than the place it names
+    long = (
+        "NATO is thinking more about a medium and longer-term force presence in NATO territory on that "
+        "eastern flank, Smith stated, arguing that such a move would send a pretty clear message to Moscow."
+    )
+    found = finder.find("where are existing NATO forces?", long)
+    assert found.values == ("Moscow",) and found.coverage == 0.0
 
 
 @pytest.mark.slow
