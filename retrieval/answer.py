@@ -11,8 +11,9 @@ from retrieval.spans import NoPhrase, PhraseFinder, normalise
 
 NOT_FOUND = "Not found: nothing in the indexed articles answers this question."
 # An article's phrase is compared with the others' only when its sentence scores within this much
-# of the best sentence and has at least this share of the question's content words: a passage about
-# something else may name a place or a person without answering what was asked.
+# of the best sentence and has at least this share of the question's nouns and verbs near the phrase
+# (Phrase.coverage): a passage about something else may name a place or a person without answering
+# what was asked.
 VERSION_MARGIN = 0.15
 MIN_COVERAGE = 0.66
 
