@@ -27,7 +27,8 @@ class SlowEmbedder(FakeEmbedder):
 
 def main() -> None:
     folder, mode, *paths = sys.argv[1:]
-    settings = load_settings(index={"dir": folder}, embedding={"model": "fake"}, chunking={"max_tokens": 40})
+    settings = load_settings(index={"dir": folder}, embedding={"model": "fake"}, chunking={"max_tokens": 40},
+                             answer={"min_score": 0.0})
     if mode == "kill-before-commit":
         save = index_module.FaissIndex.save
 

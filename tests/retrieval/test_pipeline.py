@@ -35,6 +35,8 @@ def make(settings_for):
     def make_answerer(**sections):
         sections.setdefault("embedding", {"model": "fake"})
         sections.setdefault("chunking", {"max_tokens": 40})
+        # the fake embedder's similarities are not the real model's: no calibrated threshold here
+        sections.setdefault("answer", {"min_score": 0.0})
         return Answerer(settings_for(**sections), FakeEmbedder())
 
     return make_answerer
