@@ -77,7 +77,16 @@ class Answerer(Protocol):
 
     def warm_up(self) -> None: ...
 
-    def answer(self, question: str, *, k: int | None = None, context: list[str] | None = None) -> Answer: ...
+    def answer(
+        self,
+        question: str,
+        *,
+        k: int | None = None,
+        context: list[str] | None = None,
+        outlet: str | None = None,
+        since: dt.date | None = None,
+        until: dt.date | None = None,
+    ) -> Answer: ...
 
     def ingest(
         self, paths: Sequence[Path], *, progress: Callable[[int, int, str], None] | None = None
@@ -170,7 +179,27 @@ class CitebotClient(discord.Client):
 
     # -- /ask
 
-    async def ask(self, interaction: discord.Interaction, question: str, k: int | None) -> None:
+    async def ask(
+        self,
+        interaction: discord.Interaction,
+        question: str,
+        k: int | None,
+        outlet: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+    ) -> None:
+        from bot.cli import parse_date_flag
+
+        try:
+            filters = {
+                "outlet": outlet.strip() if outlet and outlet.strip() else None,
+                "since": parse_date_flag("since", since),
+                "until": parse_date_flag("until", until),
+            }
+        except CitebotError as error:  # a mistyped date: the user's to fix, not a fault to log
+            await interaction.response.send_message(str(error), ephemeral=True)
+            return
+        filters = {name: value for name, value in filters.items() if value is not None}
         if not self.allowed_in(interaction.channel or discord.Object(interaction.channel_id or 0)):
             await interaction.response.send_message(NOT_HERE, ephemeral=True)
             return
@@ -179,7 +208,7 @@ class CitebotClient(discord.Client):
             return
         await interaction.response.defer(thinking=True)
         interaction.extras["public_defer"] = True
-        answer = await asyncio.to_thread(self.answerer.answer, question, k=k)
+        answer = await asyncio.to_thread(self.answerer.answer, question, k=k, **filters)
         if not answer.found:
             sent = await interaction.followup.send(rd.not_found_text(answer), allowed_mentions=NO_MENTIONS, wait=True)
         else:
@@ -395,14 +424,20 @@ def _add_commands(client: CitebotClient) -> None:
     @app_commands.describe(
         question="What you want to know, e.g. where are the new battlegroups?",
         k="How many passages to cite (1-10)",
+        outlet="Only articles from this outlet, e.g. Newsmax",
+        since="Only articles published on or after this date (YYYY-MM-DD)",
+        until="Only articles published on or before this date (YYYY-MM-DD)",
     )
     @app_commands.guild_only()
     async def ask(
         interaction: discord.Interaction,
         question: app_commands.Range[str, QUESTION_MIN, QUESTION_MAX],
         k: Optional[app_commands.Range[int, 1, K_MAX]] = None,
+        outlet: Optional[app_commands.Range[str, 1, 100]] = None,
+        since: Optional[app_commands.Range[str, 10, 10]] = None,
+        until: Optional[app_commands.Range[str, 10, 10]] = None,
     ) -> None:
-        await client.ask(interaction, question, k)
+        await client.ask(interaction, question, k, outlet, since, until)
 
     @tree.command(name="reindex", description="Re-read the configured article folders into the index (admins only).")
     @app_commands.guild_only()

@@ -108,6 +108,7 @@ class Call:
     k: int | None
     thread: str
     started: float
+    filters: dict | None = None
 
 
 class FakeAnswerer:
@@ -134,9 +135,9 @@ class FakeAnswerer:
         self.warmed = True
         self.warmed_at = time.monotonic()
 
-    def answer(self, question: str, *, k: int | None = None, context: list[str] | None = None) -> Answer:
+    def answer(self, question: str, *, k: int | None = None, context: list[str] | None = None, **filters) -> Answer:
         with self.lock:
-            self.calls.append(Call(question, context, k, threading.current_thread().name, time.monotonic()))
+            self.calls.append(Call(question, context, k, threading.current_thread().name, time.monotonic(), filters))
         for word, seconds in self.delays.items():
             if word in question:
                 time.sleep(seconds)

@@ -127,7 +127,9 @@ async def test_no_reply_can_ping_anyone(world):
 async def test_the_question_option_is_typed_length_checked_and_described(world):
     [sync] = requests(world.env, "PUT", "/commands")
     ask = next(c for c in sync.json if c["name"] == "ask")
-    question, k = ask["options"]
+    question, k, *filters = ask["options"]
+    assert [f["name"] for f in filters] == ["outlet", "since", "until"]
+    assert all(f["description"] and not f.get("required") for f in filters)
     assert (question["name"], question["type"], question["required"]) == ("question", 3, True)
     assert (question["min_length"], question["max_length"]) == (3, 500)
     assert question["description"].startswith("What you want to know")
@@ -146,6 +148,24 @@ async def test_k_limits_the_cited_passages(world, answerer):
 
     assert answerer.calls[0].k == 1
     assert len(result.response.embeds[0].fields) == 1
+
+
+@pytest.mark.asyncio
+async def test_outlet_and_date_filters_reach_the_answerer(world, answerer):
+    import datetime as dt
+
+    await world.alice.slash(world.general, "ask", question=QUESTION, outlet=" Newsmax ", since="2022-03-01",
+                            until="2022-03-31")
+    assert answerer.calls[0].filters == {
+        "outlet": "Newsmax", "since": dt.date(2022, 3, 1), "until": dt.date(2022, 3, 31)}
+
+
+@pytest.mark.asyncio
+async def test_a_bad_date_filter_is_one_private_line(world, answerer):
+    result = await world.alice.slash(world.general, "ask", question=QUESTION, since="2022-13-01")
+    assert answerer.calls == []
+    assert "since must be a date written YYYY-MM-DD" in result.response.content
+    assert result.response.ephemeral
 
 
 @pytest.mark.asyncio

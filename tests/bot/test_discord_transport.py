@@ -143,7 +143,7 @@ async def test_two_users_are_answered_within_the_deadline_while_a_slow_question_
 class BlockingClient(CitebotClient):
     """What the bot must not do: answer on the event loop."""
 
-    async def ask(self, interaction, question, k):
+    async def ask(self, interaction, question, k, *filters):
         await interaction.response.defer(thinking=True)
         answer = self.answerer.answer(question, k=k)
         await interaction.followup.send(embed=rd.answer_embed(answer))
