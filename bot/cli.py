@@ -55,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, metavar="N", help="how many passages to cite (default from settings)")
     _filter_flags(p)
     p.add_argument("--json", action="store_true", help="print the Answer as JSON")
+    p.add_argument("--full", action="store_true", help="show whole passages, not the sentences around the answer")
 
     p = commands.add_parser("chat", help="ask question after question, model kept loaded",
                             description="An interactive session with line editing and history. "
@@ -211,7 +212,7 @@ def cmd_ask(args, settings) -> int:
     if args.json:
         print(answer.model_dump_json(indent=2))
     else:
-        out.print(render_answer(answer))
+        out.print(render_answer(answer, full=args.full))
     return 0
 
 

@@ -6,6 +6,7 @@ from rich.console import Group
 from rich.padding import Padding
 from rich.text import Text
 
+from retrieval.chunk import split_sentences
 from retrieval.models import Answer, Passage, Source, Span, Version
 
 
@@ -51,16 +52,33 @@ def _differ(answer: Answer) -> Text:
     return block
 
 
-def _passage_text(passage: Passage, phrase: Span | None) -> Text:
-    text = Text(passage.text)
+def excerpt_bounds(passage: Passage, context: int = 1) -> tuple[int, int]:
+    """The highlighted sentence with `context` sentences either side, as offsets into the passage."""
+    if passage.highlight is None:
+        return 0, len(passage.text)
+    spans = split_sentences(passage.text)
+    at = next((i for i, (s, e) in enumerate(spans) if s <= passage.highlight.start < e), None)
+    if at is None:
+        return 0, len(passage.text)
+    start = min(spans[max(0, at - context)][0], passage.highlight.start)
+    end = max(spans[min(len(spans) - 1, at + context)][1], passage.highlight.end)
+    return start, end
+
+
+def _passage_text(passage: Passage, phrase: Span | None, *, full: bool) -> Text:
+    start, end = (0, len(passage.text)) if full else excerpt_bounds(passage)
+    text = Text(("… " if start > 0 else "") + passage.text[start:end] + (" …" if end < len(passage.text) else ""))
+    shift = (2 if start > 0 else 0) - start
     if passage.highlight is not None:
-        text.stylize("bold yellow", passage.highlight.start, passage.highlight.end)
+        text.stylize("bold yellow", passage.highlight.start + shift, passage.highlight.end + shift)
     if phrase is not None and phrase.passage == passage.n:
-        text.stylize("reverse", phrase.start, phrase.end)
+        text.stylize("reverse", phrase.start + shift, phrase.end + shift)
     return text
 
 
-def render_answer(answer: Answer) -> Group:
+def render_answer(answer: Answer, *, full: bool = False) -> Group:
+    """The answer, then each cited passage: the answering sentence with a sentence either side,
+    or the whole passage with `full`."""
     if not answer.found:
         return Group(Text(answer.message, style="bold red"))
     parts: list = [_head(answer), Text("")]
@@ -77,5 +95,5 @@ def render_answer(answer: Answer) -> Group:
                 lines.append(f"\n    {source.location}", style="dim")
             lines.append("\n")
         parts.append(lines)
-        parts.append(Padding(_passage_text(passage, answer.phrase), (0, 0, 1, 4)))
+        parts.append(Padding(_passage_text(passage, answer.phrase, full=full), (0, 0, 1, 4)))
     return Group(*parts)

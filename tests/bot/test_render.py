@@ -160,3 +160,17 @@ def test_a_bad_date_on_the_command_line_is_one_clear_line(command, capsys, tmp_p
     err = capsys.readouterr().err
     assert code != 0
     assert err.strip().splitlines() == ["citebot: --since must be a date written YYYY-MM-DD, e.g. 2022-03-23, not '2022-3-1'"]
+
+
+def test_passages_show_the_answer_with_a_sentence_either_side_unless_full():
+    text = "First one here. Second one here. The answer is Hungary. Fourth one here. Fifth one here."
+    at = text.index("The answer")
+    p = passage(1, text, (at, at + len("The answer is Hungary.")), NEWSMAX)
+    answer = Answer(question="q", found=True, answer=p.highlight, passages=[p])
+    short = plain(answer)
+    assert "… Second one here. The answer is Hungary. Fourth one here. …" in short
+    assert "First one here" not in short and "Fifth one here" not in short
+
+    console = Console(file=io.StringIO(), width=400, color_system=None)
+    console.print(render_answer(answer, full=True))
+    assert text in console.file.getvalue()
