@@ -88,7 +88,7 @@ def render_answer(answer: Answer, *, full: bool = False) -> Group:
         lines = Text()
         lines.append(f"[{passage.n}] ", style="bold cyan")
         if len(passage.sources) > 1:
-            lines.append(f"carried by {len(passage.sources)} sources\n", style="magenta")
+            lines.append(f"carried by {len(passage.sources)} outlets\n", style="magenta")
         for i, source in enumerate(passage.sources):
             lines.append(("    " if i or len(passage.sources) > 1 else "") + source_line(source), style="bold")
             if source.location:

@@ -117,10 +117,12 @@ def passage_field(passage: Passage, value_budget: int = FIELD_VALUE_LIMIT) -> di
     """One numbered source: `[n] Title — Outlet, date` over its link and the quoted passage."""
     first = passage.sources[0] if passage.sources else None
     name = f"[{passage.n}] " + (source_heading(first) if first else "source unknown")
-    if len(passage.sources) > 1:
-        name += f" (+{len(passage.sources) - 1} more)"
     link = _link(first) if first else ""
     head = link + "\n" if link else ""
+    if len(passage.sources) > 1:
+        # A wire story or a shared quote: one passage, every outlet that carries it.
+        outlets = ", ".join(_one_line(s.outlet or s.label) for s in passage.sources)
+        head += trim(f"Carried by {len(passage.sources)} outlets: {escape(outlets)}", 300) + "\n"
     budget = min(value_budget, FIELD_VALUE_LIMIT)
     quote = _quote(passage, max(budget - size(head), 3))
     return {"name": trim(name, FIELD_NAME_LIMIT), "value": trim(head + quote, FIELD_VALUE_LIMIT), "inline": False}

@@ -73,7 +73,7 @@ def test_a_huge_answer_fits_every_limit_and_says_it_was_trimmed():
     assert embed["title"].endswith("…")
     assert len(embed["fields"]) >= 3  # long passages are shortened before any field is dropped
     assert all(f["value"].endswith("…") for f in embed["fields"])
-    assert all(f["name"].endswith("(+1 more)") or f["name"].endswith("…") for f in embed["fields"])
+    assert all("Carried by 2 outlets" in f["value"] for f in embed["fields"])
 
 
 def test_characters_outside_the_basic_plane_count_twice():
@@ -147,3 +147,19 @@ def test_ingest_report_lists_counts_and_errors():
 
 def test_strip_mentions_removes_only_the_bots_mention():
     assert rd.strip_mentions("<@42> where are <@7> the <@!42> troops?", 42) == "where are <@7> the troops?"
+
+
+def test_a_wire_copy_is_one_field_naming_every_outlet():
+    import datetime as dt
+
+    from retrieval.models import Answer, Passage, Source, Span
+
+    text = "Four new battle groups will be set up in Hungary."
+    sources = [Source(doc_id=d, outlet=o, published=dt.date(2022, 3, 23), lead="x") for d, o in
+               [("a", "AP"), ("b", "Newsmax"), ("c", "The Daily")]]
+    span = Span(text=text, passage=1, start=0, end=len(text), doc_start=0, doc_end=len(text))
+    passage = Passage(n=1, text=text, score=0.7, sources=sources, chunk_ids=["a", "b", "c"], doc_start=0,
+                      doc_end=len(text), highlight=span)
+    embed = rd.answer_embed_dict(Answer(question="where?", found=True, answer=span, passages=[passage]))
+    [field] = embed["fields"]
+    assert "Carried by 3 outlets: AP, Newsmax, The Daily" in field["value"]
