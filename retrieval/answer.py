@@ -25,6 +25,7 @@ class ScoredHit:
     hit: Hit
     sentence: tuple[int, int]
     sentence_score: float
+    rank_score: float = 0.0  # what the candidates were ordered by (see pipeline rescoring)
 
 
 def not_found(question: str, message: str = NOT_FOUND) -> Answer:

@@ -14,7 +14,7 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ from retrieval.chunk import chunk_text, split_sentences
 from retrieval.embed import Embedder, SentenceTransformerEmbedder
 from retrieval.errors import IndexBusyError, IndexMismatchError, IngestError, QuestionError, SettingsError
 from retrieval.index import FaissIndex
+from retrieval.rerank import CrossEncoderReranker, Reranker, mix, overlap
 from retrieval.models import Answer, Hit
 from retrieval.search import Bm25, Ranked, dense_search, fuse
 from retrieval.settings import Settings
@@ -61,13 +62,20 @@ class Answerer:
     """Holds the models and the index; answers questions and ingests articles. Thread-safe for readers."""
 
     def __init__(
-        self, settings: Settings, embedder: Embedder, *, rescore: bool = True, phrases: PhraseFinder | None = None
+        self,
+        settings: Settings,
+        embedder: Embedder,
+        *,
+        rescore: bool = True,
+        phrases: PhraseFinder | None = None,
+        reranker: Reranker | None = None,
     ):
         self.settings = settings
         self.embedder = embedder
         # No phrase unless one is given: from_settings gives the spaCy one when answer.phrases is on.
         self.phrases = phrases or NoPhrase()
         self.rescore = rescore and settings.reranker.enabled
+        self.reranker = reranker if self.rescore else None
         self.dir = settings.index.dir
         self.store = Store(self.dir / "citebot.sqlite")
         self._generation = -1
@@ -82,7 +90,11 @@ class Answerer:
     ) -> Answerer:
         if phrases is None and settings.answer.phrases:
             phrases = SpacyPhraseFinder()
-        return cls(settings, embedder or SentenceTransformerEmbedder(settings.embedding), phrases=phrases)
+        reranker = None
+        if settings.reranker.cross_encoder is not None:
+            reranker = CrossEncoderReranker(settings.reranker.cross_encoder, device=settings.embedding.device)
+        return cls(settings, embedder or SentenceTransformerEmbedder(settings.embedding), phrases=phrases,
+                   reranker=reranker)
 
     # -- loading --------------------------------------------------------------------------------
     def warm_up(self) -> None:
@@ -304,29 +316,56 @@ class Answerer:
         query = " ".join([*(context or [])[-2:], question])
         vector = self.embedder.embed_queries([query])[0]
         wanted = max(RESCORE_CANDIDATES, k or self.settings.search.k)
-        ids, scores = self._candidates(query, vector, wanted, allowed)
+        ids, ranked = self._candidates(query, vector, wanted, allowed)
         stored = self.store.chunks(ids)
+        ids = [i for i in ids if i in stored]
         hits = [
             Hit(
-                chunk_id=c.chunk_id, doc_id=c.source.doc_id, start=c.start, end=c.end, text=c.text,
-                score=scores.get(i, 0.0), source=c.source,
+                chunk_id=stored[i].chunk_id, doc_id=stored[i].source.doc_id, start=stored[i].start,
+                end=stored[i].end, text=stored[i].text, score=ranked[i].score if i in ranked else 0.0,
+                source=stored[i].source,
             )
             for i in ids
-            if (c := stored.get(i)) is not None
         ]
-        return self._score_sentences(vector, hits)
+        scored = [self._best_sentence(vector, hit) for hit in hits]
+        if not self.rescore:
+            return scored
+        if self.reranker is not None:
+            order = self.reranker.score(query, [hit.text for hit in hits])
+        else:
+            order = self._mix(query, vector, ids, ranked, scored)
+        rescored = [replace(item, rank_score=score) for item, score in zip(scored, order)]
+        return sorted(rescored, key=lambda item: item.rank_score, reverse=True)
+
+    def _mix(self, query: str, vector: np.ndarray, ids: list[int], ranked: dict[int, Ranked], scored) -> list[float]:
+        """Rescore by best sentence plus chunk similarity, BM25 and question words (weights in settings)."""
+        missing = [i for i in ids if i not in ranked or ranked[i].dense is None]
+        dense_of = {i: float(v @ vector) for i, v in self.store.vectors(missing).items()}
+        dense_of.update({i: ranked[i].dense for i in ids if i in ranked and ranked[i].dense is not None})
+        top_lexical = max([ranked[i].lexical or 0.0 for i in ids if i in ranked] + [0.0])
+        weights = self.settings.reranker
+        return [
+            mix(
+                item.sentence_score,
+                dense_of.get(i, 0.0),
+                (ranked[i].lexical or 0.0) / top_lexical if i in ranked and top_lexical > 0 else 0.0,
+                overlap(query, item.hit.text[item.sentence[0] : item.sentence[1]]),
+                weights,
+            )
+            for i, item in zip(ids, scored)
+        ]
 
     def _candidates(
         self, query: str, vector: np.ndarray, wanted: int, allowed: set[int] | None
-    ) -> tuple[list[int], dict[int, float]]:
-        """The chunk ids to score, best first, with their retrieval scores.
+    ) -> tuple[list[int], dict[int, Ranked]]:
+        """The chunk ids to score, best first, with what each retriever scored them.
 
         Filtering after retrieval would starve a rare outlet, so with filters the search goes deeper
         (as deep as the share of matching chunks requires), and a small matching set is scored whole.
         """
         if allowed is None:
             ranked = self.retrieve(query, vector=vector)[:wanted]
-            return [r.id for r in ranked], {r.id: r.score for r in ranked}
+            return [r.id for r in ranked], {r.id: r for r in ranked}
         if not allowed:
             return [], {}
         total = max(self.store.count_chunks(), 1)
@@ -335,7 +374,7 @@ class Answerer:
         ids = [r.id for r in ranked]
         if len(allowed) <= wanted:
             ids += sorted(allowed.difference(ids))
-        return ids, {r.id: r.score for r in ranked}
+        return ids, {r.id: r for r in ranked}
 
     def answer(
         self,
@@ -384,17 +423,12 @@ class Answerer:
             cached = self._sentence_cache[hit.chunk_id] = (spans, vectors)
         return cached
 
-    def _score_sentences(self, query: np.ndarray, hits: list[Hit]) -> list[ScoredHit]:
-        """Score each hit by its best sentence's similarity to the question vector."""
-        scored = []
-        for hit in hits:
-            spans, vectors = self._sentences(hit)
-            similarity = vectors @ query
-            best = int(np.argmax(similarity))
-            scored.append(ScoredHit(hit=hit, sentence=spans[best], sentence_score=float(similarity[best])))
-        if self.rescore:
-            scored.sort(key=lambda s: s.sentence_score, reverse=True)
-        return scored
+    def _best_sentence(self, query: np.ndarray, hit: Hit) -> ScoredHit:
+        """The hit's sentence most similar to the question vector, with that similarity."""
+        spans, vectors = self._sentences(hit)
+        similarity = vectors @ query
+        best = int(np.argmax(similarity))
+        return ScoredHit(hit=hit, sentence=spans[best], sentence_score=float(similarity[best]))
 
 
 def _describe_filters(outlet: str | None, since: dt.date | None, until: dt.date | None) -> str:

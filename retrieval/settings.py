@@ -59,6 +59,9 @@ class SearchSettings(_Section):
 
 class RerankerSettings(_Section):
     enabled: bool = True
+    dense_weight: float = Field(0.25, ge=0, le=10, description="weight of the chunk's own similarity")
+    lexical_weight: float = Field(0.25, ge=0, le=10, description="weight of BM25, scaled to the best candidate")
+    overlap_weight: float = Field(0.25, ge=0, le=10, description="weight of question words in the best sentence")
     cross_encoder: Path | None = Field(None, description="a local sentence-transformers CrossEncoder folder")
 
 

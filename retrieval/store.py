@@ -138,6 +138,13 @@ class Store:
         vectors = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(len(rows), dim)
         return ids, vectors
 
+    def vectors(self, ids: Iterable[int]) -> dict[int, np.ndarray]:
+        ids = [int(i) for i in ids]
+        if not ids:
+            return {}
+        rows = self._db.execute(f"SELECT id, vector FROM chunks WHERE id IN ({','.join('?' * len(ids))})", ids)
+        return {row[0]: np.frombuffer(row[1], dtype=np.float32) for row in rows}
+
     def all_chunk_texts(self) -> tuple[list[int], list[str]]:
         rows = self._db.execute("SELECT id, text FROM chunks ORDER BY id").fetchall()
         return [row[0] for row in rows], [row[1] for row in rows]

@@ -177,3 +177,32 @@ def test_a_second_writer_is_refused_while_one_holds_the_lock(make, tmp_path):
         with pytest.raises(IndexBusyError, match="wait for it to finish"):
             answerer.ingest([write(tmp_path / "a", ARTICLES)])
     assert answerer.ingest([tmp_path / "a"]).added == 3
+
+
+def test_a_configured_reranker_orders_the_candidates(make, tmp_path, settings_for):
+    class PrefersBread:
+        def score(self, question, passages):
+            return [1.0 if "Sourdough" in p else 0.0 for p in passages]
+
+    answerer = make()
+    answerer.ingest([write(tmp_path / "corpus", ARTICLES)])
+    assert "Hungary" in answerer.answer("battle groups Hungary").passages[0].text
+    reranked = Answerer(answerer.settings, FakeEmbedder(), reranker=PrefersBread())
+    assert "Sourdough" in reranked.answer("battle groups Hungary").passages[0].text
+
+
+def test_a_cross_encoder_setting_must_name_a_folder(settings_for, tmp_path):
+    from retrieval.errors import SettingsError
+
+    settings = settings_for(reranker={"cross_encoder": str(tmp_path / "nowhere")})
+    with pytest.raises(SettingsError, match="reranker.cross_encoder.*not a folder"):
+        Answerer.from_settings(settings, embedder=FakeEmbedder())
+
+
+def test_rescoring_mixes_sentence_chunk_bm25_and_word_evidence(make, tmp_path):
+    answerer = make()
+    answerer.ingest([write(tmp_path / "corpus", ARTICLES)])
+    scored = answerer.rank("how many warships at sea")
+    assert "warships" in scored[0].hit.text
+    assert scored[0].rank_score > scored[0].sentence_score  # the other evidence adds to the sentence score
+    assert [s.rank_score for s in scored] == sorted((s.rank_score for s in scored), reverse=True)
