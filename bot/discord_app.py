@@ -30,6 +30,8 @@ from bot import render_discord as rd
 from bot.feedback import FeedbackStore
 from retrieval.errors import CitebotError
 from retrieval.models import Answer
+from retrieval.pipeline import IngestReport
+from retrieval.store import SourceRow
 from retrieval.settings import Settings
 
 log = logging.getLogger("citebot.discord")
@@ -48,25 +50,6 @@ ADMIN_ONLY = "Sorry, only members with the Manage Server permission can use this
 SOMETHING_WRONG = "Sorry, something went wrong while answering; please try again in a moment."
 NO_ANSWER = "No answer this time."
 EMPTY_MENTION = "Ask me a question after the mention, e.g. “@citebot where are the new battlegroups?”"
-
-
-class IngestReport(Protocol):
-    added: int
-    updated: int
-    unchanged: int
-    removed: int
-    failed: int
-    errors: list[str]
-
-
-class SourceRow(Protocol):
-    doc_id: str
-    title: str | None
-    outlet: str | None
-    published: dt.date | None
-    chunks: int
-    location: str | None
-    label: str
 
 
 class Answerer(Protocol):

@@ -10,12 +10,16 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import discord
 
 from retrieval.models import Answer, Passage, Source, Version
+
+if TYPE_CHECKING:  # the real types; fakes in tests only need the same attributes
+    from retrieval.pipeline import IngestReport
+    from retrieval.store import SourceRow
 
 MESSAGE_LIMIT = 2000
 TITLE_LIMIT = 256
@@ -282,17 +286,7 @@ def all_sources_messages(answer: Answer) -> list[str]:
     return pack(lines) or [NOT_FOUND]
 
 
-class SourceRowLike(Protocol):
-    doc_id: str
-    title: str | None
-    outlet: str | None
-    published: dt.date | None
-    chunks: int
-    location: str | None
-    label: str
-
-
-def sources_messages(rows: Sequence[SourceRowLike], *, max_messages: int = 5) -> list[str]:
+def sources_messages(rows: Sequence[SourceRow], *, max_messages: int = 5) -> list[str]:
     """The indexed articles, one line each, in at most `max_messages` messages."""
     if not rows:
         return ["The index is empty: an admin can run /reindex."]
@@ -318,20 +312,11 @@ def sources_messages(rows: Sequence[SourceRowLike], *, max_messages: int = 5) ->
     return messages
 
 
-class IngestReportLike(Protocol):
-    added: int
-    updated: int
-    unchanged: int
-    removed: int
-    failed: int
-    errors: list[str]
-
-
 def ingest_progress_text(done: int, total: int, path: str) -> str:
     return trim(f"Reindexing: {done}/{total} files · {escape(_one_line(path))}", MESSAGE_LIMIT)
 
 
-def ingest_report_text(report: IngestReportLike, *, max_errors: int = 10) -> str:
+def ingest_report_text(report: IngestReport, *, max_errors: int = 10) -> str:
     head = (
         f"Reindex finished: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
         f"{report.removed} removed, {report.failed} failed."
