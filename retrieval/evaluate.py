@@ -115,7 +115,8 @@ def evaluate(answerer, questions: list[Question], *, progress=None) -> dict:
                 in_citations += 1
             if answer.answer and any(g in normalize(answer.answer.text) for g in gold):
                 in_sentence += 1
-            phrase = answer.answer.text if answer.answer else ""
+            shown = answer.phrase or answer.answer  # the phrase where one was found, else the sentence
+            phrase = shown.text if shown else ""
             em += max(float(normalize(phrase) == g) for g in gold)
             f1s += max(f1(phrase, a) for a in question.answers)
         if progress:

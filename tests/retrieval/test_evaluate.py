@@ -1,0 +1,59 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from retrieval.evaluate import f1, normalize, questions_for, write_articles
+from tests.conftest import ROOT
+
+SQUAD = {"data": [
+    {"title": "Baltic_Sea", "paragraphs": [
+        {"context": "The Baltic Sea is an arm of the Atlantic Ocean. Its ports freeze in winter.",
+         "qas": [{"id": "q1", "question": "What is the Baltic Sea an arm of?",
+                  "answers": [{"text": "the Atlantic Ocean", "answer_start": 28}]}]},
+        {"context": " Riga is the largest city on the Baltic coast.",
+         "qas": [{"id": "q2", "question": "Which is the largest city on the Baltic coast?",
+                  "answers": [{"text": "Riga", "answer_start": 1}]}]},
+    ]},
+    {"title": "Sourdough", "paragraphs": [
+        {"context": "Sourdough bread is leavened by wild yeast and lactic acid bacteria.",
+         "qas": [{"id": "q3", "question": "What leavens sourdough bread?",
+                  "answers": [{"text": "wild yeast and lactic acid bacteria", "answer_start": 31}]}]},
+    ]},
+]}
+
+
+def test_gold_offsets_land_on_the_answer_in_the_stored_text(tmp_path):
+    path = write_articles(SQUAD["data"], tmp_path)
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    texts = {r["id"]: r["text"] for r in records}
+    questions, unplaced = questions_for(SQUAD["data"], texts)
+    assert unplaced == 0 and len(questions) == 3
+    for q in questions:
+        (start, end), = q.gold
+        assert texts[q.key][start:end] == q.answers[0]
+
+
+def test_normalize_and_f1():
+    assert normalize("The Atlantic  Ocean!") == "atlantic ocean"
+    assert f1("the Atlantic", "Atlantic Ocean") == pytest.approx(2 / 3)
+    assert f1("Pacific", "Atlantic Ocean") == 0.0
+
+
+@pytest.mark.slow
+def test_eval_squad_cli_ends_with_one_json_object(tmp_path):
+    squad = tmp_path / "tiny.json"
+    squad.write_text(json.dumps(SQUAD))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CITEBOT_")}
+    result = subprocess.run([sys.executable, "-m", "bot.cli", "eval", "squad", str(squad), "--json"], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in ("questions", "recall@1", "recall@5", "recall@10", "mrr@10", "answer_in_citations", "p50_ms",
+                "p95_ms"):
+        assert key in figures
+    assert figures["questions"] == 3
+    assert figures["recall@10"] == 1.0  # three articles' worth of text: every answer is retrieved
+    assert 0 < figures["recall@1"] <= 1 and figures["p95_ms"] >= figures["p50_ms"] > 0
