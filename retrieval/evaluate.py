@@ -100,12 +100,14 @@ def evaluate(answerer, questions: list[Question], *, progress=None) -> dict:
     """Ask every question; recall@k, MRR@10, answer-in-citations, span metrics and latency."""
     key_of = {row.doc_id: row.key for row in answerer.sources()}
     ranks, in_citations, in_sentence, em, f1s, latencies, found, top_scores = [], 0, 0, 0.0, 0.0, [], 0, []
+    top_mixed: list[float] = []
     for i, question in enumerate(questions):
         started = time.perf_counter()
         scored = answerer.rank(question.text, k=10)
         answer = answerer.compose(question.text, scored)
         latencies.append((time.perf_counter() - started) * 1000)
         top_scores.append(max((s.sentence_score for s in scored), default=-1.0))
+        top_mixed.append(max((s.rank_score for s in scored), default=-1.0))
         rank = next((r for r, s in enumerate(scored[:10], start=1) if _covers(s.hit, key_of, question)), None)
         ranks.append(rank)
         gold = [normalize(a) for a in question.answers]
@@ -136,6 +138,7 @@ def evaluate(answerer, questions: list[Question], *, progress=None) -> dict:
         "p50_ms": round(float(np.percentile(latencies, 50)), 1) if latencies else 0.0,
         "p95_ms": round(float(np.percentile(latencies, 95)), 1) if latencies else 0.0,
         "_top_scores": top_scores,
+        "_top_mixed": top_mixed,
     }
 
 
@@ -177,6 +180,7 @@ def run_squad(args, settings, *, out, err) -> int:
             questions = questions[: args.limit] if args.limit else questions
             figures = _ask_all(answerer, questions, err, args.json)
             figures.pop("_top_scores")
+            figures.pop("_top_mixed")
     if args.json:
         print(json.dumps(figures))
     else:
@@ -214,7 +218,16 @@ def _abstention(settings, articles: list[dict], folder: Path, args, err) -> dict
              "false_abstention": round(float(np.mean(scores_in < t)), 4)}
             for t in np.round(np.arange(0.30, 0.601, 0.025), 3).tolist()
         ],
+        # The same trade-off if the rescoring score (sentence + chunk, BM25 and word evidence) decided instead.
+        "mixed_score_at_5pct_false_abstention": _at_false_rate(inside["_top_mixed"], outside["_top_mixed"]),
+        "sentence_score_at_5pct_false_abstention": _at_false_rate(inside["_top_scores"], outside["_top_scores"]),
     }
+
+
+def _at_false_rate(answerable, unanswerable, rate: float = 0.05) -> dict:
+    threshold = suggest_threshold(answerable, rate)
+    return {"threshold": threshold,
+            "abstained_unanswerable": round(float(np.mean(np.asarray(unanswerable) < threshold)), 4)}
 
 
 def suggest_threshold(answerable_scores, max_false_abstention: float = 0.05) -> float:

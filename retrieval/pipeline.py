@@ -327,7 +327,7 @@ class Answerer:
             )
             for i in ids
         ]
-        scored = [self._best_sentence(vector, hit) for hit in hits]
+        scored = [self._best_sentence(query, vector, hit) for hit in hits]
         if not self.rescore:
             return scored
         if self.reranker is not None:
@@ -423,12 +423,20 @@ class Answerer:
             cached = self._sentence_cache[hit.chunk_id] = (spans, vectors)
         return cached
 
-    def _best_sentence(self, query: np.ndarray, hit: Hit) -> ScoredHit:
-        """The hit's sentence most similar to the question vector, with that similarity."""
+    def _best_sentence(self, question: str, query: np.ndarray, hit: Hit) -> ScoredHit:
+        """The hit's answering sentence, and its best sentence similarity to the question.
+
+        The similarity alone decides "not found" (it is what the threshold was calibrated on); the
+        sentence highlighted also weighs the question's words in it, which picks the sentence holding
+        the answer more often (benchmarks/tune_sentence.py).
+        """
         spans, vectors = self._sentences(hit)
         similarity = vectors @ query
-        best = int(np.argmax(similarity))
-        return ScoredHit(hit=hit, sentence=spans[best], sentence_score=float(similarity[best]))
+        weight = self.settings.answer.sentence_overlap_weight
+        choice = similarity + weight * np.array([overlap(question, hit.text[s:e]) for s, e in spans]) \
+            if weight else similarity
+        best = int(np.argmax(choice))
+        return ScoredHit(hit=hit, sentence=spans[best], sentence_score=float(similarity.max()))
 
 
 def _describe_filters(outlet: str | None, since: dt.date | None, until: dt.date | None) -> str:

@@ -206,3 +206,23 @@ def test_rescoring_mixes_sentence_chunk_bm25_and_word_evidence(make, tmp_path):
     assert "warships" in scored[0].hit.text
     assert scored[0].rank_score > scored[0].sentence_score  # the other evidence adds to the sentence score
     assert [s.rank_score for s in scored] == sorted((s.rank_score for s in scored), reverse=True)
+
+
+def test_the_highlight_weighs_question_words_but_the_score_stays_the_similarity(make):
+    import numpy as np
+
+    from retrieval.models import Hit, Source
+
+    text = "Troops gather near the border. Four battle groups go to Hungary."
+    hit = Hit(chunk_id="c", doc_id="d", start=0, end=len(text), text=text, score=1.0, source=Source(doc_id="d"))
+    spans = [(0, 30), (31, len(text))]
+    vectors = np.array([[1.0, 0.0], [0.8, 0.6]], dtype=np.float32)  # the first is more similar to the query
+    query = np.array([1.0, 0.0], dtype=np.float32)
+    question = "where do the four battle groups go?"
+
+    for weight, expected in [(0.0, spans[0]), (0.75, spans[1])]:
+        answerer = make(answer={"min_score": 0.0, "sentence_overlap_weight": weight})
+        answerer._sentence_cache["c"] = (spans, vectors)
+        scored = answerer._best_sentence(question, query, hit)
+        assert scored.sentence == expected
+        assert scored.sentence_score == pytest.approx(1.0)
