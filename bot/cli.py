@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 
 from retrieval.errors import CitebotError
 
@@ -133,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config)
         return COMMANDS[args.command](args, settings)
     except CitebotError as error:
-        err.print(f"[bold red]citebot:[/] {error}", markup=True, highlight=False, soft_wrap=True)
+        # Text, not markup: a path or a quote in the message may hold [brackets].
+        err.print(Text.assemble(("citebot:", "bold red"), f" {error}"), soft_wrap=True)
         return error.exit_code
     except KeyboardInterrupt:
         err.print("citebot: interrupted")
