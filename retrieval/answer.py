@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from retrieval.models import Answer, Hit, Passage, Span, Version
 from retrieval.spans import NoPhrase, PhraseFinder, normalise
@@ -59,8 +60,12 @@ def build_answer(
     min_score: float,
     duplicate_threshold: float = 0.8,
     phrases: PhraseFinder | None = None,
+    support: Literal["sentence", "rank"] = "sentence",
 ) -> Answer:
-    """Cite up to k passages whose best sentence scores at least `min_score`, best first.
+    """Cite up to k passages whose support scores at least `min_score`, best first.
+
+    The support is the best sentence's similarity, or with `support="rank"` the rescoring score
+    (sentence plus chunk, BM25 and word evidence), each with its own calibrated threshold.
 
     A hit whose text nearly duplicates a passage already cited (the same quote or wire copy in
     another outlet) adds its source to that passage instead of taking a number of its own; a hit
@@ -73,7 +78,7 @@ def build_answer(
             compared to tell when the sources differ (see VERSION_MARGIN). None finds no phrase.
     """
     finder = phrases or NoPhrase()
-    supported = [s for s in scored if s.sentence_score >= min_score]
+    supported = [s for s in scored if (s.rank_score if support == "rank" else s.sentence_score) >= min_score]
     if not supported:
         return not_found(question)
 

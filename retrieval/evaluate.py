@@ -200,27 +200,24 @@ def _abstention(settings, articles: list[dict], folder: Path, args, err) -> dict
         answerable, unanswerable = answerable[: args.limit], unanswerable[: args.limit]
     inside = _ask_all(answerer, answerable, err, args.json)
     outside = _ask_all(answerer, unanswerable, err, args.json)
-    threshold = settings.answer.min_score
-    scores_in, scores_out = np.array(inside["_top_scores"]), np.array(outside["_top_scores"])
+    mixed = answerer.mixing
+    key = "_top_mixed" if mixed else "_top_scores"
+    threshold = settings.answer.min_mixed_score if mixed else settings.answer.min_score
+    scores_in, scores_out = np.array(inside[key]), np.array(outside[key])
+    rates = (0.01, 0.02, 0.05, 0.10)
     return {
         "answerable": len(scores_in),
         "unanswerable": len(scores_out),
-        "min_score": threshold,
+        "signal": "mixed rescoring score" if mixed else "best sentence similarity",
+        "threshold": threshold,
         "abstained_unanswerable": round(float(np.mean(scores_out < threshold)), 4),
         "false_abstention": round(float(np.mean(scores_in < threshold)), 4),
-        "top_score_answerable_p05": round(float(np.percentile(scores_in, 5)), 4),
-        "top_score_answerable_p50": round(float(np.percentile(scores_in, 50)), 4),
-        "top_score_unanswerable_p50": round(float(np.percentile(scores_out, 50)), 4),
-        "top_score_unanswerable_p95": round(float(np.percentile(scores_out, 95)), 4),
-        "suggested_min_score": suggest_threshold(scores_in),
-        "sweep": [
-            {"min_score": t, "abstained_unanswerable": round(float(np.mean(scores_out < t)), 4),
-             "false_abstention": round(float(np.mean(scores_in < t)), 4)}
-            for t in np.round(np.arange(0.30, 0.601, 0.025), 3).tolist()
-        ],
-        # The same trade-off if the rescoring score (sentence + chunk, BM25 and word evidence) decided instead.
-        "mixed_score_at_5pct_false_abstention": _at_false_rate(inside["_top_mixed"], outside["_top_mixed"]),
-        "sentence_score_at_5pct_false_abstention": _at_false_rate(inside["_top_scores"], outside["_top_scores"]),
+        "suggested_threshold": suggest_threshold(scores_in),
+        # What either signal would give at a few rates of false abstention, to compare them.
+        "by_false_abstention": {
+            name: {str(rate): _at_false_rate(inside[k], outside[k], rate) for rate in rates}
+            for name, k in (("mixed", "_top_mixed"), ("sentence", "_top_scores"))
+        },
     }
 
 

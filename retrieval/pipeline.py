@@ -406,10 +406,20 @@ class Answerer:
                              "`citebot sources` lists the outlets and dates.")
         return self.compose(question, self._rank(question, context=context, k=k, allowed=allowed), k=k)
 
+    @property
+    def mixing(self) -> bool:
+        """True when candidates are ordered by the mixed rescoring score (the default)."""
+        return self.rescore and self.reranker is None
+
     def compose(self, question: str, scored: list[ScoredHit], *, k: int | None = None) -> Answer:
+        # "Not found" rests on the mixed score where it orders the candidates, else on the best
+        # sentence's similarity; each has its own threshold, calibrated in config/default.toml.
+        answer = self.settings.answer
         return build_answer(
-            question, scored, k=k or self.settings.search.k, min_score=self.settings.answer.min_score,
-            duplicate_threshold=self.settings.answer.duplicate_threshold, phrases=self.phrases,
+            question, scored, k=k or self.settings.search.k,
+            min_score=answer.min_mixed_score if self.mixing else answer.min_score,
+            support="rank" if self.mixing else "sentence",
+            duplicate_threshold=answer.duplicate_threshold, phrases=self.phrases,
         )
 
     def _sentences(self, hit: Hit) -> tuple[list[tuple[int, int]], np.ndarray]:

@@ -69,7 +69,12 @@ class AnswerSettings(_Section):
     sentence_overlap_weight: float = Field(
         0.75, ge=0, le=10, description="weight of question words when choosing the sentence to highlight"
     )
-    min_score: float = Field(0.0, ge=-1.0, le=1.0, description="below this, the answer is 'not found'")
+    min_score: float = Field(
+        0.0, ge=-1.0, le=1.0, description="best-sentence similarity below which the answer is 'not found'"
+    )
+    min_mixed_score: float = Field(
+        0.0, ge=-5.0, le=5.0, description="the same for the mixed rescoring score, which decides when it is on"
+    )
     max_question_chars: int = Field(500, ge=10)
     duplicate_threshold: float = Field(0.8, gt=0.0, le=1.0)
     phrases: bool = Field(
