@@ -38,8 +38,6 @@ Progress = Callable[[int, int, str], None]
 
 # Articles embedded before they are committed together: a kill loses at most one batch of work.
 BATCH_ARTICLES = 64
-# Sentences scored against the question in this many of the best fused candidates.
-RESCORE_CANDIDATES = 20
 # Chunks whose sentence vectors are kept in memory between questions.
 SENTENCE_CACHE = 50_000
 
@@ -315,7 +313,7 @@ class Answerer:
         # Follow-ups are searched with the conversation so far.
         query = " ".join([*(context or [])[-2:], question])
         vector = self.embedder.embed_queries([query])[0]
-        wanted = max(RESCORE_CANDIDATES, k or self.settings.search.k)
+        wanted = max(self.settings.reranker.candidates, k or self.settings.search.k)
         ids, ranked = self._candidates(query, vector, wanted, allowed)
         stored = self.store.chunks(ids)
         ids = [i for i in ids if i in stored]

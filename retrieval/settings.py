@@ -59,6 +59,7 @@ class SearchSettings(_Section):
 
 class RerankerSettings(_Section):
     enabled: bool = True
+    candidates: int = Field(20, ge=1, le=200, description="best fused candidates whose sentences are rescored")
     dense_weight: float = Field(0.25, ge=0, le=10, description="weight of the chunk's own similarity")
     lexical_weight: float = Field(0.25, ge=0, le=10, description="weight of BM25, scaled to the best candidate")
     overlap_weight: float = Field(0.25, ge=0, le=10, description="weight of question words in the best sentence")
