@@ -32,6 +32,13 @@ def dump(path: Path, every: int, out: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         answerer, texts = _index(load_settings(), articles, Path(tmp), None, True)
         questions, _ = questions_for(articles, texts)
+        from collections import Counter
+
+        from retrieval.rerank import content_words
+
+        chunk_texts = answerer.store.all_chunk_texts()[1]
+        df = Counter(w for t in chunk_texts for w in content_words(t))
+        idf = lambda w: np.log((len(chunk_texts) + 1) / (df.get(w, 0) + 0.5))  # noqa: E731
         rows = []
         for qi, question in enumerate(questions[::every]):
             vector = answerer.embedder.embed_queries([question.text])[0]
@@ -41,13 +48,17 @@ def dump(path: Path, every: int, out: Path) -> None:
                 for (s, e), cosine in zip(spans, vectors @ vector):
                     sentence = item.hit.text[s:e]
                     label = any(g in normalize(sentence) for g in gold)
-                    rows.append([qi, rank, float(cosine), overlap(question.text, sentence), item.rank_score, label])
+                    wanted = content_words(question.text)
+                    weighted = sum(idf(w) for w in wanted & content_words(sentence)) / max(
+                        sum(idf(w) for w in wanted), 1e-9)
+                    rows.append([qi, rank, float(cosine), overlap(question.text, sentence), item.rank_score, label,
+                                 weighted])
     np.save(out, np.array(rows, dtype=np.float64))
 
 
-def accuracy(rows: np.ndarray, a: float, b: float, top_only: bool) -> float:
+def accuracy(rows: np.ndarray, a: float, b: float, top_only: bool, column: int = 3) -> float:
     keep = rows[rows[:, 1] == 0] if top_only else rows
-    score = keep[:, 2] + a * keep[:, 3] + b * keep[:, 4]
+    score = keep[:, 2] + a * keep[:, column] + b * keep[:, 4]
     order = np.lexsort((-score, keep[:, 0]))  # by question, best score first
     first = np.ones(len(order), dtype=bool)
     first[1:] = keep[order[1:], 0] != keep[order[:-1], 0]
@@ -58,7 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("file", type=Path)
     parser.add_argument("--every", type=int, default=2)
-    parser.add_argument("--features", type=Path, default=Path("/tmp/citebot-sentence-features.npy"))
+    parser.add_argument("--features", type=Path, default=Path("/tmp/citebot-sentence-features-2.npy"))
     args = parser.parse_args()
     if not args.features.exists():
         dump(args.file, args.every, args.features)
@@ -70,6 +81,8 @@ def main() -> None:
         best = max((accuracy(rows, a, b, top_only), a, b) for a, b in itertools.product(grid, grid))
         where = "top passage" if top_only else f"top {PASSAGES} passages"
         print(f"best in the {where}: {best[0]:.4f} with overlap weight {best[1]}, passage weight {best[2]}")
+        best = max((accuracy(rows, a, b, top_only, 6), a, b) for a, b in itertools.product(grid + [1.5, 2], grid))
+        print(f"  with idf-weighted overlap: {best[0]:.4f} with weight {best[1]}, passage weight {best[2]}")
 
 
 if __name__ == "__main__":
