@@ -142,13 +142,29 @@ def evaluate(answerer, questions: list[Question], *, progress=None) -> dict:
     }
 
 
+def _bar(err, label: str, total: int | None, quiet: bool):
+    """A transient progress bar on stderr: `with _bar(...) as update: update(done)`."""
+    from contextlib import contextmanager
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    @contextmanager
+    def bar():
+        with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=err, transient=True, disable=quiet) as progress:
+            task = progress.add_task(label, total=total)
+            yield lambda done, total=total, *_: progress.update(task, completed=done, total=total)
+
+    return bar()
+
+
 def _index(settings, articles: list[dict], folder: Path, err, quiet: bool):
-    from bot.cli import _ingest_with_progress
     from retrieval.pipeline import Answerer
 
     answerer = Answerer.from_settings(settings.model_copy(update={"index": settings.index.model_copy(
         update={"dir": folder / "index"})}))
-    report = _ingest_with_progress(answerer, [write_articles(articles, folder)], quiet=quiet)
+    with _bar(err, "indexing", None, quiet) as update:
+        report = answerer.ingest([write_articles(articles, folder)], progress=update)
     if report.failed:
         raise CitebotError(f"{report.failed} SQuAD articles failed to index: {report.errors[0]}")
     texts = {key: answerer.store.document_text(doc) for key, doc in answerer.store.doc_ids_by_key().items()}
@@ -156,12 +172,8 @@ def _index(settings, articles: list[dict], folder: Path, err, quiet: bool):
 
 
 def _ask_all(answerer, questions, err, quiet: bool) -> dict:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(TextColumn("asking"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=err, transient=True, disable=quiet) as bar:
-        task = bar.add_task("ask", total=len(questions))
-        return evaluate(answerer, questions, progress=lambda done, total: bar.update(task, completed=done))
+    with _bar(err, "asking", len(questions), quiet) as update:
+        return evaluate(answerer, questions, progress=update)
 
 
 def run_squad(args, settings, *, out, err) -> int:

@@ -207,7 +207,7 @@ class Store:
         )
         result = []
         for doc_id, key, title, outlet, published, url, path, head, count in rows:
-            label = title or f"“{_lead(head)}”"
+            label = Source(doc_id=doc_id, title=title, lead=_lead(head)).label
             result.append(SourceRow(doc_id, key, title, outlet, _date(published), count, url or path, label))
         return result
 
