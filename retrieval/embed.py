@@ -40,6 +40,10 @@ class Embedder(Protocol):
 
     def embed_queries(self, texts: list[str]) -> np.ndarray: ...
 
+    def embed_with_tokens(self, texts: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Unit text vectors, and each text's unit word-piece vectors (no special tokens), in one pass."""
+        ...
+
 
 def _offline() -> None:
     # Set before transformers or huggingface_hub is imported, so no code path reaches for the network.
@@ -132,3 +136,21 @@ class SentenceTransformerEmbedder:
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
         return self._encode(texts)
+
+    def embed_with_tokens(self, texts: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32), []
+        outputs = self.model.encode(
+            texts, batch_size=self.settings.batch_size, output_value=None, show_progress_bar=False
+        )
+        vectors, tokens = [], []
+        for output in outputs:
+            vectors.append(output["sentence_embedding"].float().cpu().numpy())
+            length = int(output["attention_mask"].sum())
+            pieces = output["token_embeddings"][1 : max(length - 1, 1)].float().cpu().numpy()
+            tokens.append(_unit(pieces).astype(np.float16))
+        return _unit(np.vstack(vectors)).astype(np.float32), tokens
+
+
+def _unit(matrix: np.ndarray) -> np.ndarray:
+    return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-9)

@@ -30,10 +30,13 @@ class Question:
     answers: list[str]
 
 
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
 def normalize(text: str) -> str:
     """SQuAD's answer normalisation: lower case, no punctuation, articles or extra spaces."""
     text = text.lower()
-    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    text = text.translate(_PUNCTUATION)
     text = re.sub(r"\b(a|an|the)\b", " ", text)
     return " ".join(text.split())
 
@@ -216,7 +219,7 @@ def _abstention(settings, articles: list[dict], folder: Path, args, err) -> dict
     key = "_top_mixed" if mixed else "_top_scores"
     threshold = settings.answer.min_mixed_score if mixed else settings.answer.min_score
     scores_in, scores_out = np.array(inside[key]), np.array(outside[key])
-    rates = (0.01, 0.02, 0.05, 0.10)
+    rates = (0.01, 0.02, 0.03, 0.05, 0.10)
     return {
         "answerable": len(scores_in),
         "unanswerable": len(scores_out),

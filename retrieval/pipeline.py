@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -25,7 +26,8 @@ from retrieval.chunk import chunk_text, split_sentences
 from retrieval.embed import Embedder, SentenceTransformerEmbedder
 from retrieval.errors import IndexBusyError, IndexMismatchError, IngestError, QuestionError, SettingsError
 from retrieval.index import FaissIndex
-from retrieval.rerank import CrossEncoderReranker, Reranker, mix, overlap
+from retrieval.features import FEATURES, SentenceProfile, Vocabulary, chunk_features, chunk_profiles, question_profile
+from retrieval.rerank import CrossEncoderReranker, Reranker, overlap
 from retrieval.models import Answer, Hit
 from retrieval.search import Bm25, Ranked, dense_search, fuse
 from retrieval.settings import Settings
@@ -40,6 +42,14 @@ Progress = Callable[[int, int, str], None]
 BATCH_ARTICLES = 64
 # Chunks whose sentence vectors are kept in memory between questions.
 SENTENCE_CACHE = 50_000
+
+
+class _Sentences(NamedTuple):
+    spans: list[tuple[int, int]]
+    vectors: np.ndarray
+    profiles: list[SentenceProfile]
+    stems: frozenset[str]
+    tokens: list[np.ndarray]  # each sentence's word-piece vectors
 
 
 @dataclass
@@ -79,8 +89,11 @@ class Answerer:
         self._generation = -1
         self._vectors: FaissIndex | None = None
         self._bm25: Bm25 | None = None
+        self._vocabulary: Vocabulary | None = None
         self._load_lock = threading.Lock()
-        self._sentence_cache: dict[str, tuple[list[tuple[int, int]], np.ndarray]] = {}
+        self._sentence_cache: dict[str, _Sentences] = {}
+        self._weights = np.array([settings.reranker.weights.get(name, 0.0) for name in FEATURES])
+        _single_threaded_blas()
 
     @classmethod
     def from_settings(
@@ -136,7 +149,9 @@ class Answerer:
                 vectors = FaissIndex(dim)
                 vectors.add(*self.store.all_vectors(dim))
             self._vectors = vectors
-            self._bm25 = Bm25(*self.store.all_chunk_texts())
+            ids, texts = self.store.all_chunk_texts()
+            self._bm25 = Bm25(ids, texts)
+            self._vocabulary = Vocabulary(texts)
             self._generation = generation
 
     # -- writing --------------------------------------------------------------------------------
@@ -312,7 +327,11 @@ class Answerer:
     ) -> list[ScoredHit]:
         # Follow-ups are searched with the conversation so far.
         query = " ".join([*(context or [])[-2:], question])
-        vector = self.embedder.embed_queries([query])[0]
+        if self.mixing:
+            vectors, tokens = self.embedder.embed_with_tokens([query])
+            vector, question_tokens = vectors[0], tokens[0]
+        else:
+            vector, question_tokens = self.embedder.embed_queries([query])[0], None
         wanted = max(self.settings.reranker.candidates, k or self.settings.search.k)
         ids, ranked = self._candidates(query, vector, wanted, allowed)
         stored = self.store.chunks(ids)
@@ -325,33 +344,45 @@ class Answerer:
             )
             for i in ids
         ]
+        if self.mixing:
+            rescored = self._rescore(query, vector, question_tokens, ids, ranked, hits)
+            return sorted(rescored, key=lambda item: item.rank_score, reverse=True)
         scored = [self._best_sentence(query, vector, hit) for hit in hits]
-        if not self.rescore:
+        if self.reranker is None:
             return scored
-        if self.reranker is not None:
-            order = self.reranker.score(query, [hit.text for hit in hits])
-        else:
-            order = self._mix(query, vector, ids, ranked, scored)
+        order = self.reranker.score(query, [hit.text for hit in hits])
         rescored = [replace(item, rank_score=score) for item, score in zip(scored, order)]
         return sorted(rescored, key=lambda item: item.rank_score, reverse=True)
 
-    def _mix(self, query: str, vector: np.ndarray, ids: list[int], ranked: dict[int, Ranked], scored) -> list[float]:
-        """Rescore by best sentence plus chunk similarity, BM25 and question words (weights in settings)."""
+    def _rescore(
+        self, query: str, vector: np.ndarray, question_tokens: np.ndarray, ids: list[int],
+        ranked: dict[int, Ranked], hits: list[Hit],
+    ) -> list[ScoredHit]:
+        """Score every sentence of every candidate by the weighted features (retrieval/features.py).
+
+        A chunk scores as its best sentence, which is the one highlighted.
+        """
         missing = [i for i in ids if i not in ranked or ranked[i].dense is None]
         dense_of = {i: float(v @ vector) for i, v in self.store.vectors(missing).items()}
         dense_of.update({i: ranked[i].dense for i in ids if i in ranked and ranked[i].dense is not None})
-        top_lexical = max([ranked[i].lexical or 0.0 for i in ids if i in ranked] + [0.0])
-        weights = self.settings.reranker
-        return [
-            mix(
-                item.sentence_score,
-                dense_of.get(i, 0.0),
-                (ranked[i].lexical or 0.0) / top_lexical if i in ranked and top_lexical > 0 else 0.0,
-                overlap(query, item.hit.text[item.sentence[0] : item.sentence[1]]),
-                weights,
+        top_lexical = max([ranked[i].lexical or 0.0 for i in ids if i in ranked] + [0.0]) or 1.0
+        top_fused = max([ranked[i].score for i in ids if i in ranked] + [0.0]) or 1.0
+        profile = question_profile(query, self._vocabulary)
+        scored = []
+        for i, hit in zip(ids, hits):
+            sentences = self._sentences(hit)
+            cosines = sentences.vectors @ vector
+            found = ranked.get(i)
+            features = chunk_features(
+                profile, sentences.profiles, sentences.stems, cosines, dense_of.get(i, 0.0),
+                (found.lexical or 0.0) / top_lexical if found else 0.0, found.score / top_fused if found else 0.0,
+                question_tokens, sentences.tokens,
             )
-            for i, item in zip(ids, scored)
-        ]
+            scores = features @ self._weights
+            best = int(np.argmax(scores))
+            scored.append(ScoredHit(hit=hit, sentence=sentences.spans[best], sentence_score=float(cosines.max()),
+                                    rank_score=float(scores[best])))
+        return scored
 
     def _candidates(
         self, query: str, vector: np.ndarray, wanted: int, allowed: set[int] | None
@@ -420,15 +451,18 @@ class Answerer:
             duplicate_threshold=answer.duplicate_threshold, phrases=self.phrases,
         )
 
-    def _sentences(self, hit: Hit) -> tuple[list[tuple[int, int]], np.ndarray]:
-        """A chunk's sentence spans and their vectors, cached: chunks recur across questions."""
+    def _sentences(self, hit: Hit) -> _Sentences:
+        """A chunk's sentence spans, vectors and word profiles, cached: chunks recur across questions."""
         cached = self._sentence_cache.get(hit.chunk_id)
         if cached is None:
             spans = split_sentences(hit.text) or [(0, len(hit.text))]
-            vectors = self.embedder.embed_documents([hit.text[s:e] for s, e in spans])
+            texts = [hit.text[s:e] for s, e in spans]
+            profiles, stems = chunk_profiles(texts)
+            vectors, tokens = self.embedder.embed_with_tokens(texts)
+            cached = _Sentences(spans, vectors, profiles, stems, tokens)
             if len(self._sentence_cache) >= SENTENCE_CACHE:
                 self._sentence_cache.pop(next(iter(self._sentence_cache)))
-            cached = self._sentence_cache[hit.chunk_id] = (spans, vectors)
+            self._sentence_cache[hit.chunk_id] = cached
         return cached
 
     def _best_sentence(self, question: str, query: np.ndarray, hit: Hit) -> ScoredHit:
@@ -438,13 +472,30 @@ class Answerer:
         sentence highlighted also weighs the question's words in it, which picks the sentence holding
         the answer more often (benchmarks/tune_sentence.py).
         """
-        spans, vectors = self._sentences(hit)
+        spans, vectors = self._sentences(hit)[:2]
         similarity = vectors @ query
         weight = self.settings.answer.sentence_overlap_weight
         choice = similarity + weight * np.array([overlap(question, hit.text[s:e]) for s, e in spans]) \
             if weight else similarity
         best = int(np.argmax(choice))
         return ScoredHit(hit=hit, sentence=spans[best], sentence_score=float(similarity.max()))
+
+
+_BLAS_LIMIT = None
+
+
+def _single_threaded_blas() -> None:
+    """Keep numpy's BLAS to one thread for this process.
+
+    The rescoring multiplies many small matrices. Threaded OpenBLAS then leaves its threads
+    spinning, and they starve torch's threads encoding the next question: a question over cached
+    chunks took 105 ms instead of 19 ms on the 2-core machine.
+    """
+    global _BLAS_LIMIT
+    if _BLAS_LIMIT is None:
+        from threadpoolctl import threadpool_limits
+
+        _BLAS_LIMIT = threadpool_limits(limits=1, user_api="blas")
 
 
 def _describe_filters(outlet: str | None, since: dt.date | None, until: dt.date | None) -> str:

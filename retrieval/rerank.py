@@ -82,7 +82,3 @@ def overlap(question: str, sentence: str) -> float:
     wanted = content_words(question)
     return len(wanted & content_words(sentence)) / len(wanted) if wanted else 0.0
 
-
-def mix(sentence: float, dense: float, lexical: float, word_overlap: float, weights) -> float:
-    """The rescoring score: best-sentence similarity plus weighted chunk, BM25 and word evidence."""
-    return sentence + weights.dense_weight * dense + weights.lexical_weight * lexical + weights.overlap_weight * word_overlap

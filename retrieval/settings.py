@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from retrieval.errors import SettingsError
+from retrieval.features import FEATURES
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "default.toml"
 
@@ -59,11 +60,21 @@ class SearchSettings(_Section):
 
 class RerankerSettings(_Section):
     enabled: bool = True
-    candidates: int = Field(20, ge=1, le=200, description="best fused candidates whose sentences are rescored")
-    dense_weight: float = Field(0.25, ge=0, le=10, description="weight of the chunk's own similarity")
-    lexical_weight: float = Field(0.25, ge=0, le=10, description="weight of BM25, scaled to the best candidate")
-    overlap_weight: float = Field(0.25, ge=0, le=10, description="weight of question words in the best sentence")
+    candidates: int = Field(40, ge=1, le=200, description="best fused candidates whose sentences are rescored")
+    weights: dict[str, float] = Field(
+        default_factory=lambda: {"cosine": 1.0},
+        description="weight of each sentence feature (retrieval/features.py) in the rescoring score",
+    )
     cross_encoder: Path | None = Field(None, description="a local sentence-transformers CrossEncoder folder")
+
+
+    @field_validator("weights")
+    @classmethod
+    def _known_features(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(FEATURES))
+        if unknown:
+            raise ValueError(f"unknown feature {unknown[0]!r}; the features are {', '.join(FEATURES)}")
+        return value
 
 
 class AnswerSettings(_Section):
@@ -74,7 +85,7 @@ class AnswerSettings(_Section):
         0.0, ge=-1.0, le=1.0, description="best-sentence similarity below which the answer is 'not found'"
     )
     min_mixed_score: float = Field(
-        0.0, ge=-5.0, le=5.0, description="the same for the mixed rescoring score, which decides when it is on"
+        0.0, ge=-100.0, le=100.0, description="the same for the rescoring score, which decides when it is on"
     )
     max_question_chars: int = Field(500, ge=10)
     duplicate_threshold: float = Field(0.8, gt=0.0, le=1.0)

@@ -41,3 +41,12 @@ class FakeEmbedder:
         return np.array([self._vector(t) for t in texts], dtype=np.float32).reshape(len(texts), self._dim)
 
     embed_queries = embed_documents
+
+    def embed_with_tokens(self, texts: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Each word is a token: its vector is the word's own hashed one-hot."""
+        tokens = [
+            np.array([self._vector(w) for w in re.findall(r"\w+", t.lower())] or [np.zeros(self._dim)],
+                     dtype=np.float16)
+            for t in texts
+        ]
+        return self.embed_documents(texts), tokens

@@ -199,13 +199,22 @@ def test_a_cross_encoder_setting_must_name_a_folder(settings_for, tmp_path):
         Answerer.from_settings(settings, embedder=FakeEmbedder())
 
 
-def test_rescoring_mixes_sentence_chunk_bm25_and_word_evidence(make, tmp_path):
+def test_rescoring_scores_each_sentence_and_a_chunk_by_its_best(make, tmp_path):
+    from retrieval.features import FEATURES
+
     answerer = make()
     answerer.ingest([write(tmp_path / "corpus", ARTICLES)])
     scored = answerer.rank("how many warships at sea")
     assert "warships" in scored[0].hit.text
-    assert scored[0].rank_score > scored[0].sentence_score  # the other evidence adds to the sentence score
     assert [s.rank_score for s in scored] == sorted((s.rank_score for s in scored), reverse=True)
+    top = scored[0]
+    weights = answerer.settings.reranker.weights
+    assert set(weights) == set(FEATURES)
+    # the highlighted sentence is the best-scoring one, and its score is the chunk's
+    assert top.hit.text[top.sentence[0] : top.sentence[1]].startswith("The alliance has 140 warships")
+    only_cosine = make(reranker={"weights": {name: 1.0 if name == "cosine" else 0.0 for name in FEATURES}})
+    plain = only_cosine.rank("how many warships at sea")
+    assert plain[0].rank_score == pytest.approx(plain[0].sentence_score)  # weights are read from the settings
 
 
 def test_the_highlight_weighs_question_words_but_the_score_stays_the_similarity(make):

@@ -120,6 +120,22 @@ def test_chunks_never_exceed_the_model_limit(answerer):
     assert max(answerer.embedder.count_tokens(t) for t in texts) <= answerer.embedder.max_tokens
 
 
+def test_the_real_model_gives_word_piece_vectors_with_the_text_vectors(answerer):
+    import numpy as np
+
+    texts = ["NATO sets up four battlegroups.", "Where are they?"]
+    vectors, tokens = answerer.embedder.embed_with_tokens(texts)
+    assert np.allclose(vectors, answerer.embedder.embed_documents(texts), atol=1e-4)
+    for text, pieces in zip(texts, tokens):
+        assert pieces.shape == (answerer.embedder.count_tokens(text), answerer.embedder.dim)
+        assert np.allclose(np.linalg.norm(pieces.astype(np.float32), axis=1), 1.0, atol=1e-2)
+    # "battlegroups" in the question meets its own pieces in the sentence far better than "bread" does
+    _, (question,) = answerer.embedder.embed_with_tokens(["battlegroups"])
+    _, (bread,) = answerer.embedder.embed_with_tokens(["bread"])
+    sentence = tokens[0].astype(np.float32)
+    assert (question.astype(np.float32) @ sentence.T).max() > (bread.astype(np.float32) @ sentence.T).max() + 0.2
+
+
 def _citebot(*args, env_dir):
     import os
 

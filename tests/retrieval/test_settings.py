@@ -52,3 +52,14 @@ def test_token_only_from_the_environment(tmp_path, monkeypatch, settings_for):
     settings = load_settings()
     assert settings.discord_token.get_secret_value() == "secret-value"
     assert "secret-value" not in repr(settings) and "secret-value" not in settings.model_dump_json()
+
+
+def test_an_unknown_rescoring_feature_is_named(settings_for):
+    with pytest.raises(SettingsError, match=r"reranker.weights.*unknown feature 'cosin'"):
+        settings_for(reranker={"weights": {"cosin": 1.0}})
+
+
+def test_one_weight_can_be_changed_and_the_others_stay(settings_for):
+    settings = settings_for(reranker={"weights": {"bm25": 2.0}})
+    assert settings.reranker.weights["bm25"] == 2.0
+    assert settings.reranker.weights["cosine"] == load_settings().reranker.weights["cosine"]

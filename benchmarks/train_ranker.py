@@ -1,0 +1,137 @@
+"""Fit the sentence scorer's weights on SQuAD dev, with held-out figures, from dump_candidates.py's file.
+
+usage: python benchmarks/train_ranker.py [--data FILE.pkl] [--candidates N] [--ablation]
+Every sentence of every candidate chunk gets the features of retrieval/features.py; a linear
+listwise model (softmax over a question's sentences, the gold being any sentence holding a
+gold answer) is fitted on half the articles and measured on the other half, both ways round,
+then fitted on all of them for the weights to ship. A chunk scores as its best sentence.
+Prints recall@1/@5, MRR@10 and "sentence contains answer" held out and fitted, and the weights
+for config/default.toml; --ablation also prints the held-out figures of growing groups of features.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import minimize
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from retrieval.evaluate import normalize  # noqa: E402
+from retrieval.features import FEATURES, Vocabulary, chunk_features, chunk_profiles, question_profile  # noqa: E402
+
+
+def build(data: dict, candidates: int):
+    """Rows of features for every (question, candidate chunk, sentence), with labels and groups."""
+    vocabulary = Vocabulary(data["corpus_texts"])
+    chunks = data["chunks"]
+    sentence_texts = {cid: [c["text"][s:e] for s, e in c["spans"]] for cid, c in chunks.items()}
+    profiles = {cid: chunk_profiles(texts) for cid, texts in sentence_texts.items()}
+    normalized = {cid: [normalize(t) for t in texts] for cid, texts in sentence_texts.items()}
+    rows, question_of, chunk_label, sentence_label, chunk_of, article_of = [], [], [], [], [], []
+    for qi, (record, qvector, qtokens) in enumerate(
+        zip(data["records"], data["question_vectors"], data["question_tokens"])
+    ):
+        profile = question_profile(record["question"], vocabulary)
+        gold = [normalize(a) for a in record["answers"]]
+        found = record["candidates"][:candidates]
+        top_lexical = max([c[3] for c in found] + [1e-9])
+        top_rrf = max([c[1] for c in found] + [1e-9])
+        for rank, (cid, rrf, dense, lexical, covers) in enumerate(found):
+            cosines = chunks[cid]["vectors"].astype(np.float32) @ qvector
+            rows.append(chunk_features(profile, *profiles[cid], cosines, dense, lexical / top_lexical, rrf / top_rrf,
+                                       qtokens, chunks[cid]["tokens"]))
+            for text in normalized[cid]:
+                question_of.append(qi)
+                chunk_of.append(qi * 1000 + rank)
+                chunk_label.append(covers)
+                sentence_label.append(any(g in text for g in gold))
+                article_of.append(record["key"])
+    return (np.vstack(rows), np.array(question_of), np.array(chunk_of),
+            np.array(chunk_label), np.array(sentence_label), np.array(article_of))
+
+
+def listwise(w, x, y, starts, l2):
+    """Softmax loss over each question's rows, gold = rows with y; and its gradient."""
+    s = x @ w
+    loss, grad = 0.0, np.zeros_like(w)
+    m = np.maximum.reduceat(s, starts)
+    counts = np.diff(np.append(starts, len(s)))
+    e = np.exp(s - np.repeat(m, counts))
+    z = np.add.reduceat(e, starts)
+    zy = np.add.reduceat(e * y, starts)
+    keep = zy > 0
+    loss = float(np.sum((np.log(z) - np.log(np.where(keep, zy, 1)))[keep]))
+    p = e / np.repeat(z, counts)
+    q = np.where(y, e / np.repeat(np.where(keep, zy, 1), counts), 0.0)
+    active = np.repeat(keep, counts)
+    grad = ((p - q) * active) @ x
+    return loss / keep.sum() + l2 * w @ w, grad / keep.sum() + 2 * l2 * w
+
+
+def fit(x, y, groups, l2=1e-3):
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    result = minimize(listwise, np.zeros(x.shape[1]), args=(x, y, starts, l2), jac=True, method="L-BFGS-B")
+    return result.x
+
+
+def measure(scores, question_of, chunk_of, chunk_label, sentence_label):
+    """recall@1/@5, MRR@10 with chunks scored by their best sentence; and the best sentence's label."""
+    r1 = r5 = mrr = sentence = 0.0
+    starts = np.flatnonzero(np.r_[True, question_of[1:] != question_of[:-1]])
+    ends = np.append(starts[1:], len(scores))
+    for a, b in zip(starts, ends):
+        s, c = scores[a:b], chunk_of[a:b]
+        sentence += sentence_label[a + int(np.argmax(s))]
+        best = {}
+        for i in range(b - a):
+            if c[i] not in best or s[i] > s[best[c[i]]]:
+                best[c[i]] = i
+        order = sorted(best.values(), key=lambda i: -s[i])
+        first = next((r for r, i in enumerate(order[:10], 1) if chunk_label[a + i]), None)
+        r1 += first == 1
+        r5 += first is not None and first <= 5
+        mrr += 1 / first if first else 0
+    n = len(starts)
+    return {"recall@1": r1 / n, "recall@5": r5 / n, "mrr@10": mrr / n, "sentence": sentence / n}
+
+
+GROUPS = {
+    "similarity (sentence, chunk)": ["cosine", "chunk_best_cosine", "dense", "cosine_below_best"],
+    "+ BM25, fusion and question words": ["bm25", "rrf", "overlap", "idf_overlap", "bigram_overlap",
+                                          "window_idf_overlap", "chunk_idf_overlap", "previous_idf_overlap",
+                                          "next_idf_overlap", "pronoun_after_match", "rarest_word", "novelty",
+                                          "log_words"],
+    "+ the kind of answer asked for": ["number_for_number", "number_for_date", "date_for_date", "name_for_person",
+                                       "name_for_place", "name_for_other", "number_for_other"],
+    "+ word-piece matching (all)": ["token_match", "token_match_strong"],
+}
+
+
+def held_out(z, label, question_of, article_of, l2):
+    """Scores of every row from a model fitted on the other half of the articles."""
+    figures = lambda scores: {k: round(float(v), 4) for k, v in  # noqa: E731
+                              measure(scores, question_of, chunk_of, chunk_label, sentence_label).items()}
+    if args.ablation:
+        assert sorted(sum(GROUPS.values(), [])) == sorted(FEATURES), "every feature belongs to one group"
+        columns: list[int] = []
+        for group, names in GROUPS.items():
+            columns += [FEATURES.index(n) for n in names]
+            print(f"held out, {group}:", figures(held_out(z[:, columns], label, question_of, article_of, args.l2)))
+    print("held out (2 folds by article):", figures(held_out(z, label, question_of, article_of, args.l2)))
+    w = fit(z, label, question_of, args.l2)
+    print("fitted on all:", figures(z @ w))
+    raw = w / std
+    print("[reranker.weights]  # for config/default.toml")
+    for name, value in zip(FEATURES, raw):
+        print(f"{name} = {value:.4f}")
+
+
+if __name__ == "__main__":
+    main()
