@@ -116,6 +116,31 @@ GROUPS = {
 
 def held_out(z, label, question_of, article_of, l2):
     """Scores of every row from a model fitted on the other half of the articles."""
+    articles = sorted(set(article_of))
+    fold = np.isin(article_of, articles[0::2])
+    scores = np.zeros(len(z))
+    for train in (fold, ~fold):
+        w = fit(z[train], label[train], question_of[train], l2)
+        scores[~train] = z[~train] @ w
+    return scores
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("/tmp/citebot-candidates.pkl"))
+    parser.add_argument("--candidates", type=int, default=40)
+    parser.add_argument("--l2", type=float, default=1e-3)
+    parser.add_argument("--target", choices=["sentence", "chunk", "both"], default="sentence")
+    parser.add_argument("--ablation", action="store_true", help="also fit growing groups of features")
+    args = parser.parse_args()
+    with args.data.open("rb") as handle:
+        data = pickle.load(handle)
+    started = time.perf_counter()
+    x, question_of, chunk_of, chunk_label, sentence_label, article_of = build(data, args.candidates)
+    print(f"{len(data['records'])} questions, {len(x)} sentences, features in {time.perf_counter() - started:.0f} s")
+    label = {"sentence": sentence_label, "chunk": chunk_label, "both": sentence_label & chunk_label}[args.target]
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-9
+    z = (x - mean) / std
     figures = lambda scores: {k: round(float(v), 4) for k, v in  # noqa: E731
                               measure(scores, question_of, chunk_of, chunk_label, sentence_label).items()}
     if args.ablation:

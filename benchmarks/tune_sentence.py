@@ -44,7 +44,7 @@ def dump(path: Path, every: int, out: Path) -> None:
             vector = answerer.embedder.embed_queries([question.text])[0]
             gold = [normalize(a) for a in question.answers]
             for rank, item in enumerate(answerer.rank(question.text)[:PASSAGES]):
-                spans, vectors = answerer._sentences(item.hit)
+                spans, vectors = answerer._sentences(item.hit)[:2]
                 for (s, e), cosine in zip(spans, vectors @ vector):
                     sentence = item.hit.text[s:e]
                     label = any(g in normalize(sentence) for g in gold)

@@ -147,6 +147,9 @@ def chunk_profiles(sentences: list[str]) -> tuple[list[SentenceProfile], frozens
     lowers = [[t.lower() for t in ts] for ts in tokens]
     stems = [[stem(w) for w in ls if w not in _STOP] for ls in lowers]
     profiles = []
+    # "battle groups" also counts as "battlegroups", "cease-fire" as "ceasefire"
+    joined = [[stem(a + b) for a, b in zip(ls, ls[1:]) if a not in _STOP and b not in _STOP] for ls in lowers]
+    plain, stems = stems, [ss + js for ss, js in zip(stems, joined)]
     for i, (ts, ls, ss) in enumerate(zip(tokens, lowers, stems)):
         window = set(ss)
         for n in (i - 1, i + 1):
@@ -155,7 +158,7 @@ def chunk_profiles(sentences: list[str]) -> tuple[list[SentenceProfile], frozens
         profiles.append(SentenceProfile(
             lower=frozenset(ls),
             stems=frozenset(ss),
-            bigrams=frozenset(zip(ss, ss[1:])),
+            bigrams=frozenset(zip(plain[i], plain[i][1:])),
             window=frozenset(window),
             numbers=frozenset(w for w in ls if w.isdigit() or w in _NUMBER_WORDS),
             dates=frozenset(w for w in ls if w in _MONTHS or _YEAR.fullmatch(w)),

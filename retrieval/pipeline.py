@@ -40,8 +40,9 @@ Progress = Callable[[int, int, str], None]
 
 # Articles embedded before they are committed together: a kill loses at most one batch of work.
 BATCH_ARTICLES = 64
-# Chunks whose sentence vectors are kept in memory between questions.
-SENTENCE_CACHE = 50_000
+# Chunks whose sentence and word-piece vectors are kept in memory between questions: about 160 KB
+# each for a full 200-piece chunk, so at most about 320 MB.
+SENTENCE_CACHE = 2_000
 
 
 class _Sentences(NamedTuple):
