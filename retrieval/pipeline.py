@@ -92,6 +92,7 @@ class Answerer:
         self._bm25: Bm25 | None = None
         self._vocabulary: Vocabulary | None = None
         self._load_lock = threading.Lock()
+        self._cache_lock = threading.Lock()
         self._sentence_cache: dict[str, _Sentences] = {}
         self._weights = np.array([settings.reranker.weights.get(name, 0.0) for name in FEATURES])
         _single_threaded_blas()
@@ -454,14 +455,16 @@ class Answerer:
 
     def _sentences(self, hit: Hit) -> _Sentences:
         """A chunk's sentence spans, vectors and word profiles, cached: chunks recur across questions."""
-        cached = self._sentence_cache.get(hit.chunk_id)
+        with self._cache_lock:
+            cached = self._sentence_cache.pop(hit.chunk_id, None)  # re-inserted below: least recently used go first
         if cached is None:
             spans = split_sentences(hit.text) or [(0, len(hit.text))]
             texts = [hit.text[s:e] for s, e in spans]
             profiles, stems = chunk_profiles(texts)
             vectors, tokens = self.embedder.embed_with_tokens(texts)
             cached = _Sentences(spans, vectors, profiles, stems, tokens)
-            if len(self._sentence_cache) >= SENTENCE_CACHE:
+        with self._cache_lock:
+            while len(self._sentence_cache) >= SENTENCE_CACHE:
                 self._sentence_cache.pop(next(iter(self._sentence_cache)))
             self._sentence_cache[hit.chunk_id] = cached
         return cached

@@ -235,3 +235,18 @@ def test_the_highlight_weighs_question_words_but_the_score_stays_the_similarity(
         scored = answerer._best_sentence(question, query, hit)
         assert scored.sentence == expected
         assert scored.sentence_score == pytest.approx(1.0)
+
+
+def test_the_sentence_cache_keeps_the_most_recently_used_chunks(make, tmp_path, monkeypatch):
+    from retrieval import pipeline
+    from retrieval.models import Hit, Source
+
+    monkeypatch.setattr(pipeline, "SENTENCE_CACHE", 2)
+    answerer = make()
+    hits = {name: Hit(chunk_id=name, doc_id="d", start=0, end=9, text=f"{name} text.", score=1.0,
+                      source=Source(doc_id="d")) for name in "abc"}
+    answerer._sentences(hits["a"])
+    answerer._sentences(hits["b"])
+    answerer._sentences(hits["a"])  # a is used again, so b is the least recently used
+    answerer._sentences(hits["c"])
+    assert list(answerer._sentence_cache) == ["a", "c"]
