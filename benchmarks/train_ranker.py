@@ -1,12 +1,13 @@
 """Fit the sentence scorer's weights on SQuAD dev, with held-out figures, from dump_candidates.py's file.
 
-usage: python benchmarks/train_ranker.py [--data FILE.pkl] [--candidates N] [--ablation]
+usage: python benchmarks/train_ranker.py [--data FILE.pkl] [--candidates N] [--ablation] [--errors]
 Every sentence of every candidate chunk gets the features of retrieval/features.py; a linear
 listwise model (softmax over a question's sentences, the gold being any sentence holding a
 gold answer) is fitted on half the articles and measured on the other half, both ways round,
 then fitted on all of them for the weights to ship. A chunk scores as its best sentence.
 Prints recall@1/@5, MRR@10 and "sentence contains answer" held out and fitted, and the weights
-for config/default.toml; --ablation also prints the held-out figures of growing groups of features.
+for config/default.toml; --ablation also prints the held-out figures of growing groups of features,
+--errors where the held-out choice of sentence goes wrong (the runner-up, a neighbour, another chunk).
 """
 
 from __future__ import annotations
@@ -125,6 +126,33 @@ def held_out(z, label, question_of, article_of, l2):
     return scores
 
 
+def errors(data: dict, scores, question_of, sentence_label, candidates: int) -> dict:
+    """Where the right sentence was when the best-scoring one does not hold a gold answer."""
+    chunks = data["chunks"]
+    rows = [(cid, j) for record in data["records"] for cid, *_ in record["candidates"][:candidates]
+            for j in range(len(chunks[cid]["spans"]))]
+    sentence = lambda cid, j: chunks[cid]["text"][slice(*chunks[cid]["spans"][j])]  # noqa: E731
+    counts = dict.fromkeys(["right", "no gold sentence among the candidates", "wrong: the gold is the runner-up",
+                            "wrong: the gold is the next or previous sentence", "wrong: elsewhere in the same chunk",
+                            "wrong: in another chunk"], 0)
+    starts = np.flatnonzero(np.r_[True, question_of[1:] != question_of[:-1]])
+    for a, b in zip(starts, np.append(starts[1:], len(scores))):
+        chosen = a + int(np.argmax(scores[a:b]))
+        gold = [r for r in range(a, b) if sentence_label[r]]
+        if sentence_label[chosen] or not gold:
+            counts["right" if gold else "no gold sentence among the candidates"] += 1
+            continue
+        best_gold = max(gold, key=lambda r: scores[r])
+        counts["wrong: the gold is the runner-up"] += int((scores[a:b] > scores[best_gold]).sum()) == 1
+        cid, j = rows[chosen]
+        text = sentence(*rows[best_gold])
+        at = [k for k in range(len(chunks[cid]["spans"])) if sentence(cid, k) == text]
+        key = ("wrong: in another chunk" if not at else "wrong: the gold is the next or previous sentence"
+               if abs(at[0] - j) == 1 else "wrong: elsewhere in the same chunk")
+        counts[key] += 1
+    return counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("/tmp/citebot-candidates.pkl"))
@@ -132,6 +160,7 @@ def main() -> None:
     parser.add_argument("--l2", type=float, default=1e-3)
     parser.add_argument("--target", choices=["sentence", "chunk", "both"], default="sentence")
     parser.add_argument("--ablation", action="store_true", help="also fit growing groups of features")
+    parser.add_argument("--errors", action="store_true", help="also say where the held-out choice goes wrong")
     args = parser.parse_args()
     with args.data.open("rb") as handle:
         data = pickle.load(handle)
@@ -149,7 +178,10 @@ def main() -> None:
         for group, names in GROUPS.items():
             columns += [FEATURES.index(n) for n in names]
             print(f"held out, {group}:", figures(held_out(z[:, columns], label, question_of, article_of, args.l2)))
-    print("held out (2 folds by article):", figures(held_out(z, label, question_of, article_of, args.l2)))
+    scores = held_out(z, label, question_of, article_of, args.l2)
+    print("held out (2 folds by article):", figures(scores))
+    if args.errors:
+        print("held-out choice of sentence:", errors(data, scores, question_of, sentence_label, args.candidates))
     w = fit(z, label, question_of, args.l2)
     print("fitted on all:", figures(z @ w))
     raw = w / std
