@@ -32,10 +32,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from train_ranker import build, held_out, measure  # noqa: E402
+from train_ranker import build, held_out, measure, runs  # noqa: E402
 
 
-def cosines(model_dir: str, data: dict) -> np.ndarray:
+def cosines(model_dir: str, data: dict, candidates: int) -> np.ndarray:
     """The second model's cosine of each (question, candidate sentence) row, in build()'s order."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
@@ -54,7 +54,7 @@ def cosines(model_dir: str, data: dict) -> np.ndarray:
     row_of = {t: i for i, t in enumerate(texts)}
     out = []
     for qi, record in enumerate(data["records"]):
-        for cid, *_ in record["candidates"]:
+        for cid, *_ in record["candidates"][:candidates]:
             rows = [row_of[chunks[cid]["text"][s:e]] for s, e in chunks[cid]["spans"]]
             out.append(sentence_vectors[rows] @ question_vectors[qi])
     return np.concatenate(out)
@@ -82,15 +82,14 @@ def _compare_speed(model, texts: list[str]) -> None:
 
 def _spread(values: np.ndarray, groups: np.ndarray, reduce) -> np.ndarray:
     """reduce() over each run of equal groups, repeated back onto its rows."""
-    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
-    return np.repeat(reduce.reduceat(values, starts), np.diff(np.append(starts, len(values))))
+    starts, ends = runs(groups)
+    return np.repeat(reduce.reduceat(values, starts), ends - starts)
 
 
 def second_stage(base: np.ndarray, extra: np.ndarray, label: np.ndarray, question_of: np.ndarray,
                  article_of: np.ndarray, top: int) -> float:
     """Held-out "sentence contains answer" when the top sentences are re-ordered by base + w x extra."""
-    starts = np.flatnonzero(np.r_[True, question_of[1:] != question_of[:-1]])
-    ends = np.append(starts[1:], len(base))
+    starts, ends = runs(question_of)
     tops = [a + np.argsort(-base[a:b])[:top] for a, b in zip(starts, ends)]
     articles = sorted(set(article_of))
     in_first = np.isin(article_of[starts], articles[0::2])
@@ -118,8 +117,7 @@ def main() -> None:
     with args.data.open("rb") as handle:
         data = pickle.load(handle)
     x, question_of, chunk_of, chunk_label, sentence_label, article_of = build(data, 40)
-    extra = cosines(args.model, {**data, "records": [{**r, "candidates": r["candidates"][:40]}
-                                                     for r in data["records"]]})
+    extra = cosines(args.model, data, 40)
 
     def figures(columns: np.ndarray) -> tuple[np.ndarray, dict]:
         z = (columns - columns.mean(axis=0)) / (columns.std(axis=0) + 1e-9)

@@ -76,8 +76,14 @@ def listwise(w, x, y, starts, l2):
     return loss / keep.sum() + l2 * w @ w, grad / keep.sum() + 2 * l2 * w
 
 
-def fit(x, y, groups, l2=1e-3):
+def runs(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end rows of each run of equal values (rows are grouped by question, or by chunk)."""
     starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    return starts, np.append(starts[1:], len(groups))
+
+
+def fit(x, y, groups, l2=1e-3):
+    starts, _ = runs(groups)
     result = minimize(listwise, np.zeros(x.shape[1]), args=(x, y, starts, l2), jac=True, method="L-BFGS-B")
     return result.x
 
@@ -85,8 +91,7 @@ def fit(x, y, groups, l2=1e-3):
 def measure(scores, question_of, chunk_of, chunk_label, sentence_label):
     """recall@1/@5, MRR@10 with chunks scored by their best sentence; and the best sentence's label."""
     r1 = r5 = mrr = sentence = 0.0
-    starts = np.flatnonzero(np.r_[True, question_of[1:] != question_of[:-1]])
-    ends = np.append(starts[1:], len(scores))
+    starts, ends = runs(question_of)
     for a, b in zip(starts, ends):
         s, c = scores[a:b], chunk_of[a:b]
         sentence += sentence_label[a + int(np.argmax(s))]
@@ -135,8 +140,7 @@ def errors(data: dict, scores, question_of, sentence_label, candidates: int) -> 
     counts = dict.fromkeys(["right", "no gold sentence among the candidates", "wrong: the gold is the runner-up",
                             "wrong: the gold is the next or previous sentence", "wrong: elsewhere in the same chunk",
                             "wrong: in another chunk"], 0)
-    starts = np.flatnonzero(np.r_[True, question_of[1:] != question_of[:-1]])
-    for a, b in zip(starts, np.append(starts[1:], len(scores))):
+    for a, b in zip(*runs(question_of)):
         chosen = a + int(np.argmax(scores[a:b]))
         gold = [r for r in range(a, b) if sentence_label[r]]
         if sentence_label[chosen] or not gold:
