@@ -157,6 +157,36 @@ def errors(data: dict, scores, question_of, sentence_label, candidates: int) -> 
     return counts
 
 
+TOKEN_FEATURES = ["token_match", "token_match_strong"]
+
+
+def two_stage(z, label, question_of, chunk_of, article_of, l2, chunks: int, sentences: int):
+    """Held-out scores when word-piece matching is computed only for the best few sentences.
+
+    Stage 1 scores every sentence without the word-piece features (weights fitted for that);
+    the `chunks` best chunks by stage 1, `sentences` best sentences each, get the full score.
+    The others keep their stage-1 order below them. Returns per-row scores to `measure`.
+    """
+    cheap = [i for i, name in enumerate(FEATURES) if name not in TOKEN_FEATURES]
+    first = held_out(z[:, cheap], label, question_of, article_of, l2)
+    full = held_out(z, label, question_of, article_of, l2)
+    scores = np.empty(len(z))
+    for a, b in zip(*runs(question_of)):
+        s1, c = first[a:b], chunk_of[a:b]
+        best: dict[int, float] = {}
+        for i in range(b - a):
+            best[c[i]] = max(best.get(c[i], -np.inf), s1[i])
+        chosen = set(sorted(best, key=lambda x: -best[x])[:chunks])
+        picked = np.zeros(b - a, dtype=bool)
+        for cid in chosen:
+            rows = np.flatnonzero(c == cid)
+            picked[rows[np.argsort(-s1[rows])[:sentences]]] = True
+        floor = full[a:b][picked].min() if picked.any() else 0.0
+        # Unpicked rows sit below every picked one, in stage-1 order.
+        scores[a:b] = np.where(picked, full[a:b], floor - 1000.0 + (s1 - s1.max()))
+    return scores
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("/tmp/citebot-candidates.pkl"))
@@ -165,6 +195,8 @@ def main() -> None:
     parser.add_argument("--target", choices=["sentence", "chunk", "both"], default="sentence")
     parser.add_argument("--ablation", action="store_true", help="also fit growing groups of features")
     parser.add_argument("--errors", action="store_true", help="also say where the held-out choice goes wrong")
+    parser.add_argument("--two-stage", metavar="C,S", action="append", default=[],
+                        help="also measure word-piece matching on the best C chunks' best S sentences only")
     args = parser.parse_args()
     with args.data.open("rb") as handle:
         data = pickle.load(handle)
@@ -182,12 +214,22 @@ def main() -> None:
         for group, names in GROUPS.items():
             columns += [FEATURES.index(n) for n in names]
             print(f"held out, {group}:", figures(held_out(z[:, columns], label, question_of, article_of, args.l2)))
+    for spec in args.two_stage:
+        c, s_ = (int(v) for v in spec.split(","))
+        print(f"held out, word pieces for the best {c} chunks x {s_} sentences:",
+              figures(two_stage(z, label, question_of, chunk_of, article_of, args.l2, c, s_)))
     scores = held_out(z, label, question_of, article_of, args.l2)
     print("held out (2 folds by article):", figures(scores))
     if args.errors:
         print("held-out choice of sentence:", errors(data, scores, question_of, sentence_label, args.candidates))
     w = fit(z, label, question_of, args.l2)
     print("fitted on all:", figures(z @ w))
+    if args.two_stage:
+        cheap = [i for i, name in enumerate(FEATURES) if name not in TOKEN_FEATURES]
+        w1 = fit(z[:, cheap], label, question_of, args.l2)
+        print("[reranker.first_stage_weights]  # without word-piece matching, for config/default.toml")
+        for i, value in zip(cheap, w1 / std[cheap]):
+            print(f"{FEATURES[i]} = {value:.4f}")
     raw = w / std
     print("[reranker.weights]  # for config/default.toml")
     for name, value in zip(FEATURES, raw):

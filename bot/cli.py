@@ -71,6 +71,16 @@ def _parser() -> argparse.ArgumentParser:
                             description="Remove documents by file path, URL or document id (as `sources` shows).")
     p.add_argument("refs", nargs="+", metavar="REF")
 
+    p = commands.add_parser("check", help="verify that the store and the vector index agree",
+                            description="Read the whole index once and check that every chunk has exactly one "
+                            "vector and every vector one chunk, that segment files hold what the store says, and "
+                            "that the word index and counts match the chunks. Exit code 1 if anything is wrong.")
+    p.add_argument("--json", action="store_true", help="print the findings as JSON")
+
+    commands.add_parser("migrate", help="upgrade an index written by an older citebot, in place",
+                        description="Upgrade the index in [index] dir to this citebot's schema, keeping every "
+                        "article. The old index stays whole until the new one is complete.")
+
     p = commands.add_parser("eval", help="measure retrieval quality")
     kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
     q = kinds.add_parser("squad", help="recall@k, MRR and latency on a SQuAD v1.1 file",
@@ -300,6 +310,44 @@ def cmd_remove(args, settings) -> int:
     return 0
 
 
+def cmd_check(args, settings) -> int:
+    answerer = _answerer(settings)
+    problems = answerer.check()
+    store = answerer.store
+    figures = {"ok": not problems, "documents": store.count_documents(), "chunks": store.count_chunks(),
+               "segments": len(store.segments()), "generation": store.generation, "problems": problems}
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        for line in problems:
+            err.print(f"problem: {line}", markup=False, soft_wrap=True)
+        state = "ok" if not problems else f"{len(problems)} problems"
+        err.print(f"{state}: {figures['documents']} documents, {figures['chunks']} chunks in "
+                  f"{figures['segments']} vector segments, generation {figures['generation']}", markup=False)
+    return 0 if not problems else 1
+
+
+def cmd_migrate(args, settings) -> int:
+    from retrieval.embed import SentenceTransformerEmbedder
+    from retrieval.migrate import migrate, schema_version
+    from retrieval.store import SCHEMA_VERSION
+
+    path = settings.index.dir / "citebot.sqlite"
+    version = schema_version(path)
+    if version is None or version == SCHEMA_VERSION:
+        err.print(f"nothing to do: {settings.index.dir} holds {'no index' if version is None else 'a current index'}",
+                  markup=False)
+        return 0
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(TextColumn("upgrading"), BarColumn(), MofNCompleteColumn(), console=err, transient=True) as bar:
+        task = bar.add_task("migrate", total=None)
+        carried = migrate(settings, SentenceTransformerEmbedder(settings.embedding),
+                          progress=lambda done, total, _: bar.update(task, completed=done, total=total))
+    err.print(f"upgraded {settings.index.dir} to schema {SCHEMA_VERSION}: {carried} documents kept", markup=False)
+    return 0
+
+
 def cmd_eval(args, settings) -> int:
     from retrieval.evaluate import run_squad
 
@@ -314,7 +362,7 @@ def cmd_discord(args, settings) -> int:
 
 COMMANDS = {
     "ingest": cmd_ingest, "ask": cmd_ask, "chat": cmd_chat, "sources": cmd_sources,
-    "remove": cmd_remove, "eval": cmd_eval, "discord": cmd_discord,
+    "remove": cmd_remove, "check": cmd_check, "migrate": cmd_migrate, "eval": cmd_eval, "discord": cmd_discord,
 }
 
 

@@ -38,3 +38,19 @@ class IndexBusyError(CitebotError):
 
 class ModelLoadError(CitebotError):
     """The embedding model could not be loaded from disk."""
+
+
+class IndexSchemaError(CitebotError):
+    """The index on disk was written by another version of citebot."""
+
+    def __init__(self, folder, version: int):
+        from retrieval.store import SCHEMA_VERSION
+
+        if version < SCHEMA_VERSION:
+            what = (f"the index in {folder} was written by an older citebot (schema {version}, this one reads "
+                    f"{SCHEMA_VERSION}): run `citebot migrate` to upgrade it in place, keeping every article")
+        else:
+            what = (f"the index in {folder} was written by a newer citebot (schema {version}; this one reads "
+                    f"{SCHEMA_VERSION}): upgrade citebot, or rebuild it with `citebot ingest --rebuild PATH…`")
+        super().__init__(what)
+        self.version = version

@@ -1,15 +1,16 @@
-"""Question -> ranked chunk ids: dense (FAISS), lexical (BM25) and their reciprocal-rank fusion."""
+"""Question -> ranked chunk ids: dense (FAISS segments), lexical (SQLite FTS5 BM25) and their fusion."""
 
 from __future__ import annotations
 
-import logging
+import re
 from dataclasses import dataclass
 
-import numpy as np
-
-from retrieval.index import VectorIndex
-
-log = logging.getLogger(__name__)
+# bm25s's English stop words, which the lexical side has always left out of a question.
+STOPWORDS = frozenset(
+    "a an and are as at be but by for if in into is it no not of on or such that the their then there these "
+    "they this to was will with".split()
+)
+_TOKEN = re.compile(r"(?u)\b\w\w+\b")
 
 
 @dataclass(frozen=True)
@@ -22,37 +23,21 @@ class Ranked:
     lexical: float | None = None
 
 
-def dense_search(index: VectorIndex, query_vector: np.ndarray, k: int) -> list[Ranked]:
-    scores, ids = index.search(query_vector.reshape(1, -1), k)
-    return [Ranked(int(i), float(s), dense=float(s)) for s, i in zip(scores[0], ids[0]) if i >= 0]
+def fts_query(question: str) -> str:
+    """An FTS5 query matching any of the question's words (two letters or more, no stop words)."""
+    words = dict.fromkeys(
+        w for w in _TOKEN.findall(question.lower()) if w not in STOPWORDS and "_" not in w
+    )
+    # Each word quoted: FTS5 then reads it as a plain term, never as an operator (AND, NEAR, column:).
+    return " OR ".join(f'"{w}"' for w in words)
 
 
-class Bm25:
-    """BM25 over chunk texts (bm25s), rebuilt from the store whenever the index generation changes."""
+def dense_run(found: list[tuple[int, float]]) -> list[Ranked]:
+    return [Ranked(i, s, dense=s) for i, s in found]
 
-    def __init__(self, ids: list[int], texts: list[str]):
-        import bm25s
 
-        logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on import
-        self._ids = np.array(ids, dtype=np.int64)
-        self._retriever = None
-        if ids:
-            self._retriever = bm25s.BM25()
-            self._retriever.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
-
-    def search(self, query: str, k: int) -> list[Ranked]:
-        import bm25s
-
-        if self._retriever is None:
-            return []
-        tokens = bm25s.tokenize([query], stopwords="en", show_progress=False)
-        if not tokens.vocab:
-            return []
-        k = min(k, len(self._ids))
-        docs, scores = self._retriever.retrieve(tokens, k=k, show_progress=False)
-        return [
-            Ranked(int(self._ids[d]), float(s), lexical=float(s)) for d, s in zip(docs[0], scores[0]) if s > 0
-        ]
+def lexical_run(found: list[tuple[int, float]]) -> list[Ranked]:
+    return [Ranked(i, s, lexical=s) for i, s in found if s > 0]
 
 
 def fuse(runs: list[list[Ranked]], *, rrf_k: int = 60) -> list[Ranked]:

@@ -45,6 +45,12 @@ class ChunkSettings(_Section):
 
 class IndexSettings(_Section):
     dir: Path = Path(".citebot")
+    factory: str = Field(
+        "auto", description="FAISS index factory string for merged segments of at least ann_min_chunks "
+        "vectors ('IVF4096,Flat', 'HNSW32' ...); 'auto' picks IVF with about 4·√n lists; 'Flat' is exact",
+    )
+    ann_min_chunks: int = Field(50_000, ge=1, description="segments smaller than this are searched exactly")
+    nprobe: int = Field(32, ge=1, le=65536, description="IVF lists visited per question")
 
 
 class CorpusSettings(_Section):
@@ -66,9 +72,16 @@ class RerankerSettings(_Section):
         description="weight of each sentence feature (retrieval/features.py) in the rescoring score",
     )
     cross_encoder: Path | None = Field(None, description="a local sentence-transformers CrossEncoder folder")
+    token_chunks: int = Field(10, ge=0, le=200, description="best chunks whose sentences get word-piece "
+                              "matching; 0 means every candidate")
+    token_sentences: int = Field(3, ge=0, le=100, description="best sentences of each such chunk that get it; "
+                                 "0 means all")
+    first_stage_weights: dict[str, float] = Field(
+        default_factory=dict, description="weights that pick the sentences for word-piece matching; "
+        "empty means the weights without the word-piece features",
+    )
 
-
-    @field_validator("weights")
+    @field_validator("weights", "first_stage_weights")
     @classmethod
     def _known_features(cls, value: dict[str, float]) -> dict[str, float]:
         unknown = sorted(set(value) - set(FEATURES))

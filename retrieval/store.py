@@ -1,15 +1,22 @@
-"""SQLite: documents, chunks and their vectors; the source of truth for text and metadata.
+"""SQLite: documents, chunks, their vectors and word statistics; the source of truth.
 
-The database runs in WAL mode, so readers (a bot answering questions) go on while one writer
-ingests. Each write batch is one transaction that also bumps `generation`; the vector index file
-on disk is named after the generation it matches, so a reader never pairs vectors with the
-wrong chunks, and an ingest killed part-way leaves the last committed generation whole.
+Everything a question needs besides the FAISS segments lives here and changes in the same
+transaction as the chunks, so no part can drift from another:
+- `chunks_fts`, an FTS5 index over chunk text kept by triggers (BM25 ranking inside SQLite);
+- `stems`, how many chunks hold each word stem (the rescoring's IDF), kept by the writer;
+- each chunk's sentence spans and float16 sentence vectors, computed once at ingest;
+- `segments` and `tombstones`, which FAISS segment files hold which live vectors (retrieval/segments.py).
+
+The database runs in WAL mode: readers answer from the last commit while one writer ingests.
+Each write batch is one transaction that bumps `generation`; a kill at any moment leaves the
+last committed generation whole.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,9 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.models import Article, Chunk, Source
+from retrieval.errors import IndexSchemaError
+from retrieval.models import Source
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -32,17 +40,49 @@ CREATE TABLE IF NOT EXISTS documents (
     ingested_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS documents_doc_id ON documents(doc_id);
+CREATE INDEX IF NOT EXISTS documents_published ON documents(published);
+-- AUTOINCREMENT: a chunk id (which is also its FAISS id) is never given out twice.
 CREATE TABLE IF NOT EXISTS chunks (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     chunk_id TEXT NOT NULL,
     document INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
     ordinal INTEGER NOT NULL,
     start INTEGER NOT NULL,
     end INTEGER NOT NULL,
     text TEXT NOT NULL,
-    vector BLOB NOT NULL
+    vector BLOB NOT NULL,            -- float32, unit length
+    sentences BLOB NOT NULL,         -- int32 (start, end) pairs into text
+    sentence_vectors BLOB NOT NULL,  -- float16, one unit row per sentence
+    segment INTEGER NOT NULL         -- the FAISS segment holding its vector
 );
 CREATE INDEX IF NOT EXISTS chunks_document ON chunks(document);
+CREATE INDEX IF NOT EXISTS chunks_segment ON chunks(segment);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
+    text, content='chunks', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER IF NOT EXISTS chunks_fts_insert AFTER INSERT ON chunks BEGIN
+    INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text);
+END;
+CREATE TRIGGER IF NOT EXISTS chunks_fts_delete AFTER DELETE ON chunks BEGIN
+    INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
+END;
+CREATE TABLE IF NOT EXISTS stems (stem TEXT PRIMARY KEY, df INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS segments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    file TEXT NOT NULL UNIQUE,
+    vectors INTEGER NOT NULL,        -- vectors in the file, live or not
+    factory TEXT NOT NULL,
+    generation INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tombstones (
+    id INTEGER NOT NULL,             -- a chunk id whose vector is still in the segment's file
+    segment INTEGER NOT NULL,
+    generation INTEGER NOT NULL,
+    PRIMARY KEY (segment, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tombstones_generation ON tombstones(generation);
+-- Segment files no commit names any more; deleted by a later writer once no reader can want them.
+CREATE TABLE IF NOT EXISTS retired (file TEXT PRIMARY KEY, since REAL NOT NULL) WITHOUT ROWID;
 """
 
 
@@ -68,6 +108,17 @@ class StoredChunk:
     end: int
     text: str
     source: Source
+    sentences: list[tuple[int, int]]
+    sentence_vectors: np.ndarray  # float16 (sentences, dim)
+
+
+@dataclass(frozen=True)
+class SegmentRow:
+    id: int
+    file: str
+    vectors: int
+    factory: str
+    generation: int
 
 
 def _lead(text: str, words: int = 12) -> str:
@@ -79,47 +130,110 @@ def _date(value: str | None) -> dt.date | None:
     return dt.date.fromisoformat(value) if value else None
 
 
+def pack_spans(spans: list[tuple[int, int]]) -> bytes:
+    return np.asarray(spans, dtype=np.int32).reshape(-1, 2).tobytes()
+
+
+def unpack_spans(blob: bytes) -> list[tuple[int, int]]:
+    pairs = np.frombuffer(blob, dtype=np.int32).reshape(-1, 2)
+    return [(int(a), int(b)) for a, b in pairs]
+
+
+def _casefold(value: str | None) -> str | None:
+    return value.casefold() if value is not None else None
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA foreign_keys=ON")
+    db.execute("PRAGMA synchronous=NORMAL")
+    # SQLite's own lower() and NOCASE fold ASCII only: "SÜDDEUTSCHE" must match "Süddeutsche".
+    db.create_function("casefold", 1, _casefold, deterministic=True)
+    return db
+
+
 class Store:
+    """The SQLite file. Readers get a consistent snapshot per question (`snapshot`); one writer at a time."""
+
     def __init__(self, path: Path):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._local = threading.local()
+        db = self._db
+        version = _schema_of(db)
+        if version is None:
+            db.executescript(_SCHEMA)
+            db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        elif version != SCHEMA_VERSION:
+            self.schema = version
+            raise IndexSchemaError(path.parent, version)
+        self.schema = SCHEMA_VERSION
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """One connection per thread: each thread's snapshot is its own read transaction."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = connect(self.path)
+        return db
 
     def close(self) -> None:
-        self._db.close()
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Every read inside the block sees the same committed generation, whatever a writer does meanwhile."""
+        db = self._db
+        if db.in_transaction:  # nested: the outer snapshot holds
+            yield
+            return
+        db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            db.execute("COMMIT")
 
     # -- meta -----------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
-    def _set_meta(self, key: str, value: str) -> None:
-        self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
-
     @property
     def generation(self) -> int:
         return int(self.get_meta("generation") or 0)
+
+    def count_chunks(self) -> int:
+        return int(self.get_meta("chunks") or 0)
+
+    def count_documents(self) -> int:
+        return int(self.get_meta("documents") or 0)
 
     # -- writing --------------------------------------------------------------------------------
     @contextmanager
     def write(self) -> Iterator[Writer]:
         """One write transaction. Leaving the block commits; an exception (or a kill) rolls back."""
-        self._db.execute("BEGIN IMMEDIATE")
+        from retrieval.store_writer import Writer
+
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
         try:
-            writer = Writer(self._db, self.generation + 1)
+            writer = Writer(db, self.generation + 1)
             yield writer
-            self._set_meta("generation", str(writer.generation))
-            self._set_meta("schema", SCHEMA_VERSION)
-            self._db.execute("COMMIT")
+            writer.finish()
+            db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            db.execute("ROLLBACK")
             raise
 
-    # -- reading --------------------------------------------------------------------------------
+    # -- reading: documents ---------------------------------------------------------------------
+    def doc_id_of(self, key: str) -> str | None:
+        row = self._db.execute("SELECT doc_id FROM documents WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
     def doc_ids_by_key(self) -> dict[str, str]:
         return dict(self._db.execute("SELECT key, doc_id FROM documents"))
 
@@ -131,69 +245,6 @@ class Store:
             (ref, ref, ref, ref, ref, ref),
         )
         return [row[0] for row in rows]
-
-    def all_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
-        rows = self._db.execute("SELECT id, vector FROM chunks ORDER BY id").fetchall()
-        ids = np.array([row[0] for row in rows], dtype=np.int64)
-        vectors = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(len(rows), dim)
-        return ids, vectors
-
-    def vectors(self, ids: Iterable[int]) -> dict[int, np.ndarray]:
-        ids = [int(i) for i in ids]
-        if not ids:
-            return {}
-        rows = self._db.execute(f"SELECT id, vector FROM chunks WHERE id IN ({','.join('?' * len(ids))})", ids)
-        return {row[0]: np.frombuffer(row[1], dtype=np.float32) for row in rows}
-
-    def all_chunk_texts(self) -> tuple[list[int], list[str]]:
-        rows = self._db.execute("SELECT id, text FROM chunks ORDER BY id").fetchall()
-        return [row[0] for row in rows], [row[1] for row in rows]
-
-    def chunks(self, ids: Iterable[int]) -> dict[int, StoredChunk]:
-        ids = [int(i) for i in ids]
-        if not ids:
-            return {}
-        marks = ",".join("?" * len(ids))
-        rows = self._db.execute(
-            f"SELECT c.id, c.chunk_id, c.start, c.end, c.text, d.doc_id, d.title, d.outlet, d.published,"
-            f" d.author, d.url, d.path, substr(d.text, 1, 200)"
-            f" FROM chunks c JOIN documents d ON d.id = c.document WHERE c.id IN ({marks})",
-            ids,
-        )
-        found = {}
-        for row in rows:
-            source = Source(
-                doc_id=row[5], title=row[6], outlet=row[7], published=_date(row[8]),
-                author=row[9], url=row[10], path=row[11], lead=_lead(row[12]),
-            )
-            found[row[0]] = StoredChunk(row[0], row[1], row[2], row[3], row[4], source)
-        return found
-
-    def chunk_ids_matching(
-        self, outlet: str | None = None, since: dt.date | None = None, until: dt.date | None = None
-    ) -> set[int]:
-        """Chunk ids of the documents from `outlet` (any case) published within [since, until].
-
-        A document without a date matches no date bound; one without an outlet matches no outlet.
-        """
-        # SQLite's own lower() and NOCASE fold ASCII only: "SÜDDEUTSCHE" must match "Süddeutsche".
-        self._db.create_function("casefold", 1, lambda s: s.casefold() if s is not None else None, deterministic=True)
-        where, values = [], []
-        if outlet is not None:
-            where.append("casefold(trim(d.outlet)) = ?")
-            values.append(outlet.strip().casefold())
-        if since is not None:
-            where.append("d.published >= ?")
-            values.append(since.isoformat())
-        if until is not None:
-            where.append("d.published <= ?")
-            values.append(until.isoformat())
-        rows = self._db.execute(
-            "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document"
-            + (" WHERE " + " AND ".join(where) if where else ""),
-            values,
-        )
-        return {row[0] for row in rows}
 
     def document_text(self, doc_id: str) -> str | None:
         row = self._db.execute("SELECT text FROM documents WHERE doc_id = ? LIMIT 1", (doc_id,)).fetchone()
@@ -211,55 +262,125 @@ class Store:
             result.append(SourceRow(doc_id, key, title, outlet, _date(published), count, url or path, label))
         return result
 
-    def count_chunks(self) -> int:
-        return self._db.execute("SELECT count(*) FROM chunks").fetchone()[0]
-
-    def count_documents(self) -> int:
-        return self._db.execute("SELECT count(*) FROM documents").fetchone()[0]
-
-
-class Writer:
-    """The write side of one transaction; see Store.write."""
-
-    def __init__(self, db: sqlite3.Connection, generation: int):
-        self._db = db
-        self.generation = generation
-        self.removed_ids: list[int] = []
-        self.added_ids: list[int] = []
-        self.added_vectors: list[np.ndarray] = []
-
-    def set_model(self, name: str, dim: int) -> None:
-        self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('model', ?)", (name,))
-        self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('dim', ?)", (str(dim),))
-
-    def remove(self, key: str) -> bool:
-        row = self._db.execute("SELECT id FROM documents WHERE key = ?", (key,)).fetchone()
-        if row is None:
-            return False
-        self.removed_ids += [r[0] for r in self._db.execute("SELECT id FROM chunks WHERE document = ?", (row[0],))]
-        self._db.execute("DELETE FROM documents WHERE id = ?", (row[0],))
-        return True
-
-    def add(self, article: Article, chunks: list[Chunk], vectors: np.ndarray) -> None:
-        """Add an article (replacing any with the same key) with its chunks and their vectors."""
-        self.remove(article.key)
-        cursor = self._db.execute(
-            "INSERT INTO documents(doc_id, key, title, outlet, published, author, url, path, text, ingested_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                article.doc_id, article.key, article.title, article.outlet,
-                article.published.isoformat() if article.published else None,
-                article.author, article.url, article.path, article.text,
-                dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            ),
+    # -- reading: chunks ------------------------------------------------------------------------
+    def chunks(self, ids: Iterable[int]) -> dict[int, StoredChunk]:
+        ids = [int(i) for i in ids]
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self._db.execute(
+            f"SELECT c.id, c.chunk_id, c.start, c.end, c.text, d.doc_id, d.title, d.outlet, d.published,"
+            f" d.author, d.url, d.path, substr(d.text, 1, 200), c.sentences, c.sentence_vectors"
+            f" FROM chunks c JOIN documents d ON d.id = c.document WHERE c.id IN ({marks})",
+            ids,
         )
-        document = cursor.lastrowid
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        for chunk, vector in zip(chunks, vectors, strict=True):
-            cursor = self._db.execute(
-                "INSERT INTO chunks(chunk_id, document, ordinal, start, end, text, vector) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (chunk.chunk_id, document, chunk.ordinal, chunk.start, chunk.end, chunk.text, vector.tobytes()),
+        found = {}
+        for row in rows:
+            source = Source(
+                doc_id=row[5], title=row[6], outlet=row[7], published=_date(row[8]),
+                author=row[9], url=row[10], path=row[11], lead=_lead(row[12]),
             )
-            self.added_ids.append(cursor.lastrowid)
-        if len(vectors):
-            self.added_vectors.append(vectors)
+            spans = unpack_spans(row[13])
+            vectors = np.frombuffer(row[14], dtype=np.float16).reshape(len(spans), -1)
+            found[row[0]] = StoredChunk(row[0], row[1], row[2], row[3], row[4], source, spans, vectors)
+        return found
+
+    def vectors(self, ids: Iterable[int]) -> dict[int, np.ndarray]:
+        ids = [int(i) for i in ids]
+        if not ids:
+            return {}
+        rows = self._db.execute(f"SELECT id, vector FROM chunks WHERE id IN ({','.join('?' * len(ids))})", ids)
+        return {row[0]: np.frombuffer(row[1], dtype=np.float32) for row in rows}
+
+    def all_chunk_texts(self) -> tuple[list[int], list[str]]:
+        """Every chunk's id and text: for checks and benchmarks, never on a question's path."""
+        rows = self._db.execute("SELECT id, text FROM chunks ORDER BY id").fetchall()
+        return [row[0] for row in rows], [row[1] for row in rows]
+
+    def segment_vectors(self, segment: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """The live (ids, vectors) of one segment, from the store: to rebuild a lost segment file."""
+        rows = self._db.execute("SELECT id, vector FROM chunks WHERE segment = ? ORDER BY id", (segment,)).fetchall()
+        ids = np.array([row[0] for row in rows], dtype=np.int64)
+        vectors = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(len(rows), dim)
+        return ids, vectors
+
+    def chunk_ids_matching(
+        self, outlet: str | None = None, since: dt.date | None = None, until: dt.date | None = None
+    ) -> set[int]:
+        """Chunk ids of the documents from `outlet` (any case) published within [since, until].
+
+        A document without a date matches no date bound; one without an outlet matches no outlet.
+        """
+        where, values = [], []
+        if outlet is not None:
+            where.append("casefold(trim(d.outlet)) = ?")
+            values.append(outlet.strip().casefold())
+        if since is not None:
+            where.append("d.published >= ?")
+            values.append(since.isoformat())
+        if until is not None:
+            where.append("d.published <= ?")
+            values.append(until.isoformat())
+        rows = self._db.execute(
+            "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document"
+            + (" WHERE " + " AND ".join(where) if where else ""),
+            values,
+        )
+        return {row[0] for row in rows}
+
+    # -- reading: words -------------------------------------------------------------------------
+    def lexical_search(self, query: str, k: int, allowed: set[int] | None = None) -> list[tuple[int, float]]:
+        """(chunk id, BM25 score) of the best `k` chunks for an FTS5 query, best first (higher is better)."""
+        if not query:
+            return []
+        if allowed is None:
+            rows = self._db.execute(
+                "SELECT rowid, -bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?",
+                (query, k),
+            )
+            return [(int(i), float(s)) for i, s in rows]
+        rows = self._db.execute(
+            "SELECT rowid, -bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank", (query,)
+        )
+        found = []
+        for i, s in rows:
+            if i in allowed:
+                found.append((int(i), float(s)))
+                if len(found) >= k:
+                    break
+        return found
+
+    def document_frequencies(self, stems: Iterable[str]) -> dict[str, int]:
+        stems = list(dict.fromkeys(stems))
+        if not stems:
+            return {}
+        rows = self._db.execute(f"SELECT stem, df FROM stems WHERE stem IN ({','.join('?' * len(stems))})", stems)
+        return dict(rows)
+
+    # -- reading: segments ----------------------------------------------------------------------
+    def segments(self) -> list[SegmentRow]:
+        rows = self._db.execute("SELECT id, file, vectors, factory, generation FROM segments ORDER BY id")
+        return [SegmentRow(*row) for row in rows]
+
+    def tombstones(self, *, after_generation: int | None = None, segment: int | None = None) -> list[tuple[int, int]]:
+        """(segment, chunk id) of dead vectors: those a commit after `after_generation` made, or one segment's."""
+        if segment is not None:
+            rows = self._db.execute("SELECT segment, id FROM tombstones WHERE segment = ?", (segment,))
+        else:
+            rows = self._db.execute("SELECT segment, id FROM tombstones WHERE generation > ?", (after_generation,))
+        return [(int(s), int(i)) for s, i in rows]
+
+
+def _schema_of(db: sqlite3.Connection) -> int | None:
+    """The schema version of an existing store, or None for a new, empty file."""
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "meta" not in tables:
+        return None
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+    if row is None:
+        # citebot 0.1 wrote its schema version only with its first commit.
+        return 1 if "documents" in tables else None
+    try:
+        return int(row[0])
+    except ValueError:
+        return -1

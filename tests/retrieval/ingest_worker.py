@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from retrieval import index as index_module  # noqa: E402
+from retrieval import writer as writer_module  # noqa: E402
 from retrieval.pipeline import Answerer  # noqa: E402
 from retrieval.settings import load_settings  # noqa: E402
 from tests.fakes import FakeEmbedder  # noqa: E402
@@ -30,13 +30,13 @@ def main() -> None:
     settings = load_settings(index={"dir": folder}, embedding={"model": "fake"}, chunking={"max_tokens": 40},
                              answer={"min_score": 0.0})
     if mode == "kill-before-commit":
-        save = index_module.FaissIndex.save
+        save = writer_module.save_index
 
-        def save_then_die(self, path):
-            save(self, path)
+        def save_then_die(index, path):
+            save(index, path)
             os.kill(os.getpid(), signal.SIGKILL)
 
-        index_module.FaissIndex.save = save_then_die
+        writer_module.save_index = save_then_die
     embedder = SlowEmbedder() if mode == "slow" else FakeEmbedder()
     report = Answerer(settings, embedder).ingest([Path(p) for p in paths])
     print(f"added {report.added}", flush=True)

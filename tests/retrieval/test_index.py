@@ -1,7 +1,10 @@
 import numpy as np
 import pytest
 
-from retrieval.index import FaissIndex
+from retrieval.check import segment_ids
+from retrieval.index import (
+    MERGE_FACTOR, Segment, SegmentInfo, auto_factory, build_index, load_index, plan_merge, save_index,
+)
 
 
 def unit(*values):
@@ -9,30 +12,79 @@ def unit(*values):
     return v / np.linalg.norm(v)
 
 
-def test_add_search_remove_save_load(tmp_path):
-    index = FaissIndex(4)
-    index.add(np.array([10, 20, 30]), np.stack([unit(1, 0, 0, 0), unit(0, 1, 0, 0), unit(1, 1, 0, 0)]))
-    scores, ids = index.search(unit(1, 0.1, 0, 0).reshape(1, -1), 2)
+def test_a_flat_segment_searches_saves_and_loads(tmp_path):
+    index = build_index(np.array([10, 20, 30]), np.stack([unit(1, 0, 0, 0), unit(0, 1, 0, 0), unit(1, 1, 0, 0)]),
+                        "Flat")
+    segment = Segment(1, "s", index)
+    scores, ids = segment.search(unit(1, 0.1, 0, 0).reshape(1, -1), 2, nprobe=1)
     assert ids[0].tolist() == [10, 30]
     assert scores[0][0] > scores[0][1]
 
-    index.remove(np.array([10]))
-    assert len(index) == 2
-    _, ids = index.search(unit(1, 0, 0, 0).reshape(1, -1), 3)
-    assert 10 not in ids[0].tolist()
-
-    path = tmp_path / "v.faiss"
-    index.save(path)
-    loaded = FaissIndex.load(path)
-    assert loaded.dim == 4 and len(loaded) == 2
+    path = tmp_path / "seg.faiss"
+    save_index(index, path)
+    loaded = load_index(path)
+    assert loaded.d == 4 and loaded.ntotal == 3
+    assert sorted(segment_ids(loaded).tolist()) == [10, 20, 30]
     assert not list(tmp_path.glob(".*.tmp"))
+    assert path.stat().st_mode & 0o777 == 0o644  # readable like the SQLite file beside it
 
 
-def test_wrong_dimension_is_refused():
-    with pytest.raises(ValueError, match=r"shape \(n, 4\)"):
-        FaissIndex(4).add(np.array([1]), np.ones((1, 3), dtype=np.float32))
+def test_tombstones_mask_dead_vectors_without_rewriting_the_file():
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(50, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    segment = Segment(1, "s", build_index(np.arange(100, 150), vectors, "Flat"))
+    _, ids = segment.search(vectors[:1], 3, nprobe=1)
+    assert ids[0][0] == 100
+    segment.kill([100, 101])
+    _, ids = segment.search(vectors[:1], 50, nprobe=1)
+    found = [i for i in ids[0].tolist() if i >= 0]
+    assert 100 not in found and 101 not in found and len(found) == 48
 
 
-def test_search_on_empty_index_returns_nothing():
-    scores, ids = FaissIndex(4).search(unit(1, 0, 0, 0).reshape(1, -1), 5)
-    assert ids.shape == (1, 0)
+def test_an_ivf_segment_takes_ids_and_tombstones():
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(2000, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = build_index(np.arange(2000) + 5, vectors, "IVF16,Flat")
+    segment = Segment(1, "s", index)
+    _, ids = segment.search(vectors[7:8], 1, nprobe=16)
+    assert ids[0][0] == 12
+    segment.kill([12])
+    _, ids = segment.search(vectors[7:8], 5, nprobe=16)
+    assert 12 not in ids[0].tolist()
+    assert sorted(segment_ids(index).tolist()) == list(range(5, 2005))
+
+
+def test_an_hnsw_factory_is_wrapped_to_keep_ids():
+    rng = np.random.default_rng(2)
+    vectors = rng.normal(size=(300, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = build_index(np.arange(300) * 3, vectors, "HNSW16")
+    _, ids = Segment(1, "s", index).search(vectors[4:5], 1, nprobe=1)
+    assert ids[0][0] == 12
+
+
+def test_auto_factory_is_exact_below_the_threshold():
+    assert auto_factory(10_000, 50_000) == "Flat"
+    assert auto_factory(1_000_000, 50_000) == "IVF4096,Flat"
+
+
+def test_same_sized_segments_merge_in_tiers_and_dead_heavy_ones_are_rewritten():
+    small = [SegmentInfo(i, 5, 0) for i in range(MERGE_FACTOR - 1)]
+    assert plan_merge(small) == []
+    assert plan_merge(small + [SegmentInfo(99, 6, 0)]) == [*range(MERGE_FACTOR - 1), 99]
+    # one big segment and a few small ones: nothing to do
+    assert plan_merge([SegmentInfo(1, 10_000, 0), SegmentInfo(2, 5, 0), SegmentInfo(3, 7, 0)]) == []
+    assert plan_merge([SegmentInfo(1, 10_000, 4_000), SegmentInfo(2, 5, 0)]) == [1]
+    assert plan_merge([SegmentInfo(1, 10, 10), SegmentInfo(2, 5, 0)]) == [1]
+
+
+@pytest.mark.parametrize("factory", ["Flat", "IVF8,Flat"])
+def test_an_empty_or_all_dead_segment_returns_nothing(factory):
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(400, 4)).astype(np.float32)
+    segment = Segment(1, "s", build_index(np.arange(400), vectors, factory))
+    segment.kill(range(400))
+    _, ids = segment.search(vectors[:1], 5, nprobe=8)
+    assert (ids < 0).all()

@@ -56,7 +56,7 @@ def test_ingest_is_idempotent_and_replaces_changed_files(make, tmp_path):
     answer = answerer.answer("how many warships at sea?")
     assert "200 warships" in answer.passages[0].text
     assert all("140" not in p.text for p in answer.passages)
-    assert answerer._vectors is not None and len(answerer._vectors) == answerer.store.count_chunks()
+    assert answerer.check() == []
 
 
 def test_remove_takes_a_document_out_of_search(make, tmp_path):
@@ -144,7 +144,7 @@ def test_ingest_killed_before_commit_leaves_previous_index_usable(make, tmp_path
     assert [s.location for s in after.sources()] == [str((tmp_path / "a" / "nato.txt").resolve())]
     answer = after.answer("battle groups Hungary")
     assert answer.found and "Hungary" in answer.passages[0].text
-    assert len(after._vectors) == after.store.count_chunks()
+    assert after.check() == []
     # and the next ingest goes through
     assert after.ingest([tmp_path / "b"]).added == 1
 
@@ -220,33 +220,29 @@ def test_rescoring_scores_each_sentence_and_a_chunk_by_its_best(make, tmp_path):
 def test_the_highlight_weighs_question_words_but_the_score_stays_the_similarity(make):
     import numpy as np
 
-    from retrieval.models import Hit, Source
+    from retrieval.models import Source
+    from retrieval.store import StoredChunk
 
     text = "Troops gather near the border. Four battle groups go to Hungary."
-    hit = Hit(chunk_id="c", doc_id="d", start=0, end=len(text), text=text, score=1.0, source=Source(doc_id="d"))
     spans = [(0, 30), (31, len(text))]
-    vectors = np.array([[1.0, 0.0], [0.8, 0.6]], dtype=np.float32)  # the first is more similar to the query
+    vectors = np.array([[1.0, 0.0], [0.8, 0.6]], dtype=np.float16)  # the first is more similar to the query
+    chunk = StoredChunk(7, "c", 0, len(text), text, Source(doc_id="d"), spans, vectors)
     query = np.array([1.0, 0.0], dtype=np.float32)
     question = "where do the four battle groups go?"
 
     for weight, expected in [(0.0, spans[0]), (0.75, spans[1])]:
         answerer = make(answer={"min_score": 0.0, "sentence_overlap_weight": weight})
-        answerer._sentence_cache["c"] = (spans, vectors)
-        scored = answerer._best_sentence(question, query, hit)
+        scored = answerer.reader._best_sentence(question, query, chunk, {})
         assert scored.sentence == expected
         assert scored.sentence_score == pytest.approx(1.0)
 
 
-def test_the_sentence_cache_keeps_the_most_recently_used_chunks(make, tmp_path, monkeypatch):
-    from retrieval import pipeline
-    from retrieval.models import Hit, Source
+def test_the_caches_keep_the_most_recently_used_entries():
+    from retrieval.reader import _Lru
 
-    monkeypatch.setattr(pipeline, "SENTENCE_CACHE", 2)
-    answerer = make()
-    hits = {name: Hit(chunk_id=name, doc_id="d", start=0, end=9, text=f"{name} text.", score=1.0,
-                      source=Source(doc_id="d")) for name in "abc"}
-    answerer._sentences(hits["a"])
-    answerer._sentences(hits["b"])
-    answerer._sentences(hits["a"])  # a is used again, so b is the least recently used
-    answerer._sentences(hits["c"])
-    assert list(answerer._sentence_cache) == ["a", "c"]
+    cache = _Lru(2)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1  # a is used again, so b is the least recently used
+    cache.put("c", 3)
+    assert (cache.get("a"), cache.get("b"), cache.get("c")) == (1, None, 3)

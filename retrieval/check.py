@@ -1,0 +1,90 @@
+"""`citebot check`: verify that the store and the vector segments agree, in one snapshot.
+
+Every chunk has exactly one live vector, in the segment the store names, and every live vector
+belongs to a chunk; segment files hold what the store says; FTS5, word counts and counters match
+the chunks. This reads the whole index once: it is a check, not part of any question or commit.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from retrieval.features import content_stems
+from retrieval.index import load_index
+from retrieval.store import Store
+
+
+def segment_ids(index) -> np.ndarray:
+    """Every id stored in a FAISS index (IDMap over anything, or IVF)."""
+    import faiss
+
+    if hasattr(index, "id_map"):
+        return faiss.vector_to_array(index.id_map).astype(np.int64)
+    ivf = faiss.extract_index_ivf(index)
+    lists = ivf.invlists
+    ids = [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy() for i in range(ivf.nlist)
+           if lists.list_size(i)]
+    return np.concatenate(ids).astype(np.int64) if ids else np.zeros(0, dtype=np.int64)
+
+
+def check(store: Store, folder: Path) -> list[str]:
+    """Problems found, one line each; [] when the index is whole."""
+    problems: list[str] = []
+    with store.snapshot():
+        db = store._db
+        dim = store.get_meta("dim")
+        chunk_segment = dict(db.execute("SELECT id, segment FROM chunks"))
+        live_of: dict[int, int] = {}
+        for row in store.segments():
+            try:
+                index = load_index(folder / row.file)
+            except Exception as error:  # noqa: BLE001 - reported, not raised
+                problems.append(f"segment {row.id}: file {row.file} cannot be read ({type(error).__name__})")
+                continue
+            if dim is not None and index.d != int(dim):
+                problems.append(f"segment {row.id}: vectors of dimension {index.d}, the index is {dim}")
+            ids = segment_ids(index)
+            if len(ids) != row.vectors:
+                problems.append(f"segment {row.id}: file holds {len(ids)} vectors, the store says {row.vectors}")
+            counts = Counter(ids.tolist())
+            repeated = [i for i, n in counts.items() if n > 1]
+            if repeated:
+                problems.append(f"segment {row.id}: {len(repeated)} ids stored twice, e.g. {repeated[0]}")
+            dead = {i for _, i in store.tombstones(segment=row.id)}
+            if dead - counts.keys():
+                problems.append(f"segment {row.id}: {len(dead - counts.keys())} tombstones for ids it does not hold")
+            for i in counts.keys() - dead:
+                if i in live_of:
+                    problems.append(f"chunk {i}: live in segments {live_of[i]} and {row.id}")
+                live_of[i] = row.id
+        without = [i for i in chunk_segment if i not in live_of]
+        if without:
+            problems.append(f"{len(without)} chunks have no live vector, e.g. chunk {without[0]}")
+        orphans = [i for i in live_of if i not in chunk_segment]
+        if orphans:
+            problems.append(f"{len(orphans)} live vectors belong to no chunk, e.g. id {orphans[0]}")
+        misplaced = [i for i, s in chunk_segment.items() if i in live_of and live_of[i] != s]
+        if misplaced:
+            problems.append(f"{len(misplaced)} chunks name the wrong segment, e.g. chunk {misplaced[0]}")
+        documents = db.execute("SELECT count(*) FROM documents").fetchone()[0]
+        if store.count_chunks() != len(chunk_segment) or store.count_documents() != documents:
+            problems.append(f"counters say {store.count_documents()} documents and {store.count_chunks()} chunks; "
+                            f"the store holds {documents} and {len(chunk_segment)}")
+        df: Counter[str] = Counter()
+        for (text,) in db.execute("SELECT text FROM chunks"):
+            df.update(set(content_stems(text)))
+        kept = dict(db.execute("SELECT stem, df FROM stems"))
+        if kept != dict(df):
+            wrong = sorted(set(kept.items()) ^ set(df.items()))[:1]
+            problems.append(f"word counts differ from the chunks, e.g. {wrong}")
+        fts = db.execute("SELECT count(*) FROM chunks_fts").fetchone()[0]
+        if fts != len(chunk_segment):
+            problems.append(f"the word index lists {fts} chunks, the store holds {len(chunk_segment)}")
+    try:
+        store._db.execute("INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)")
+    except Exception as error:  # noqa: BLE001
+        problems.append(f"the word index is damaged ({error})")
+    return problems

@@ -1,0 +1,100 @@
+"""`citebot migrate`: upgrade an index written by citebot 0.1 (schema 1) in place, keeping every article.
+
+Schema 1 kept one FAISS file per generation and no sentence data. The upgrade builds a schema-2
+store in a new file beside the old one, from the old store's documents, chunks and chunk vectors
+(only the sentences are embedded anew), then renames it over the old file. Until that rename the
+old index is untouched and answers as before; a kill leaves either the old index or the new one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+
+from retrieval.embed import Embedder
+from retrieval.errors import CitebotError
+from retrieval.models import Article, Chunk
+from retrieval.settings import Settings
+from retrieval.store import SCHEMA_VERSION, Store, _schema_of
+from retrieval.writer import BATCH_ARTICLES, Writer, _Pending
+
+log = logging.getLogger(__name__)
+
+
+def schema_version(path: Path) -> int | None:
+    """The schema of the store at `path`; None if there is none."""
+    if not path.exists():
+        return None
+    db = sqlite3.connect(path)
+    try:
+        return _schema_of(db)
+    finally:
+        db.close()
+
+
+def migrate(settings: Settings, embedder: Embedder, *, progress=None) -> int:
+    """Upgrade the index in settings.index.dir to the current schema; returns the documents carried over."""
+    folder = settings.index.dir
+    path = folder / "citebot.sqlite"
+    version = schema_version(path)
+    if version is None or version == SCHEMA_VERSION:
+        return 0
+    if version != 1:
+        raise CitebotError(f"the index in {folder} has schema {version}, which this citebot cannot upgrade: "
+                           "rebuild it with `citebot ingest --rebuild PATH…`")
+    old = sqlite3.connect(path, timeout=30.0)
+    new_path = folder / "citebot.sqlite.migrating"
+    for leftover in (new_path, Path(f"{new_path}-wal"), Path(f"{new_path}-shm")):
+        leftover.unlink(missing_ok=True)
+    store = Store(new_path)
+    writer = Writer(settings, embedder, store)
+    carried = 0
+    with writer.lock():
+        model = old.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
+        if model is not None and model[0] != settings.embedding.model:
+            raise CitebotError(f"the index in {folder} was built with embedding model {model[0]!r}: set "
+                               "embedding.model to it to migrate, or rebuild with `citebot ingest --rebuild PATH…`")
+        dim = int((old.execute("SELECT value FROM meta WHERE key = 'dim'").fetchone() or [embedder.dim])[0])
+        total = old.execute("SELECT count(*) FROM documents").fetchone()[0]
+        documents = old.execute(
+            "SELECT id, key, text, title, outlet, published, author, url, path FROM documents ORDER BY id"
+        )
+        pending, vectors = _Pending(), []
+        for number, (doc, key, text, title, outlet, published, author, url, where) in enumerate(documents, 1):
+            article = Article(key=key, text=text, title=title, outlet=outlet, author=author, url=url, path=where,
+                              published=dt.date.fromisoformat(published) if published else None)
+            rows = old.execute("SELECT ordinal, start, end, text, vector FROM chunks WHERE document = ? ORDER BY "
+                               "ordinal", (doc,)).fetchall()
+            chunks = [Chunk(doc_id=article.doc_id, ordinal=o, start=s, end=e, text=t) for o, s, e, t, _ in rows]
+            pending.add(article, chunks)
+            vectors += [np.frombuffer(v, dtype=np.float32).reshape(dim) for *_, v in rows]
+            carried += 1
+            if len(pending.articles) >= BATCH_ARTICLES:
+                writer._commit(pending, vectors=np.vstack(vectors))
+                pending, vectors = _Pending(), []
+            if progress:
+                progress(number, total, key)
+        if pending.articles:
+            writer._commit(pending, vectors=np.vstack(vectors))
+        writer.merge()
+        problems = __import__("retrieval.check", fromlist=["check"]).check(store, folder)
+        if problems:
+            raise CitebotError(f"the upgraded index failed its check ({problems[0]}): the old index is kept; "
+                               "rebuild with `citebot ingest --rebuild PATH…`")
+        store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        store._db.execute("PRAGMA journal_mode=DELETE")
+        store.close()
+        # The old store's WAL must not be replayed onto the new file: fold it in and drop it first.
+        old.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        old.execute("PRAGMA journal_mode=DELETE")
+        old.close()
+        os.replace(new_path, path)
+        for stale in folder.glob("vectors-*.faiss"):
+            stale.unlink(missing_ok=True)
+    log.info("migrated %d documents in %s to schema %d", carried, folder, SCHEMA_VERSION)
+    return carried

@@ -1,0 +1,361 @@
+"""The read side: question -> candidates -> rescored sentences -> Answer, from one committed generation.
+
+Per question the cost follows the question, not the corpus: the vector segments are searched
+(new segments are loaded incrementally when a commit lands), FTS5 ranks by BM25 inside SQLite,
+the word statistics are looked up for the question's own words, and the candidates' sentence
+vectors are read as stored at ingest. Only the word-piece matching needs the model, and only for
+the few best sentences (`reranker.token_chunks` x `reranker.token_sentences`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import threading
+from collections import OrderedDict
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from retrieval.answer import ScoredHit, build_answer, not_found
+from retrieval.embed import Embedder
+from retrieval.errors import IndexMismatchError, QuestionError
+from retrieval.features import FEATURES, chunk_features, chunk_profiles, question_profile
+from retrieval.index import SegmentSet
+from retrieval.models import Answer, Hit
+from retrieval.rerank import Reranker, overlap
+from retrieval.search import Ranked, dense_run, fts_query, fuse, lexical_run
+from retrieval.settings import Settings
+from retrieval.spans import NoPhrase, PhraseFinder
+from retrieval.store import StoredChunk, Store
+
+# Chunks whose word profiles, and sentences whose word-piece vectors, stay in memory between questions.
+PROFILE_CACHE = 5_000
+TOKEN_CACHE = 4_000
+_TOKEN_FEATURES = [FEATURES.index("token_match"), FEATURES.index("token_match_strong")]
+
+
+class Vocabulary:
+    """Inverse document frequencies of the question's stems, from the store's running counts."""
+
+    def __init__(self, n: int, df: dict[str, int]):
+        self.n = n
+        self.df = df
+
+    def idf(self, word: str) -> float:
+        return math.log((self.n + 1) / (self.df.get(word, 0) + 0.5))
+
+
+class _Lru:
+    def __init__(self, size: int):
+        self.size = size
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
+class Reader:
+    """Answers questions from the store and the vector segments. Thread-safe."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        embedder: Embedder,
+        store: Store,
+        *,
+        rescore: bool = True,
+        phrases: PhraseFinder | None = None,
+        reranker: Reranker | None = None,
+    ):
+        self.settings = settings
+        self.embedder = embedder
+        self.store = store
+        self.folder: Path = settings.index.dir
+        self.phrases = phrases or NoPhrase()
+        self.rescore = rescore and settings.reranker.enabled
+        self.reranker = reranker if self.rescore else None
+        self._segments: SegmentSet | None = None
+        self._load_lock = threading.Lock()
+        self._profiles = _Lru(PROFILE_CACHE)
+        self._tokens = _Lru(TOKEN_CACHE)
+        weights = settings.reranker.weights
+        self._weights = np.array([weights.get(name, 0.0) for name in FEATURES])
+        first = settings.reranker.first_stage_weights or {n: w for n, w in weights.items() if not n.startswith("token")}
+        self._first_weights = np.array([first.get(name, 0.0) for name in FEATURES])
+
+    @property
+    def mixing(self) -> bool:
+        """True when candidates are ordered by the mixed rescoring score (the default)."""
+        return self.rescore and self.reranker is None
+
+    # -- the generation -------------------------------------------------------------------------
+    def check_model(self) -> None:
+        built_with = self.store.get_meta("model")
+        if built_with is not None and built_with != self.settings.embedding.model:
+            raise IndexMismatchError(
+                f"the index in {self.folder} was built with embedding model {built_with!r} "
+                f"(dim {self.store.get_meta('dim')}), not {self.settings.embedding.model!r}: "
+                "re-ingest with `citebot ingest --rebuild PATH…` or set embedding.model back"
+            )
+
+    def refresh(self) -> SegmentSet | None:
+        """Follow the store to its newest commit (inside a snapshot, so both sides name one generation)."""
+        generation = self.store.generation
+        segments = self._segments
+        if segments is not None and segments.generation == generation:
+            return segments
+        with self._load_lock:
+            self.check_model()
+            dim = self.store.get_meta("dim")
+            if dim is None:
+                return None
+            if self._segments is None or self._segments.dim != int(dim):
+                self._segments = SegmentSet(self.folder, int(dim), nprobe=self.settings.index.nprobe)
+            self._segments.sync(self.store, generation)
+            return self._segments
+
+    def is_empty(self) -> bool:
+        return self.store.count_documents() == 0
+
+    # -- asking ---------------------------------------------------------------------------------
+    def check_question(self, question: str) -> str:
+        question = " ".join(question.split())
+        if not question:
+            raise QuestionError("the question is empty: ask something, e.g. “where are the new battlegroups?”")
+        limit = self.settings.answer.max_question_chars
+        if len(question) > limit:
+            raise QuestionError(
+                f"the question is {len(question)} characters long; the limit is {limit}: ask it more briefly"
+            )
+        return question
+
+    def answer(
+        self,
+        question: str,
+        *,
+        k: int | None = None,
+        context: list[str] | None = None,
+        outlet: str | None = None,
+        since: dt.date | None = None,
+        until: dt.date | None = None,
+    ) -> Answer:
+        """Answer a question from the last committed generation, citing the passages it rests on."""
+        question = self.check_question(question)
+        with self.store.snapshot():
+            self.refresh()
+            if self.is_empty():
+                return not_found(question, "The index is empty: add articles with `citebot ingest PATH`.")
+            allowed = self.allowed(outlet, since, until)
+            if allowed is not None and not allowed:
+                return not_found(question, f"No indexed article {_describe_filters(outlet, since, until)}: "
+                                 "`citebot sources` lists the outlets and dates.")
+            scored = self._rank(question, context=context, k=k, allowed=allowed)
+        return self.compose(question, scored, k=k)
+
+    def rank(self, question: str, *, context: list[str] | None = None, k: int | None = None,
+             outlet: str | None = None, since: dt.date | None = None, until: dt.date | None = None
+             ) -> list[ScoredHit]:
+        """The candidates for a (checked) question, best first, each with its best sentence."""
+        with self.store.snapshot():
+            self.refresh()
+            return self._rank(question, context=context, k=k, allowed=self.allowed(outlet, since, until))
+
+    def compose(self, question: str, scored: list[ScoredHit], *, k: int | None = None) -> Answer:
+        # "Not found" rests on the mixed score where it orders the candidates, else on the best
+        # sentence's similarity; each has its own threshold, calibrated in config/default.toml.
+        answer = self.settings.answer
+        return build_answer(
+            question, scored, k=k or self.settings.search.k,
+            min_score=answer.min_mixed_score if self.mixing else answer.min_score,
+            support="rank" if self.mixing else "sentence",
+            duplicate_threshold=answer.duplicate_threshold, phrases=self.phrases,
+        )
+
+    def allowed(self, outlet: str | None, since: dt.date | None, until: dt.date | None) -> set[int] | None:
+        """Chunk ids of the articles the filters let through; None when there are no filters."""
+        if since is not None and until is not None and since > until:
+            raise QuestionError(
+                f"since ({since.isoformat()}) is after until ({until.isoformat()}): swap them or drop one"
+            )
+        if outlet is None and since is None and until is None:
+            return None
+        return self.store.chunk_ids_matching(outlet, since, until)
+
+    def retrieve(self, question: str, *, candidates: int | None = None, vector: np.ndarray | None = None,
+                 allowed: set[int] | None = None) -> list[Ranked]:
+        """Ranked chunk ids for a question, by the configured search mode."""
+        with self.store.snapshot():
+            segments = self.refresh()
+            if vector is None:
+                vector = self.embedder.embed_queries([question])[0]
+            n = candidates or self.settings.search.candidates
+            mode = self.settings.search.mode
+            runs = []
+            if mode in ("hybrid", "dense") and segments is not None:
+                found = segments.search(vector, n if allowed is None else self._depth(n, allowed))
+                runs.append(dense_run([(i, s) for i, s in found if allowed is None or i in allowed][:n]))
+            if mode in ("hybrid", "bm25"):
+                runs.append(lexical_run(self.store.lexical_search(fts_query(question), n, allowed)))
+        if not runs:
+            return []
+        return runs[0] if len(runs) == 1 else fuse(runs, rrf_k=self.settings.search.rrf_k)
+
+    def _depth(self, n: int, allowed: set[int]) -> int:
+        # Filtering after retrieval would starve a rare outlet: search as deep as its share requires.
+        total = max(self.store.count_chunks(), 1)
+        return min(total, n * math.ceil(total / max(len(allowed), 1)))
+
+    def _rank(self, question: str, *, context: list[str] | None, k: int | None,
+              allowed: set[int] | None) -> list[ScoredHit]:
+        # Follow-ups are searched with the conversation so far.
+        query = " ".join([*(context or [])[-2:], question])
+        if allowed is not None and not allowed:
+            return []
+        if self.mixing:
+            vectors, tokens = self.embedder.embed_with_tokens([query])
+            vector, question_tokens = vectors[0], tokens[0]
+        else:
+            vector, question_tokens = self.embedder.embed_queries([query])[0], None
+        wanted = max(self.settings.reranker.candidates, k or self.settings.search.k)
+        ranked_list = self.retrieve(query, vector=vector, allowed=allowed)[:wanted]
+        ids = [r.id for r in ranked_list]
+        if allowed is not None and len(allowed) <= wanted:
+            ids += sorted(allowed.difference(ids))  # a small matching set is scored whole
+        ranked = {r.id: r for r in ranked_list}
+        stored = self.store.chunks(ids)
+        ids = [i for i in ids if i in stored]
+        if self.mixing:
+            return self._rescore(query, vector, question_tokens, ids, ranked, stored)
+        scored = [self._best_sentence(query, vector, stored[i], ranked) for i in ids]
+        if self.reranker is None:
+            return scored
+        order = self.reranker.score(query, [item.hit.text for item in scored])
+        rescored = [replace(item, rank_score=score) for item, score in zip(scored, order)]
+        return sorted(rescored, key=lambda item: item.rank_score, reverse=True)
+
+    def _rescore(self, query: str, vector: np.ndarray, question_tokens: np.ndarray, ids: list[int],
+                 ranked: dict[int, Ranked], stored: dict[int, StoredChunk]) -> list[ScoredHit]:
+        """Score every sentence of every candidate by the weighted features (retrieval/features.py).
+
+        Two stages: every sentence first without word-piece matching; then the best
+        `token_sentences` sentences of the best `token_chunks` chunks with it. A chunk scores as
+        its best sentence, which is the one highlighted.
+        """
+        missing = [i for i in ids if i not in ranked or ranked[i].dense is None]
+        dense_of = {i: float(v @ vector) for i, v in self.store.vectors(missing).items()}
+        dense_of.update({i: ranked[i].dense for i in ids if i in ranked and ranked[i].dense is not None})
+        top_lexical = max([ranked[i].lexical or 0.0 for i in ids if i in ranked] + [0.0]) or 1.0
+        top_fused = max([ranked[i].score for i in ids if i in ranked] + [0.0]) or 1.0
+        profile = question_profile(query, self._vocabulary(query))
+        rows, cosines_of = {}, {}
+        for i in ids:
+            chunk = stored[i]
+            profiles, stems = self._profile(chunk)
+            cosines = chunk.sentence_vectors.astype(np.float32) @ vector
+            found = ranked.get(i)
+            rows[i] = chunk_features(
+                profile, profiles, stems, cosines, dense_of.get(i, 0.0),
+                (found.lexical or 0.0) / top_lexical if found else 0.0, found.score / top_fused if found else 0.0,
+            )
+            cosines_of[i] = cosines
+        first = {i: rows[i] @ self._first_weights for i in ids}
+        chunks_n, sentences_n = self.settings.reranker.token_chunks, self.settings.reranker.token_sentences
+        chosen = sorted(ids, key=lambda i: -first[i].max())[: chunks_n or len(ids)]
+        picks = {i: np.argsort(-first[i], kind="stable")[: sentences_n or len(first[i])] for i in chosen}
+        self._add_token_features(rows, picks, stored, question_tokens)
+        floor = min((float((rows[i][picks[i]] @ self._weights).min()) for i in chosen), default=0.0)
+        full_scored, rest = [], []
+        for i in ids:
+            chunk = stored[i]
+            if i in picks:
+                full = rows[i][picks[i]] @ self._weights
+                best, score = int(picks[i][int(np.argmax(full))]), float(full.max())
+            else:  # below every chunk scored in full, in first-stage order
+                best = int(np.argmax(first[i]))
+                score = min(float(first[i].max()), floor)
+            item = ScoredHit(hit=_hit(chunk, ranked), sentence=chunk.sentences[best],
+                             sentence_score=float(cosines_of[i].max()), rank_score=score)
+            (full_scored if i in picks else rest).append((item, float(first[i].max())))
+        full_scored.sort(key=lambda pair: -pair[0].rank_score)
+        rest.sort(key=lambda pair: -pair[1])
+        scored = [item for item, _ in full_scored + rest]
+        return scored
+
+    def _add_token_features(self, rows, picks, stored, question_tokens) -> None:
+        """Word-piece late interaction for the picked sentences, embedded in one batch (cached)."""
+        if question_tokens is None:
+            return
+        keys = [(i, int(j)) for i, js in picks.items() for j in js]
+        tokens = {key: self._tokens.get((stored[key[0]].chunk_id, key[1])) for key in keys}
+        todo = [key for key in keys if tokens[key] is None]
+        if todo:
+            texts = [stored[i].text[slice(*stored[i].sentences[j])] for i, j in todo]
+            _, computed = self.embedder.embed_with_tokens(texts)
+            for key, value in zip(todo, computed):
+                tokens[key] = value
+                self._tokens.put((stored[key[0]].chunk_id, key[1]), value)
+        from retrieval.features import _token_matches
+
+        for i, js in picks.items():
+            matches = _token_matches(question_tokens, [tokens[(i, int(j))] for j in js], len(js))
+            rows[i][np.asarray(js)[:, None], _TOKEN_FEATURES] = np.array(matches)
+
+    def _vocabulary(self, query: str) -> Vocabulary:
+        from retrieval.features import content_stems
+
+        return Vocabulary(self.store.count_chunks(), self.store.document_frequencies(content_stems(query)))
+
+    def _profile(self, chunk: StoredChunk):
+        cached = self._profiles.get(chunk.chunk_id)
+        if cached is None:
+            cached = chunk_profiles([chunk.text[s:e] for s, e in chunk.sentences])
+            self._profiles.put(chunk.chunk_id, cached)
+        return cached
+
+    def _best_sentence(self, question: str, query: np.ndarray, chunk: StoredChunk,
+                       ranked: dict[int, Ranked]) -> ScoredHit:
+        """The chunk's answering sentence, and its best sentence similarity to the question.
+
+        The similarity alone decides "not found" (it is what the threshold was calibrated on); the
+        sentence highlighted also weighs the question's words in it (benchmarks/tune_sentence.py).
+        """
+        similarity = chunk.sentence_vectors.astype(np.float32) @ query
+        weight = self.settings.answer.sentence_overlap_weight
+        choice = similarity + weight * np.array([overlap(question, chunk.text[s:e]) for s, e in chunk.sentences]) \
+            if weight else similarity
+        best = int(np.argmax(choice))
+        return ScoredHit(hit=_hit(chunk, ranked), sentence=chunk.sentences[best],
+                         sentence_score=float(similarity.max()))
+
+
+def _hit(chunk: StoredChunk, ranked: dict[int, Ranked]) -> Hit:
+    return Hit(chunk_id=chunk.chunk_id, doc_id=chunk.source.doc_id, start=chunk.start, end=chunk.end,
+               text=chunk.text, score=ranked[chunk.id].score if chunk.id in ranked else 0.0, source=chunk.source)
+
+
+def _describe_filters(outlet: str | None, since: dt.date | None, until: dt.date | None) -> str:
+    """`is from 'Newsmax' and was published on or after 2022-03-01`, naming only the filters given."""
+    parts = []
+    if outlet is not None:
+        parts.append(f"is from {outlet!r}")
+    if since is not None and until is not None:
+        parts.append(f"was published from {since.isoformat()} to {until.isoformat()}")
+    elif since is not None:
+        parts.append(f"was published on or after {since.isoformat()}")
+    elif until is not None:
+        parts.append(f"was published on or before {until.isoformat()}")
+    return " and ".join(parts)

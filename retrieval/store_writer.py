@@ -1,0 +1,172 @@
+"""The write side of one store transaction (see Store.write): documents, chunks, words, segments.
+
+Every change a commit makes (FTS5 rows by trigger, word counts, tombstones, the new segment's
+row) happens in the one SQLite transaction, so a kill at any moment leaves all of it or none.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import time
+from collections import Counter
+
+import numpy as np
+
+from retrieval.features import content_stems
+from retrieval.index import segment_name
+from retrieval.models import Article, Chunk
+from retrieval.store import pack_spans
+
+
+class Writer:
+    def __init__(self, db: sqlite3.Connection, generation: int):
+        self._db = db
+        self.generation = generation
+        self.added: dict[int, np.ndarray] = {}  # chunk id -> vector, for the new segment
+        self.segment: tuple[int, str] | None = None  # (id, file) of this commit's new segment
+        self._stems: Counter[str] = Counter()
+        self._documents = 0
+        self._chunks = 0
+
+    def set_model(self, name: str, dim: int) -> None:
+        self._set_meta("model", name)
+        self._set_meta("dim", str(dim))
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._set_meta(key, value)
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def remove(self, key: str) -> bool:
+        """Take out the document with `key` and its chunks; their vectors become tombstones."""
+        row = self._db.execute("SELECT id FROM documents WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return False
+        chunks = self._db.execute("SELECT id, segment, text FROM chunks WHERE document = ?", (row[0],)).fetchall()
+        dead = []
+        for chunk_id, segment, text in chunks:
+            if self.added.pop(chunk_id, None) is None:  # added earlier in this commit: never reached a file
+                dead.append((chunk_id, segment, self.generation))
+            self._stems.subtract(set(content_stems(text)))
+        self._db.executemany("INSERT OR IGNORE INTO tombstones(id, segment, generation) VALUES (?, ?, ?)", dead)
+        self._db.execute("DELETE FROM chunks WHERE document = ?", (row[0],))
+        self._db.execute("DELETE FROM documents WHERE id = ?", (row[0],))
+        self._documents -= 1
+        self._chunks -= len(chunks)
+        return True
+
+    def _segment_id(self) -> int:
+        if self.segment is None:
+            file = segment_name(self.generation)
+            cursor = self._db.execute(
+                "INSERT INTO segments(file, vectors, factory, generation) VALUES (?, 0, 'Flat', ?)",
+                (file, self.generation),
+            )
+            self.segment = (int(cursor.lastrowid), file)
+        return self.segment[0]
+
+    def add(
+        self,
+        article: Article,
+        chunks: list[Chunk],
+        vectors: np.ndarray,
+        sentences: list[list[tuple[int, int]]],
+        sentence_vectors: list[np.ndarray],
+    ) -> None:
+        """Add an article (replacing any with the same key) with its chunks, vectors and sentences."""
+        self.remove(article.key)
+        cursor = self._db.execute(
+            "INSERT INTO documents(doc_id, key, title, outlet, published, author, url, path, text, ingested_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                article.doc_id, article.key, article.title, article.outlet,
+                article.published.isoformat() if article.published else None,
+                article.author, article.url, article.path, article.text,
+                dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            ),
+        )
+        document = cursor.lastrowid
+        segment = self._segment_id()
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        for chunk, vector, spans, svectors in zip(chunks, vectors, sentences, sentence_vectors, strict=True):
+            cursor = self._db.execute(
+                "INSERT INTO chunks(chunk_id, document, ordinal, start, end, text, vector, sentences,"
+                " sentence_vectors, segment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (chunk.chunk_id, document, chunk.ordinal, chunk.start, chunk.end, chunk.text, vector.tobytes(),
+                 pack_spans(spans), np.ascontiguousarray(svectors, dtype=np.float16).tobytes(), segment),
+            )
+            self.added[int(cursor.lastrowid)] = vector
+            self._stems.update(set(content_stems(chunk.text)))
+        self._documents += 1
+        self._chunks += len(chunks)
+
+    def added_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.fromiter(self.added, dtype=np.int64, count=len(self.added))
+        dim = next(iter(self.added.values())).shape[0] if self.added else 0
+        vectors = np.vstack(list(self.added.values())) if self.added else np.zeros((0, dim), dtype=np.float32)
+        return ids, vectors
+
+    def replace_segments(self, old: list[int], file: str, factory: str, vectors: int) -> int:
+        """Point the chunks of segments `old` at a new merged file; the old files are retired."""
+        cursor = self._db.execute(
+            "INSERT INTO segments(file, vectors, factory, generation) VALUES (?, ?, ?, ?)",
+            (file, vectors, factory, self.generation),
+        )
+        new = int(cursor.lastrowid)
+        marks = ",".join("?" * len(old))
+        self._db.execute(f"UPDATE chunks SET segment = ? WHERE segment IN ({marks})", (new, *old))
+        self._db.execute(f"DELETE FROM tombstones WHERE segment IN ({marks})", old)
+        files = self._db.execute(f"SELECT file FROM segments WHERE id IN ({marks})", old).fetchall()
+        self._db.executemany("INSERT OR REPLACE INTO retired(file, since) VALUES (?, ?)",
+                             [(f, time.time()) for (f,) in files])
+        self._db.execute(f"DELETE FROM segments WHERE id IN ({marks})", old)
+        return new
+
+    def drop_segments(self, old: list[int]) -> None:
+        """Forget segments that hold no live vector any more; their files are retired."""
+        marks = ",".join("?" * len(old))
+        files = self._db.execute(f"SELECT file FROM segments WHERE id IN ({marks})", old).fetchall()
+        self._db.executemany("INSERT OR REPLACE INTO retired(file, since) VALUES (?, ?)",
+                             [(f, time.time()) for (f,) in files])
+        self._db.execute(f"DELETE FROM tombstones WHERE segment IN ({marks})", old)
+        self._db.execute(f"DELETE FROM segments WHERE id IN ({marks})", old)
+
+    def forget_retired(self, files: list[str]) -> None:
+        self._db.executemany("DELETE FROM retired WHERE file = ?", [(f,) for f in files])
+
+    def clear(self) -> None:
+        """Empty the index (a rebuild): every document, chunk, word count and segment goes."""
+        self._db.execute("DELETE FROM chunks")
+        self._db.execute("DELETE FROM documents")
+        self._db.execute("DELETE FROM stems")
+        self._db.execute("DELETE FROM tombstones")
+        self._db.execute("INSERT OR REPLACE INTO retired(file, since) SELECT file, ? FROM segments", (time.time(),))
+        self._db.execute("DELETE FROM segments")
+        self._db.execute("DELETE FROM meta WHERE key IN ('documents', 'chunks')")
+        self.added.clear()
+        self._stems.clear()
+        self._documents = self._chunks = 0
+        self.segment = None
+
+    def finish(self) -> None:
+        """Called by Store.write before COMMIT: word counts, the segment's size, counters, generation."""
+        if self.segment is not None:
+            if self.added:
+                self._db.execute("UPDATE segments SET vectors = ? WHERE id = ?", (len(self.added), self.segment[0]))
+            else:
+                self._db.execute("DELETE FROM segments WHERE id = ?", (self.segment[0],))
+        up = [(s, n) for s, n in self._stems.items() if n > 0]
+        down = [(-n, s) for s, n in self._stems.items() if n < 0]
+        self._db.executemany(
+            "INSERT INTO stems(stem, df) VALUES (?, ?) ON CONFLICT(stem) DO UPDATE SET df = df + excluded.df", up
+        )
+        self._db.executemany("UPDATE stems SET df = df - ? WHERE stem = ?", down)
+        self._db.executemany("DELETE FROM stems WHERE stem = ? AND df <= 0", [(s,) for _, s in down])
+        for key, delta in (("documents", self._documents), ("chunks", self._chunks)):
+            self._db.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = value + ?",
+                (key, str(max(delta, 0)), delta),
+            )
+        self._set_meta("generation", str(self.generation))

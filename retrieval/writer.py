@@ -1,0 +1,277 @@
+"""The write side: files -> articles -> chunks, sentences, vectors -> one commit per batch.
+
+A commit costs what it adds: the batch's rows (with their FTS5 entries and word counts) go into
+SQLite in one transaction, and its vectors into one new, small FAISS segment file written before
+that transaction commits. Segments are merged a few at a time afterwards (retrieval/index.py), so
+no commit copies the corpus. Only one process writes at a time (a lock file).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from retrieval import ingest as ingest_files
+from retrieval.chunk import chunk_text, split_sentences
+from retrieval.embed import Embedder
+from retrieval.errors import IndexBusyError, IngestError, QuestionError, SettingsError
+from retrieval.index import SegmentInfo, auto_factory, build_index, plan_merge, save_index, segment_name
+from retrieval.models import Article, Chunk
+from retrieval.settings import Settings
+from retrieval.store import Store
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, str], None]
+
+# Articles embedded together and committed together: a kill loses at most one batch of work.
+BATCH_ARTICLES = 64
+BATCH_CHUNKS = 512
+# A retired segment file is deleted once it has been unused this long: readers that loaded the
+# generation naming it have long moved on (and a reader that finds it gone rebuilds it from the store).
+RETIRE_AFTER_S = 600.0
+
+
+@dataclass
+class IngestReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+
+@dataclass
+class _Pending:
+    """Articles read but not yet embedded; the last article read with a key wins."""
+
+    articles: dict[str, tuple[Article, list[Chunk]]] = field(default_factory=dict)
+    chunks: int = 0
+
+    def add(self, article: Article, chunks: list[Chunk]) -> None:
+        previous = self.articles.pop(article.key, None)
+        self.chunks += len(chunks) - (len(previous[1]) if previous else 0)
+        self.articles[article.key] = (article, chunks)
+
+
+class Writer:
+    """Ingests, removes and merges. Holds the write lock for the length of each call."""
+
+    def __init__(self, settings: Settings, embedder: Embedder, store: Store):
+        self.settings = settings
+        self.embedder = embedder
+        self.store = store
+        self.folder: Path = settings.index.dir
+
+    @contextmanager
+    def lock(self):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / "write.lock", "w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise IndexBusyError(
+                    f"another citebot process is writing to {self.folder}: wait for it to finish and try again"
+                ) from None
+            self._sweep()
+            yield
+
+    def _sweep(self) -> None:
+        """Delete what no commit names: a crashed writer's temporary and orphan files, long-retired segments."""
+        for stale in self.folder.glob(".seg-*.tmp"):
+            stale.unlink(missing_ok=True)
+        named = {row.file for row in self.store.segments()}
+        retired = dict(self.store._db.execute("SELECT file, since FROM retired").fetchall())
+        for path in self.folder.glob("seg-*.faiss"):
+            if path.name not in named and path.name not in retired:
+                path.unlink(missing_ok=True)  # written by a writer killed before its commit
+        old = [f for f, since in retired.items() if time.time() - since > RETIRE_AFTER_S]
+        if old:
+            for name in old:
+                (self.folder / name).unlink(missing_ok=True)
+            with self.store.write() as writer:
+                writer.forget_retired(old)
+
+    # -- ingest ---------------------------------------------------------------------------------
+    def ingest(self, paths: Sequence[Path], *, progress: Progress | None = None, rebuild: bool = False) -> IngestReport:
+        """Add new and changed articles under `paths`; unchanged ones are left alone."""
+        report = IngestReport()
+        files, errors = ingest_files.discover(paths)
+        for error in errors:
+            report.failed += 1
+            report.errors.append(str(error))
+        max_tokens = self.settings.chunking.max_tokens
+        if max_tokens > self.embedder.max_tokens:
+            raise SettingsError(
+                f"setting 'chunking.max_tokens' is {max_tokens}, more than the model reads "
+                f"({self.embedder.max_tokens}): lower it so nothing is truncated"
+            )
+        with self.lock():
+            if not rebuild:
+                self._check_model()
+            seen: dict[str, str] = {}  # key -> doc id, for this run
+            pending = _Pending()
+            first = rebuild
+            for done, path in enumerate(files, start=1):
+                for item in ingest_files.read_articles(path):
+                    if isinstance(item, IngestError):
+                        report.failed += 1
+                        report.errors.append(str(item))
+                        continue
+                    known = seen.get(item.key) if item.key in seen else (
+                        None if rebuild else self.store.doc_id_of(item.key))
+                    if known == item.doc_id:
+                        if item.key not in seen:
+                            report.unchanged += 1
+                        continue
+                    try:
+                        chunks = self._chunk(item)
+                    except ValueError as error:  # never abort the batch for one article
+                        report.failed += 1
+                        report.errors.append(f"{item.key}: cannot be cut into chunks: {error}")
+                        continue
+                    if not chunks:
+                        report.failed += 1
+                        report.errors.append(f"{item.key}: empty: no article text")
+                        continue
+                    if item.key not in seen:
+                        if known is None:
+                            report.added += 1
+                        else:
+                            report.updated += 1
+                    seen[item.key] = item.doc_id
+                    pending.add(item, chunks)
+                if len(pending.articles) >= BATCH_ARTICLES or pending.chunks >= BATCH_CHUNKS:
+                    self._commit(pending, replace_all=first)
+                    pending, first = _Pending(), False
+                if progress:
+                    progress(done, len(files), str(path))
+            if pending.articles or first:
+                self._commit(pending, replace_all=first)
+            self.merge()
+        return report
+
+    def _chunk(self, article: Article) -> list[Chunk]:
+        return chunk_text(
+            article.doc_id, article.text, count_tokens=self.embedder.count_tokens,
+            max_tokens=self.settings.chunking.max_tokens, overlap=self.settings.chunking.overlap_sentences,
+        )
+
+    def _check_model(self) -> None:
+        built_with = self.store.get_meta("model")
+        if built_with is not None and built_with != self.settings.embedding.model:
+            from retrieval.errors import IndexMismatchError
+
+            raise IndexMismatchError(
+                f"the index in {self.folder} was built with embedding model {built_with!r} "
+                f"(dim {self.store.get_meta('dim')}), not {self.settings.embedding.model!r}: "
+                "re-ingest with `citebot ingest --rebuild PATH…` or set embedding.model back"
+            )
+
+    def _embed(self, pending: _Pending, vectors: np.ndarray | None = None):
+        """Chunk vectors and sentence spans and vectors for every pending article, in two batched passes.
+
+        `vectors`, if given, are the chunks' vectors already (a migration keeps them).
+        """
+        items = list(pending.articles.values())
+        texts = [c.text for _, chunks in items for c in chunks]
+        if vectors is None:
+            vectors = self.embedder.embed_documents(texts) if texts else np.zeros((0, self.embedder.dim), np.float32)
+        spans = [split_sentences(c.text) or [(0, len(c.text))] for _, chunks in items for c in chunks]
+        # A sentence shared by overlapping chunks, or by wire copies, is embedded once.
+        sentence_texts = [c.text[s:e] for c, ss in zip((c for _, cs in items for c in cs), spans) for s, e in ss]
+        unique = list(dict.fromkeys(sentence_texts))
+        embedded = self.embedder.embed_documents(unique) if unique else np.zeros((0, 1), np.float32)
+        row_of = {text: n for n, text in enumerate(unique)}
+        out, at = [], 0
+        for article, chunks in items:
+            n = len(chunks)
+            chunk_spans = spans[at : at + n]
+            chunk_sentences = [
+                embedded[[row_of[c.text[s:e]] for s, e in ss]].astype(np.float16) for c, ss in zip(chunks, chunk_spans)
+            ]
+            out.append((article, chunks, vectors[at : at + n], chunk_spans, chunk_sentences))
+            at += n
+        return out
+
+    def _commit(self, pending: _Pending, removals: Sequence[str] = (), *, replace_all: bool = False,
+                vectors: np.ndarray | None = None) -> int:
+        """One batch of articles and removals as one new generation: a new segment, one transaction."""
+        batch = self._embed(pending, vectors) if pending.articles else []
+        with self.store.write() as writer:
+            if replace_all:
+                writer.clear()
+            writer.set_model(self.settings.embedding.model, self.embedder.dim)
+            removed = sum(writer.remove(key) for key in removals)
+            for article, chunks, vectors, spans, sentence_vectors in batch:
+                writer.add(article, chunks, vectors, spans, sentence_vectors)
+            if writer.added:
+                ids, vectors = writer.added_vectors()
+                # Written before the commit: if we die in between, no commit names the file.
+                save_index(build_index(ids, vectors, "Flat"), self.folder / writer.segment[1])
+        return removed
+
+    def remove(self, refs: Sequence[str]) -> list[str]:
+        """Take documents out by key, path, url or doc id (prefix); returns the keys removed."""
+        with self.lock():
+            keys = []
+            for ref in refs:
+                path = os.path.abspath(os.path.expanduser(ref))
+                found = self.store.find_documents(ref) or self.store.find_documents(path)
+                if not found:
+                    raise QuestionError(f"no indexed document matches {ref!r}: `citebot sources` lists them")
+                keys += found
+            if keys:
+                self._commit(_Pending(), removals=keys)
+                self.merge()
+            return keys
+
+    # -- merging --------------------------------------------------------------------------------
+    def merge(self) -> int:
+        """Merge segments until the layout is fine (see index.plan_merge); returns the merges made."""
+        merges = 0
+        while True:
+            dead = dict(self.store._db.execute("SELECT segment, count(*) FROM tombstones GROUP BY segment"))
+            infos = [SegmentInfo(s.id, s.vectors, dead.get(s.id, 0)) for s in self.store.segments()]
+            chosen = plan_merge(infos)
+            if not chosen:
+                return merges
+            self._merge(chosen)
+            merges += 1
+
+    def _merge(self, chosen: list[int]) -> None:
+        dim = int(self.store.get_meta("dim"))
+        parts = [self.store.segment_vectors(s, dim) for s in chosen]
+        ids = np.concatenate([p[0] for p in parts])
+        vectors = np.vstack([p[1] for p in parts]) if parts else np.zeros((0, dim), np.float32)
+        factory = self._factory(len(ids))
+        started = time.perf_counter()
+        with self.store.write() as writer:
+            file = segment_name(writer.generation)
+            if len(ids):
+                save_index(build_index(ids, vectors, factory), self.folder / file)
+                writer.replace_segments(chosen, file, factory, len(ids))
+            else:
+                writer.drop_segments(chosen)
+        log.info("merged %d segments into one of %d vectors (%s) in %.1f s", len(chosen), len(ids), factory,
+                 time.perf_counter() - started)
+
+    def _factory(self, vectors: int) -> str:
+        index = self.settings.index
+        if vectors < index.ann_min_chunks:
+            return "Flat"
+        return auto_factory(vectors, index.ann_min_chunks) if index.factory == "auto" else index.factory
+

@@ -1,0 +1,99 @@
+"""An index written by citebot 0.1 (schema 1) is refused with the command that upgrades it, and upgrades whole."""
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+from retrieval.chunk import chunk_text
+from retrieval.errors import IndexSchemaError
+from retrieval.migrate import migrate, schema_version
+from retrieval.models import Article
+from retrieval.pipeline import Answerer
+from tests.fakes import FakeEmbedder
+
+# citebot 0.1's schema, as it wrote it.
+V1_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE documents (id INTEGER PRIMARY KEY, doc_id TEXT NOT NULL, key TEXT NOT NULL UNIQUE,
+    title TEXT, outlet TEXT, published TEXT, author TEXT, url TEXT, path TEXT, text TEXT NOT NULL,
+    ingested_at TEXT NOT NULL);
+CREATE TABLE chunks (id INTEGER PRIMARY KEY, chunk_id TEXT NOT NULL,
+    document INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE, ordinal INTEGER NOT NULL,
+    start INTEGER NOT NULL, end INTEGER NOT NULL, text TEXT NOT NULL, vector BLOB NOT NULL);
+"""
+
+ARTICLES = [
+    Article(key="/news/nato.txt", path="/news/nato.txt", outlet="Newsmax",
+            text="NATO will set up four new battle groups in Hungary, Slovakia, Romania and Bulgaria. "
+                 "The forces will remain in place as long as necessary."),
+    Article(key="/news/bread.txt", path="/news/bread.txt", title="Bread",
+            text="Sourdough bread needs a lively starter. Bake it hot in a covered pot for forty minutes."),
+]
+
+
+def write_v1(folder, embedder):
+    folder.mkdir(parents=True)
+    db = sqlite3.connect(folder / "citebot.sqlite")
+    db.executescript(V1_SCHEMA)
+    for n, article in enumerate(ARTICLES, start=1):
+        db.execute("INSERT INTO documents VALUES (?, ?, ?, ?, ?, NULL, NULL, NULL, ?, ?, '2026-01-01')",
+                   (n, article.doc_id, article.key, article.title, article.outlet, article.path, article.text))
+        chunks = chunk_text(article.doc_id, article.text, count_tokens=embedder.count_tokens, max_tokens=16)
+        vectors = embedder.embed_documents([c.text for c in chunks])
+        for chunk, vector in zip(chunks, vectors):
+            db.execute("INSERT INTO chunks(chunk_id, document, ordinal, start, end, text, vector) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?)", (chunk.chunk_id, n, chunk.ordinal, chunk.start, chunk.end,
+                                                        chunk.text, np.asarray(vector, np.float32).tobytes()))
+    for key, value in (("generation", "3"), ("schema", "1"), ("model", "fake"), ("dim", "64")):
+        db.execute("INSERT INTO meta VALUES (?, ?)", (key, value))
+    db.commit()
+    db.close()
+    (folder / "vectors-3.faiss").write_bytes(b"old whole-index file")
+
+
+@pytest.fixture
+def settings(settings_for):
+    return settings_for(embedding={"model": "fake"}, chunking={"max_tokens": 16}, answer={"min_score": 0.0})
+
+
+def test_an_old_index_is_refused_with_the_command_that_upgrades_it(settings):
+    write_v1(settings.index.dir, FakeEmbedder())
+    with pytest.raises(IndexSchemaError, match="run `citebot migrate`"):
+        Answerer(settings, FakeEmbedder())
+
+
+def test_migrate_keeps_every_article_and_answers_from_it(settings):
+    embedder = FakeEmbedder()
+    write_v1(settings.index.dir, embedder)
+    before = sqlite3.connect(settings.index.dir / "citebot.sqlite").execute(
+        "SELECT count(*) FROM chunks").fetchone()[0]
+    assert migrate(settings, embedder) == 2
+    assert schema_version(settings.index.dir / "citebot.sqlite") == 2
+    assert not list(settings.index.dir.glob("vectors-*.faiss"))
+    assert not list(settings.index.dir.glob("*.migrating*"))
+    answerer = Answerer(settings, embedder)
+    assert answerer.check() == []
+    assert answerer.store.count_chunks() == before
+    assert {s.key for s in answerer.sources()} == {a.key for a in ARTICLES}
+    answer = answerer.answer("battle groups Hungary")
+    assert answer.found and "Hungary" in answer.passages[0].text
+    assert answer.passages[0].sources[0].outlet == "Newsmax"
+    assert migrate(settings, embedder) == 0  # nothing left to do
+
+
+def test_a_migration_that_dies_leaves_the_old_index(settings, monkeypatch):
+    embedder = FakeEmbedder()
+    write_v1(settings.index.dir, embedder)
+    from retrieval import migrate as module
+
+    def die(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module.os, "replace", die)
+    with pytest.raises(KeyboardInterrupt):
+        migrate(settings, embedder)
+    assert schema_version(settings.index.dir / "citebot.sqlite") == 1
+    monkeypatch.undo()
+    assert migrate(settings, embedder) == 2  # and a second try goes through
+    assert Answerer(settings, embedder).check() == []
