@@ -32,7 +32,7 @@ def dump(path: Path, out: Path, candidates: int) -> None:
         key_of = {row.doc_id: row.key for row in answerer.sources()}
         ids, all_texts = answerer.store.all_chunk_texts()
         records, chunks = [], {}
-        vectors, question_tokens = answerer.embedder.embed_with_tokens([q.text for q in questions])
+        vectors, question_tokens = answerer.reader.embedder.embed_with_tokens([q.text for q in questions])
         for qi, (question, vector) in enumerate(zip(questions, vectors)):
             ranked = answerer.retrieve(question.text, vector=vector)[:candidates]
             stored = answerer.store.chunks(r.id for r in ranked)
@@ -42,9 +42,11 @@ def dump(path: Path, out: Path, candidates: int) -> None:
             for r in ranked:
                 chunk = stored[r.id]
                 if r.id not in chunks:
-                    sentences = answerer._sentences(type("H", (), {"chunk_id": chunk.chunk_id, "text": chunk.text}))
-                    chunks[r.id] = {"text": chunk.text, "spans": sentences.spans,
-                                    "vectors": sentences.vectors.astype(np.float16), "tokens": sentences.tokens,
+                    # The sentences and their vectors as stored at ingest; word pieces as the reader computes them.
+                    texts = [chunk.text[s:e] for s, e in chunk.sentences]
+                    chunks[r.id] = {"text": chunk.text, "spans": chunk.sentences,
+                                    "vectors": chunk.sentence_vectors,
+                                    "tokens": answerer.reader.embedder.embed_with_tokens(texts)[1],
                                     "doc": key_of.get(chunk.source.doc_id)}
                 hit = type("H", (), {"doc_id": chunk.source.doc_id, "start": chunk.start, "end": chunk.end})
                 rows.append((r.id, r.score, r.dense if r.dense is not None else dense_of[r.id],

@@ -30,7 +30,7 @@ from retrieval.features import FEATURES, Vocabulary, chunk_features, chunk_profi
 
 def build(data: dict, candidates: int):
     """Rows of features for every (question, candidate chunk, sentence), with labels and groups."""
-    vocabulary = Vocabulary(data["corpus_texts"])
+    vocabulary = Vocabulary.from_texts(data["corpus_texts"])
     chunks = data["chunks"]
     sentence_texts = {cid: [c["text"][s:e] for s, e in c["spans"]] for cid, c in chunks.items()}
     profiles = {cid: chunk_profiles(texts) for cid, texts in sentence_texts.items()}

@@ -41,10 +41,16 @@ def dump(path: Path, every: int, out: Path) -> None:
         idf = lambda w: np.log((len(chunk_texts) + 1) / (df.get(w, 0) + 0.5))  # noqa: E731
         rows = []
         for qi, question in enumerate(questions[::every]):
-            vector = answerer.embedder.embed_queries([question.text])[0]
+            vector = answerer.reader.embedder.embed_queries([question.text])[0]
             gold = [normalize(a) for a in question.answers]
-            for rank, item in enumerate(answerer.rank(question.text)[:PASSAGES]):
-                spans, vectors = answerer._sentences(item.hit)[:2]
+            ranked = answerer.rank(question.text)[:PASSAGES]
+            by_chunk = {c.chunk_id: c for c in answerer.store.chunks(
+                r.id for r in answerer.retrieve(question.text, vector=vector)).values()}
+            for rank, item in enumerate(ranked):
+                stored = by_chunk.get(item.hit.chunk_id)
+                if stored is None:
+                    continue
+                spans, vectors = stored.sentences, stored.sentence_vectors.astype(np.float32)
                 for (s, e), cosine in zip(spans, vectors @ vector):
                     sentence = item.hit.text[s:e]
                     label = any(g in normalize(sentence) for g in gold)

@@ -75,11 +75,18 @@ def content_stems(text: str) -> list[str]:
 
 
 class Vocabulary:
-    """Inverse document frequencies of stems over the indexed chunks."""
+    """Inverse document frequencies of stems: `n` chunks, `df` chunks holding each stem.
 
-    def __init__(self, texts: list[str]):
-        self.n = len(texts)
-        self.df = Counter(s for text in texts for s in set(content_stems(text)))
+    The reader fills `df` from the store's running counts, for the question's stems only.
+    """
+
+    def __init__(self, n: int, df: dict[str, int]):
+        self.n = n
+        self.df = df
+
+    @classmethod
+    def from_texts(cls, texts: list[str]) -> Vocabulary:
+        return cls(len(texts), Counter(s for text in texts for s in set(content_stems(text))))
 
     def idf(self, word: str) -> float:
         return math.log((self.n + 1) / (self.df.get(word, 0) + 0.5))

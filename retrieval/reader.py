@@ -21,7 +21,7 @@ import numpy as np
 from retrieval.answer import ScoredHit, build_answer, not_found
 from retrieval.embed import Embedder
 from retrieval.errors import IndexMismatchError, QuestionError
-from retrieval.features import FEATURES, chunk_features, chunk_profiles, question_profile
+from retrieval.features import FEATURES, Vocabulary, chunk_features, chunk_profiles, question_profile
 from retrieval.index import SegmentSet
 from retrieval.models import Answer, Hit
 from retrieval.rerank import Reranker, overlap
@@ -34,17 +34,6 @@ from retrieval.store import StoredChunk, Store
 PROFILE_CACHE = 5_000
 TOKEN_CACHE = 4_000
 _TOKEN_FEATURES = [FEATURES.index("token_match"), FEATURES.index("token_match_strong")]
-
-
-class Vocabulary:
-    """Inverse document frequencies of the question's stems, from the store's running counts."""
-
-    def __init__(self, n: int, df: dict[str, int]):
-        self.n = n
-        self.df = df
-
-    def idf(self, word: str) -> float:
-        return math.log((self.n + 1) / (self.df.get(word, 0) + 0.5))
 
 
 class _Lru:

@@ -22,7 +22,7 @@ CHUNK = [
 
 
 def features_of(question: str, sentences=CHUNK, corpus=None) -> dict[str, np.ndarray]:
-    vocabulary = Vocabulary(corpus or [" ".join(sentences), "Bread and cake.", "A tower of cards."])
+    vocabulary = Vocabulary.from_texts(corpus or [" ".join(sentences), "Bread and cake.", "A tower of cards."])
     profiles, stems = chunk_profiles(sentences)
     cosines = np.array([0.6, 0.3, 0.1][: len(sentences)])
     matrix = chunk_features(question_profile(question, vocabulary), profiles, stems, cosines, 0.5, 1.0, 1.0)
@@ -93,7 +93,7 @@ def test_token_match_takes_each_question_piece_to_its_closest_sentence_piece():
     eye = np.eye(4, dtype=np.float16)
     question = eye[[0, 1]]  # two pieces
     sentences = [eye[[0, 2]], eye[[0, 1, 3]], np.zeros((0, 4), dtype=np.float16)]
-    vocabulary = Vocabulary(["a b c"])
+    vocabulary = Vocabulary.from_texts(["a b c"])
     profiles, stems = chunk_profiles(["one", "two", "three"])
     matrix = chunk_features(question_profile("a b", vocabulary), profiles, stems, np.zeros(3), 0.0, 0.0, 0.0,
                             question, sentences)
