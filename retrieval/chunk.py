@@ -15,6 +15,7 @@ keeps the limit for a counter that does not add up.
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -210,13 +211,29 @@ def chunk_text(
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be at least 1, not {max_tokens}")
     units: list[_Unit] = []
-    for start, end in split_sentences(text):
+    sentences = split_sentences(text)
+    for start, end in sentences:
         n = count_tokens(text[start:end])
         if n > max_tokens:
             units.extend(_cut_sentence(text, start, end, n, count_tokens, max_tokens))
         else:
             units.append((start, end, n))
     return [
-        Chunk(doc_id=doc_id, ordinal=ordinal, start=start, end=end, text=text[start:end])
+        Chunk(doc_id=doc_id, ordinal=ordinal, start=start, end=end, text=text[start:end],
+              sentences=_inside(sentences, start, end))
         for ordinal, (start, end, _) in enumerate(_pack(text, units, count_tokens, max_tokens, overlap))
     ]
+
+
+def _inside(sentences: list[tuple[int, int]], start: int, end: int) -> tuple[tuple[int, int], ...]:
+    """The article's sentences within [start, end), cut to it, as offsets into the chunk's text."""
+    spans = []
+    # Sentences are in order and do not overlap, so their ends are sorted.
+    first = bisect.bisect_right(sentences, start, key=lambda span: span[1])
+    for s, e in sentences[first:]:
+        if s >= end:
+            break
+        s, e = max(s, start), min(e, end)
+        if e > s:
+            spans.append((s - start, e - start))
+    return tuple(spans) or ((0, end - start),)

@@ -65,6 +65,9 @@ class Chunk(_Frozen):
     start: int
     end: int
     text: str
+    sentences: tuple[tuple[int, int], ...] = Field(
+        (), description="the article's sentences within the chunk, as offsets into `text`; () if not known"
+    )
 
     @property
     def chunk_id(self) -> str:

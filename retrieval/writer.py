@@ -190,7 +190,9 @@ class Writer:
         texts = [c.text for _, chunks in items for c in chunks]
         if vectors is None:
             vectors = self.embedder.embed_documents(texts) if texts else np.zeros((0, self.embedder.dim), np.float32)
-        spans = [split_sentences(c.text) or [(0, len(c.text))] for _, chunks in items for c in chunks]
+        # The chunker's sentences where it kept them (one pysbd pass per article), else the chunk's own.
+        spans = [list(c.sentences) or split_sentences(c.text) or [(0, len(c.text))]
+                 for _, chunks in items for c in chunks]
         # A sentence shared by overlapping chunks, or by wire copies, is embedded once.
         sentence_texts = [c.text[s:e] for c, ss in zip((c for _, cs in items for c in cs), spans) for s, e in ss]
         unique = list(dict.fromkeys(sentence_texts))
