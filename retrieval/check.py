@@ -54,6 +54,8 @@ def check(store: Store, folder: Path) -> list[str]:
             if repeated:
                 problems.append(f"segment {row.id}: {len(repeated)} ids stored twice, e.g. {repeated[0]}")
             dead = {i for _, i in store.tombstones(segment=row.id)}
+            if len(dead) != row.dead:
+                problems.append(f"segment {row.id}: {len(dead)} tombstones, the store counts {row.dead}")
             if dead - counts.keys():
                 problems.append(f"segment {row.id}: {len(dead - counts.keys())} tombstones for ids it does not hold")
             for i in counts.keys() - dead:

@@ -71,6 +71,7 @@ CREATE TABLE IF NOT EXISTS segments (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     file TEXT NOT NULL UNIQUE,
     vectors INTEGER NOT NULL,        -- vectors in the file, live or not
+    dead INTEGER NOT NULL DEFAULT 0, -- of which tombstoned
     factory TEXT NOT NULL,
     generation INTEGER NOT NULL
 );
@@ -117,6 +118,7 @@ class SegmentRow:
     id: int
     file: str
     vectors: int
+    dead: int
     factory: str
     generation: int
 
@@ -359,7 +361,7 @@ class Store:
 
     # -- reading: segments ----------------------------------------------------------------------
     def segments(self) -> list[SegmentRow]:
-        rows = self._db.execute("SELECT id, file, vectors, factory, generation FROM segments ORDER BY id")
+        rows = self._db.execute("SELECT id, file, vectors, dead, factory, generation FROM segments ORDER BY id")
         return [SegmentRow(*row) for row in rows]
 
     def tombstones(self, *, after_generation: int | None = None, segment: int | None = None) -> list[tuple[int, int]]:

@@ -51,6 +51,8 @@ class Writer:
                 dead.append((chunk_id, segment, self.generation))
             self._stems.subtract(set(content_stems(text)))
         self._db.executemany("INSERT OR IGNORE INTO tombstones(id, segment, generation) VALUES (?, ?, ?)", dead)
+        for segment, n in Counter(segment for _, segment, _ in dead).items():
+            self._db.execute("UPDATE segments SET dead = dead + ? WHERE id = ?", (n, segment))
         self._db.execute("DELETE FROM chunks WHERE document = ?", (row[0],))
         self._db.execute("DELETE FROM documents WHERE id = ?", (row[0],))
         self._documents -= 1

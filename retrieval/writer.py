@@ -246,8 +246,7 @@ class Writer:
         """Merge segments until the layout is fine (see index.plan_merge); returns the merges made."""
         merges = 0
         while True:
-            dead = dict(self.store._db.execute("SELECT segment, count(*) FROM tombstones GROUP BY segment"))
-            infos = [SegmentInfo(s.id, s.vectors, dead.get(s.id, 0)) for s in self.store.segments()]
+            infos = [SegmentInfo(s.id, s.vectors, s.dead) for s in self.store.segments()]
             chosen = plan_merge(infos)
             if not chosen:
                 return merges

@@ -246,3 +246,38 @@ def test_the_caches_keep_the_most_recently_used_entries():
     assert cache.get("a") == 1  # a is used again, so b is the least recently used
     cache.put("c", 3)
     assert (cache.get("a"), cache.get("b"), cache.get("c")) == (1, None, 3)
+
+
+def test_commits_add_small_segments_that_merge_and_removals_leave_tombstones(make, tmp_path, monkeypatch):
+    from retrieval import index as index_module
+
+    monkeypatch.setattr(index_module, "MERGE_FACTOR", 3)
+    answerer = make()
+    for n in range(7):  # one commit each
+        answerer.ingest([write(tmp_path / f"c{n}", {f"a{n}.txt": f"Report {n} on zebras{n} and the herd."})])
+        assert answerer.check() == []
+    segments = answerer.store.segments()
+    assert len(segments) < 7  # merged as they came
+    assert sum(s.vectors for s in segments) == answerer.store.count_chunks()
+    files = sorted(p.name for p in answerer.dir.glob("seg-*.faiss"))
+    assert {s.file for s in segments} <= set(files)
+
+    answerer.remove([str((tmp_path / "c0" / "a0.txt").resolve())])
+    assert answerer.check() == []
+    assert sum(s.dead for s in answerer.store.segments()) in (0, 1)  # a tombstone, unless a merge purged it
+    answer = answerer.answer("zebras0 herd")
+    assert all("zebras0" not in p.text for p in answer.passages)
+    assert "zebras5" in answerer.answer("zebras5 herd").passages[0].text
+
+
+def test_a_reader_follows_commits_by_loading_only_the_new_segments(make, tmp_path):
+    writer = make()
+    writer.ingest([write(tmp_path / "a", {"nato.txt": ARTICLES["nato.txt"]})])
+    reader = make()
+    assert reader.answer("battle groups Hungary").found
+    loaded = dict(reader.reader._segments.segments)
+    writer.ingest([write(tmp_path / "b", {"ships.txt": ARTICLES["ships.txt"]})])
+    assert "warships" in reader.answer("how many warships at sea").passages[0].text
+    after = reader.reader._segments.segments
+    assert all(after[i] is loaded[i] for i in loaded if i in after)  # kept, not reloaded
+    assert len(after) == len(loaded) + 1
