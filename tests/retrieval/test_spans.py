@@ -133,3 +133,16 @@ def test_one_finder_serves_many_threads():
     with ThreadPoolExecutor(max_workers=4) as pool:
         found = list(pool.map(lambda qs: phrase(fresh, *qs), zip(questions, sentences)))
     assert found == ["Hungary, Slovakia, Romania, Latvia, Estonia, Lithuania and Bulgaria", "140"] * 4
+
+
+@pytest.mark.slow
+def test_loading_spacy_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from retrieval.spans import SpacyPhraseFinder; f = SpacyPhraseFinder(); f.warm_up(); "
+            "print(f.find('where are the troops?', 'Troops are in Hungary and Slovakia.') is not None, "
+            "'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            cwd=__import__("tests.conftest", fromlist=["ROOT"]).ROOT)
+    assert result.stdout.split() == ["True", "False"], result.stderr
