@@ -240,12 +240,16 @@ class Store:
         return dict(self._db.execute("SELECT key, doc_id FROM documents"))
 
     def find_documents(self, ref: str) -> list[str]:
-        """Keys of documents whose key, path, url or doc id (or an id prefix of 6+ digits) is `ref`."""
+        """Keys of documents whose key, path, url or doc id (or a hex id prefix of 6+ digits) is `ref`."""
         rows = self._db.execute(
-            "SELECT key FROM documents WHERE key = ? OR path = ? OR url = ? OR doc_id = ?"
-            " OR (length(?) >= 6 AND doc_id LIKE ? || '%')",
-            (ref, ref, ref, ref, ref, ref),
-        )
+            "SELECT key FROM documents WHERE key = ? OR path = ? OR url = ? OR doc_id = ?", (ref, ref, ref, ref)
+        ).fetchall()
+        if not rows and len(ref) >= 6 and all(c in "0123456789abcdef" for c in ref.lower()):
+            # A prefix match by range, not LIKE: no character of `ref` can act as a wildcard.
+            prefix = ref.lower()
+            rows = self._db.execute(
+                "SELECT key FROM documents WHERE doc_id >= ? AND doc_id < ?", (prefix, prefix + "g")
+            ).fetchall()
         return [row[0] for row in rows]
 
     def document_text(self, doc_id: str) -> str | None:

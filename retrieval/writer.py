@@ -67,6 +67,23 @@ class _Pending:
         self.articles[article.key] = (article, chunks)
 
 
+def _last_records(files: list[Path]) -> dict[str, tuple[int, int]]:
+    """Where the last record of each key read from JSON files is: (file number from 1, record number).
+
+    Two records with one key (two feeds carrying one story) are one document, the last one read;
+    knowing it before the first commit means an older copy is never committed on the way.
+    Other files are keyed by their own path, so they cannot repeat a key.
+    """
+    last: dict[str, tuple[int, int]] = {}
+    for done, path in enumerate(files, start=1):
+        if path.suffix.lower() not in (".json", ".jsonl"):
+            continue
+        for number, item in enumerate(ingest_files.read_articles(path)):
+            if isinstance(item, Article):
+                last[item.key] = (done, number)
+    return last
+
+
 class Writer:
     """Ingests, removes and merges. Holds the write lock for the length of each call."""
 
@@ -122,15 +139,18 @@ class Writer:
         with self.lock():
             if not rebuild:
                 self._check_model()
+            last = _last_records(files)
             seen: dict[str, str] = {}  # key -> doc id, for this run
             pending = _Pending()
             first = rebuild
             for done, path in enumerate(files, start=1):
-                for item in ingest_files.read_articles(path):
+                for number, item in enumerate(ingest_files.read_articles(path)):
                     if isinstance(item, IngestError):
                         report.failed += 1
                         report.errors.append(str(item))
                         continue
+                    if last.get(item.key, (done, number)) != (done, number):
+                        continue  # a later record with this key wins: this one is never indexed
                     known = seen.get(item.key) if item.key in seen else (
                         None if rebuild else self.store.doc_id_of(item.key))
                     if known == item.doc_id:
@@ -154,9 +174,9 @@ class Writer:
                             report.updated += 1
                     seen[item.key] = item.doc_id
                     pending.add(item, chunks)
-                if len(pending.articles) >= BATCH_ARTICLES or pending.chunks >= BATCH_CHUNKS:
-                    self._commit(pending, replace_all=first)
-                    pending, first = _Pending(), False
+                    if len(pending.articles) >= BATCH_ARTICLES or pending.chunks >= BATCH_CHUNKS:
+                        self._commit(pending, replace_all=first)
+                        pending, first = _Pending(), False
                 if progress:
                     progress(done, len(files), str(path))
             if pending.articles or first:
@@ -232,7 +252,9 @@ class Writer:
             keys = []
             for ref in refs:
                 path = os.path.abspath(os.path.expanduser(ref))
-                found = self.store.find_documents(ref) or self.store.find_documents(path)
+                # Ingest keys files by their resolved path: a path through a symlink finds them too.
+                found = (self.store.find_documents(ref) or self.store.find_documents(path)
+                         or self.store.find_documents(str(Path(path).resolve())))
                 if not found:
                     raise QuestionError(f"no indexed document matches {ref!r}: `citebot sources` lists them")
                 keys += found
