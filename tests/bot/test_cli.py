@@ -22,7 +22,7 @@ def citebot(*args, index, stdin=None):
 def test_help_explains_every_command(tmp_path):
     result = citebot("--help", index=tmp_path)
     assert result.returncode == 0
-    for command in ("ingest", "ask", "chat", "sources", "remove", "eval", "discord"):
+    for command in ("ingest", "ask", "chat", "sources", "remove", "check", "migrate", "eval", "discord"):
         assert command in result.stdout
     result = citebot("ask", "--help", index=tmp_path)
     assert "--json" in result.stdout and "--k" in result.stdout
@@ -83,3 +83,37 @@ def test_overlong_question_is_refused(tmp_path):
     assert result.returncode == 2
     assert "the question is" in result.stderr and "limit is 500" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_check_says_ok_and_finds_a_damaged_index(tmp_path):
+    index = tmp_path / "index"
+    assert citebot("ingest", str(SEEDS), index=index).returncode == 0
+    result = citebot("check", "--json", index=index)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["ok"] and figures["documents"] == 2 and figures["chunks"] > 2 and figures["problems"] == []
+
+    (next(index.glob("seg-*.faiss"))).write_bytes(b"torn")
+    damaged = citebot("check", index=index)
+    assert damaged.returncode == 1
+    assert "cannot be read" in damaged.stderr and "Traceback" not in damaged.stderr
+    # questions still work: the store is the truth, and the lost segment is rebuilt from it in memory
+    answer = citebot("ask", "--json", "where are the new battlegroups?", index=index)
+    assert answer.returncode == 0 and "Hungary" in answer.stdout
+
+
+def test_an_old_index_names_the_command_that_upgrades_it(tmp_path):
+    import sqlite3
+
+    index = tmp_path / "index"
+    index.mkdir()
+    db = sqlite3.connect(index / "citebot.sqlite")
+    from tests.retrieval.test_migrate import V1_SCHEMA
+
+    db.executescript(V1_SCHEMA + "INSERT INTO meta VALUES ('schema', '1');")
+    db.close()
+    result = citebot("ask", "where are the new battlegroups?", index=index)
+    assert result.returncode == 1
+    assert "run `citebot migrate`" in result.stderr and "Traceback" not in result.stderr
+    assert citebot("migrate", index=index).returncode == 0  # no documents: upgraded empty
+    assert citebot("check", index=index).returncode == 0
