@@ -14,6 +14,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -62,6 +63,7 @@ _NUMBER_WORDS = frozenset("one two three four five six seven eight nine ten elev
 _BACK = frozenset("it he she they this these its his her their there such those".split())
 
 
+@lru_cache(maxsize=200_000)
 def stem(word: str) -> str:
     """A light suffix strip, so "founded" meets "founding" and "cities" meets "city"."""
     for suffix, replacement in (("ies", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", ""), ("ly", "")):
