@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -364,6 +365,21 @@ COMMANDS = {
     "ingest": cmd_ingest, "ask": cmd_ask, "chat": cmd_chat, "sources": cmd_sources,
     "remove": cmd_remove, "check": cmd_check, "migrate": cmd_migrate, "eval": cmd_eval, "discord": cmd_discord,
 }
+
+
+def run() -> None:
+    """The console script: main(), then exit at once.
+
+    Tearing down spaCy, ONNX Runtime and FAISS at interpreter exit took 0.7 s of a 4.5 s cold
+    `citebot ask` here. Every file citebot writes is committed or closed before main() returns.
+    """
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 if __name__ == "__main__":
