@@ -11,6 +11,7 @@ setting); smaller ones are exact (Flat). FAISS holds vectors and ids only; the s
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import secrets
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 # Segments whose live sizes are within one power of this share a tier; this many in a tier merge.
 MERGE_FACTOR = 8
@@ -231,8 +234,6 @@ class SegmentSet:
             self.generation = generation
 
     def _open(self, store, row):
-        import logging
-
         path = self.folder / row.file
         try:
             index = load_index(path)
@@ -241,7 +242,7 @@ class SegmentSet:
         except Exception:  # noqa: BLE001 - a missing or torn file is rebuilt below
             pass
         # The store is the truth: a missing or damaged segment file is rebuilt in memory from it.
-        logging.getLogger(__name__).warning("segment file %s missing or unreadable; rebuilt from the store", path)
+        log.warning("segment file %s missing or unreadable; rebuilt from the store", path)
         ids, vectors = store.segment_vectors(row.id, self.dim)
         return build_index(ids, vectors, "Flat")
 

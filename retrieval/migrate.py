@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from retrieval.check import check
 from retrieval.embed import Embedder
 from retrieval.errors import CitebotError
 from retrieval.models import Article, Chunk
@@ -82,7 +83,7 @@ def migrate(settings: Settings, embedder: Embedder, *, progress=None) -> int:
         if pending.articles:
             writer._commit(pending, vectors=np.vstack(vectors))
         writer.merge()
-        problems = __import__("retrieval.check", fromlist=["check"]).check(store, folder)
+        problems = check(store, folder)
         if problems:
             raise CitebotError(f"the upgraded index failed its check ({problems[0]}): the old index is kept; "
                                "rebuild with `citebot ingest --rebuild PATH…`")

@@ -6,13 +6,14 @@ import datetime as dt
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from retrieval.errors import QuestionError
 from retrieval.models import Answer, Passage, Source, Span
+from retrieval.writer import IngestReport
 
 MENTIONS = "Breaking: @everyone and @here were told by <@123> in <#456> about <@&789>."
 MARKDOWN = "**bold** __underline__ ~~strike~~ `code` ||spoiler|| [click me](https://evil.example/x) # not a heading"
@@ -81,16 +82,6 @@ def not_found(question: str) -> Answer:
 
 
 @dataclass
-class FakeReport:
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    removed: int = 0
-    failed: int = 0
-    errors: list[str] = field(default_factory=list)
-
-
-@dataclass
 class FakeSourceRow:
     doc_id: str
     title: str | None
@@ -154,14 +145,14 @@ class FakeAnswerer:
             answer = answer.model_copy(update={"passages": answer.passages[:k]})
         return answer
 
-    def ingest(self, paths: Sequence[Path], *, progress: Callable[[int, int, str], None] | None = None) -> FakeReport:
+    def ingest(self, paths: Sequence[Path], *, progress: Callable[[int, int, str], None] | None = None) -> IngestReport:
         self.ingested.append(list(paths))
         files = [f"{path}/article-{i}.html" for path in paths for i in range(3)]
         for done, name in enumerate(files, start=1):
             time.sleep(self.ingest_delay)
             if progress is not None:
                 progress(done, len(files), name)
-        return FakeReport(added=len(files) - 1, failed=1, errors=[f"{files[-1]}: not an article (test)"])
+        return IngestReport(added=len(files) - 1, failed=1, errors=[f"{files[-1]}: not an article (test)"])
 
     def sources(self) -> list[FakeSourceRow]:
         return [

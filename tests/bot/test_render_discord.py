@@ -8,8 +8,8 @@ import re
 import discord
 
 from bot import render_discord as rd
+from retrieval.writer import IngestReport
 from tests.bot.conftest import (
-    FakeReport,
     FakeSourceRow,
     huge_answer,
     make_answer,
@@ -141,7 +141,7 @@ def test_sources_list_stays_within_five_messages_and_says_how_many_more():
 
 
 def test_ingest_report_lists_counts_and_errors():
-    text = rd.ingest_report_text(FakeReport(added=2, failed=1, errors=["a_b.html: not an article"]))
+    text = rd.ingest_report_text(IngestReport(added=2, failed=1, errors=["a_b.html: not an article"]))
     assert text == "Reindex finished: 2 added, 0 updated, 0 unchanged, 0 removed, 1 failed.\n• a\\_b.html: not an article"
 
 
