@@ -121,6 +121,8 @@ class _Loaded:
 class OnnxEmbedder:
     """An exported sentence-transformers model run by onnxruntime, loaded on first use and shared by threads."""
 
+    uses_torch = False  # never imports torch (the reader may load spaCy beside it, with torch hidden)
+
     def __init__(self, folder: Path, *, name: str, batch_size: int = 32, threads: int = 2):
         if batch_size < 1:
             raise SettingsError(f"batch_size must be at least 1, not {batch_size}")

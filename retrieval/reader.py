@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import sys
 import threading
 from collections import OrderedDict
 from dataclasses import replace
@@ -137,6 +138,7 @@ class Reader:
     ) -> Answer:
         """Answer a question from the last committed generation, citing the passages it rests on."""
         question = self.check_question(question)
+        self._prefetch_phrases(question)
         with self.store.snapshot():
             self.refresh()
             if self.is_empty():
@@ -147,6 +149,16 @@ class Reader:
                                  "`citebot sources` lists the outlets and dates.")
             scored = self._rank(question, context=context, k=k, allowed=allowed)
         return self.compose(question, scored, k=k)
+
+    def _prefetch_phrases(self, question: str) -> None:
+        """Load the phrase model while the question is searched, unless this process may still import torch.
+
+        spaCy loads with torch hidden (retrieval/spans.py); a thread importing torch meanwhile
+        would find it missing. The ONNX question encoder never imports torch.
+        """
+        prefetch = getattr(self.phrases, "prefetch", None)
+        if prefetch is not None and ("torch" in sys.modules or not getattr(self.embedder, "uses_torch", True)):
+            prefetch(question)
 
     def rank(self, question: str, *, context: list[str] | None = None, k: int | None = None,
              outlet: str | None = None, since: dt.date | None = None, until: dt.date | None = None

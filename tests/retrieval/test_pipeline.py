@@ -281,3 +281,29 @@ def test_a_reader_follows_commits_by_loading_only_the_new_segments(make, tmp_pat
     after = reader.reader._segments.segments
     assert all(after[i] is loaded[i] for i in loaded if i in after)  # kept, not reloaded
     assert len(after) == len(loaded) + 1
+
+
+class _RecordingPhrases:
+    def __init__(self):
+        self.prefetched = []
+
+    def prefetch(self, question):
+        self.prefetched.append(question)
+
+    def find(self, question, sentence):
+        return None
+
+
+def test_the_phrase_model_is_prefetched_only_beside_an_embedder_that_never_imports_torch(settings_for, tmp_path,
+                                                                                       monkeypatch):
+    settings = settings_for(embedding={"model": "fake"}, chunking={"max_tokens": 40}, answer={"min_score": 0.0})
+    phrases = _RecordingPhrases()
+    embedder = FakeEmbedder()
+    answerer = Answerer(settings, embedder, phrases=phrases)
+    answerer.ingest([write(tmp_path / "corpus", ARTICLES)])
+    monkeypatch.delitem(sys.modules, "torch", raising=False)  # as in a fresh `citebot ask`
+    answerer.answer("where are the battle groups?")
+    assert phrases.prefetched == []  # the fake may load torch: spaCy must not hide it meanwhile
+    embedder.uses_torch = False
+    answerer.answer("where are the battle groups?")
+    assert phrases.prefetched == ["where are the battle groups?"]

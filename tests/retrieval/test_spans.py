@@ -146,3 +146,32 @@ def test_loading_spacy_does_not_import_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                             cwd=__import__("tests.conftest", fromlist=["ROOT"]).ROOT)
     assert result.stdout.split() == ["True", "False"], result.stderr
+
+
+@pytest.mark.slow
+def test_spacy_loads_without_its_cli_and_the_real_cli_still_imports_after():
+    import subprocess
+    import sys
+
+    code = ("import sys; from retrieval.spans import SpacyPhraseFinder; f = SpacyPhraseFinder(); f.warm_up(); "
+            "print(f.find('where are the troops?', 'Troops are in Hungary and Slovakia.') is not None, "
+            "'spacy.cli._util' in sys.modules, sys.modules.get('spacy.cli') is not None); "
+            "import spacy.cli; print(hasattr(spacy.cli, 'download'))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            cwd=__import__("tests.conftest", fromlist=["ROOT"]).ROOT)
+    assert result.stdout.split() == ["True", "False", "False", "True"], result.stderr
+
+
+@pytest.mark.slow
+def test_prefetch_loads_in_the_background_only_for_questions_that_want_a_phrase():
+    import subprocess
+    import sys
+
+    code = ("import threading; from retrieval.spans import SpacyPhraseFinder; f = SpacyPhraseFinder(); "
+            "f.prefetch('why is it so?'); print(f._nlp is None and not f._prefetching); "
+            "f.prefetch('where are the troops?'); "
+            "print(any(t.name == 'citebot-spacy' for t in threading.enumerate()) or f._nlp is not None); "
+            "print(f.find('where are the troops?', 'Troops are in Hungary and Slovakia.').values)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            cwd=__import__("tests.conftest", fromlist=["ROOT"]).ROOT)
+    assert result.stdout.splitlines() == ["True", "True", "('Hungary', 'Slovakia')"], result.stderr
