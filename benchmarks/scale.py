@@ -1,6 +1,6 @@
 """What an index of 10k, 100k and 1M chunks costs: ingest, visibility, question latency, memory, disk, recall.
 
-usage: python benchmarks/scale.py [--sizes 10000,100000,1000000] [--dir DIR] [--reuse] [--questions N]
+usage: python benchmarks/scale.py [--sizes 10000,100000,1000000] [--dir DIR] [--reuse] [--build-only] [--questions N]
                                   [--model real|pool|none] [--squad FILE] [--profile FILE] [--json] [-v]
 
 Each size is built in DIR/<size>/index through the real store and index code: SQLite rows, FTS5
@@ -651,6 +651,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", type=_sizes, default=[10_000, 100_000, 1_000_000], help="chunks, e.g. 10k,100k")
     parser.add_argument("--dir", default="/tmp/citebot-scale", help="where to build (default %(default)s)")
     parser.add_argument("--reuse", action="store_true", help="measure an index of that size already built there")
+    parser.add_argument("--build-only", action="store_true",
+                        help="build (or keep) the indexes and stop: measure later with --reuse on a quiet machine")
     parser.add_argument("--questions", type=int, default=100, help="SQuAD questions asked (default %(default)s)")
     parser.add_argument("--model", choices=("real", "pool", "none"), default="real")
     parser.add_argument("--squad", type=Path, default=SQUAD, help="SQuAD v1.1 file (default %(default)s)")
@@ -686,6 +688,8 @@ def main(argv: list[str] | None = None) -> None:
             (size_dir / "building").unlink()
         print(f"build {size:,}: {build_report['build_s']:.0f} s" + (" (reused)" if build_report.get("reused") else "")
               + f", {build_report['merges']} merges", file=sys.stderr, flush=True)
+        if args.build_only:
+            continue
         figures, details = measure(size_dir, pool, embedder, args)
         if args.json:
             print(json.dumps(figures), flush=True)

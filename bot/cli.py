@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import errno
 import json
 import logging
 import os
@@ -15,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from retrieval.errors import CitebotError
+from retrieval.errors import CitebotError, SettingsError
 
 log = logging.getLogger("citebot")
 
@@ -71,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     p = commands.add_parser("remove", help="take documents out of the index",
                             description="Remove documents by file path, URL or document id (as `sources` shows).")
     p.add_argument("refs", nargs="+", metavar="REF")
+    p.add_argument("--all-matching", action="store_true",
+                   help="remove every document a REF matches (a file of many records, a short id prefix); "
+                        "without it a REF that matches more than one document removes nothing")
 
     p = commands.add_parser("check", help="verify that the store and the vector index agree",
                             description="Read the whole index once and check that every chunk has exactly one "
@@ -128,6 +132,60 @@ def filters(args) -> dict:
     return {"outlet": outlet, "since": since, "until": until}
 
 
+class UsageError(CitebotError):
+    """A command-line argument cannot be used as it was given."""
+
+    exit_code = 2
+
+
+def _undecodable(text: str) -> str | None:
+    """The bytes that were not UTF-8 in `text` (Python keeps them as lone surrogates), or None if it is text."""
+    bad = [c for c in text if "\ud800" <= c <= "\udfff"]
+    if not bad:
+        return None
+    return "".join(f"\\x{ord(c) - 0xDC00:02x}" if c >= "\udc80" else f"\\u{ord(c):04x}" for c in bad)
+
+
+def _not_utf8(what: str, bad: str) -> str:
+    return (f"{what} is not valid UTF-8 (it holds the bytes {bad}): set the terminal to UTF-8 "
+            "(e.g. LANG=C.UTF-8) and type it again")
+
+
+def check_arguments(args) -> None:
+    """Refuse undecodable bytes in a text argument at once: they must never reach the tokenizer or the store."""
+    for name, value in vars(args).items():
+        for n, item in enumerate(value if isinstance(value, list) else [value], start=1):
+            bad = _undecodable(item) if isinstance(item, str) else None  # a Path may hold any bytes
+            if bad:
+                what = {"question": "the question", "refs": f"REF {n}"}.get(name, f"--{name.replace('_', '-')}")
+                raise UsageError(_not_utf8(what, bad))
+
+
+def _line(text: str) -> str:
+    """`text` as one line that cannot steer the terminal: paths and errors may quote hostile article files."""
+    if text.isprintable():
+        return text
+    from bot.render import clean_line
+
+    try:  # a file name that is not UTF-8 is shown with its bytes as \xNN, as `ls -b` shows it
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "backslashreplace")
+    return clean_line(raw.decode("utf-8", "backslashreplace"))
+
+
+def _disk_full(error: BaseException | None) -> str | None:
+    """If `error` (or what caused it) is a full disk: the file being written, or "" when unknown."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            return error.filename or ""
+        if (getattr(error, "sqlite_errorcode", None) == 13  # SQLITE_FULL
+                or "No space left on device" in str(error)):  # e.g. FAISS writing a segment
+            return ""
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def _logging(verbose: int) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -140,21 +198,32 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _logging(args.verbose)
     try:
+        check_arguments(args)
         from retrieval.settings import load_settings
 
         settings = load_settings(args.config)
-        return COMMANDS[args.command](args, settings)
+        code = COMMANDS[args.command](args, settings)
+        sys.stdout.flush()  # a full disk under `> file` is reported here, not lost at exit
+        return code
     except CitebotError as error:
         # Text, not markup: a path or a quote in the message may hold [brackets].
-        err.print(Text.assemble(("citebot:", "bold red"), f" {error}"), soft_wrap=True)
+        err.print(Text.assemble(("citebot:", "bold red"), f" {_line(str(error))}"), soft_wrap=True)
         return error.exit_code
     except KeyboardInterrupt:
         err.print("citebot: interrupted")
         return 130
-    except Exception as error:  # a bug: one line for the user, the traceback in the log
+    except Exception as error:
+        full = _disk_full(error)
+        if full is not None:
+            log.debug("disk full", exc_info=True)
+            where = f" writing {_line(str(full))}" if full else ""
+            err.print(f"citebot: the disk is full (no space left on device{where}): free some space there "
+                      "and run the command again", markup=False, soft_wrap=True)
+            return 1
+        # a bug: one line for the user, the traceback in the log
         log.debug("unexpected error", exc_info=True)
-        err.print(f"citebot: unexpected error: {type(error).__name__}: {error} (run with -vv for the traceback)",
-                  markup=False, soft_wrap=True)
+        err.print(f"citebot: unexpected error: {type(error).__name__}: {_line(str(error))} "
+                  "(run with -vv for the traceback)", markup=False, soft_wrap=True)
         return 1
 
 
@@ -168,19 +237,19 @@ def _ingest_with_progress(answerer, paths, *, rebuild=False, quiet=False):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = [TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[name]}", style="dim")]
+               TextColumn("{task.fields[name]}", style="dim", markup=False)]  # a file may be named "[/x]"
     with Progress(*columns, console=err, transient=True, disable=quiet) as bar:
         task = bar.add_task("ingest", total=None, name="")
 
         def progress(done: int, total: int, path: str) -> None:
-            bar.update(task, completed=done, total=total, name=Path(path).name)
+            bar.update(task, completed=done, total=total, name=_line(Path(path).name))
 
         return answerer.ingest(paths, progress=progress, rebuild=rebuild)
 
 
 def _print_report(report, as_json: bool) -> None:
     for line in report.errors:
-        err.print(f"failed: {line}", markup=False, soft_wrap=True)
+        err.print(f"failed: {_line(line)}", markup=False, soft_wrap=True)
     if as_json:
         print(json.dumps({k: getattr(report, k) for k in ("added", "updated", "unchanged", "failed", "errors")}))
     else:
@@ -188,7 +257,15 @@ def _print_report(report, as_json: bool) -> None:
                   f"{report.failed} failed", markup=False)
 
 
+def _check_not_busy(settings) -> None:
+    """A losing second writer is told now, not after paying for the model start-up."""
+    from retrieval.writer import check_not_busy
+
+    check_not_busy(settings.index.dir)
+
+
 def cmd_ingest(args, settings) -> int:
+    _check_not_busy(settings)
     answerer = _answerer(settings)
     report = _ingest_with_progress(answerer, args.paths, rebuild=args.rebuild)
     _print_report(report, args.json)
@@ -204,7 +281,7 @@ def _ready_answerer(settings, *, quiet: bool, answerer=None):
             err.print(f"First use: indexing {names} …", markup=False)
         report = _ingest_with_progress(answerer, settings.corpus.paths, quiet=quiet)
         for line in report.errors:
-            err.print(f"failed: {line}", markup=False, soft_wrap=True)
+            err.print(f"failed: {_line(line)}", markup=False, soft_wrap=True)
     return answerer
 
 
@@ -223,10 +300,18 @@ def cmd_ask(args, settings) -> int:
     _ready_answerer(settings, quiet=args.json, answerer=answerer)
     answer = answerer.answer(args.question, k=args.k, **only)
     if args.json:
-        print(answer.model_dump_json(indent=2))
+        print(_escape_c1(answer.model_dump_json(indent=2)))
     else:
         out.print(render_answer(answer, full=args.full))
     return 0
+
+
+def _escape_c1(dumped: str) -> str:
+    """JSON with DEL and C1 controls written as escapes too: pydantic leaves them raw, and a terminal obeys them.
+
+    They can only stand inside JSON strings, where the escape means the same character.
+    """
+    return re.sub(r"[\x7f-\x9f]", lambda m: f"\\u{ord(m.group()):04x}", dumped)
 
 
 def cmd_chat(args, settings) -> int:
@@ -250,11 +335,15 @@ def cmd_chat(args, settings) -> int:
             return 0
         if not line.strip():
             continue
+        bad = _undecodable(line)
+        if bad:
+            err.print(f"citebot: {_not_utf8('that question', bad)}", markup=False, soft_wrap=True)
+            continue
         started = time.perf_counter()
         try:
             answer = answerer.answer(line, k=args.k, **only)
         except QuestionError as error:
-            err.print(f"citebot: {error}", markup=False)
+            err.print(f"citebot: {_line(str(error))}", markup=False)
             continue
         out.print(render_answer(answer))
         log.info("answered in %.0f ms", (time.perf_counter() - started) * 1000)
@@ -263,8 +352,11 @@ def cmd_chat(args, settings) -> int:
 def _prompt():
     """A line reader: prompt_toolkit with history on a terminal, plain stdin otherwise."""
     if not sys.stdin.isatty():
+        # Bytes that are not UTF-8 become lone surrogates, which the loop refuses, instead of ending the chat.
+        stream = getattr(sys.stdin, "buffer", None)
+
         def read() -> str:
-            line = sys.stdin.readline()
+            line = stream.readline().decode("utf-8", "surrogateescape") if stream else sys.stdin.readline()
             if not line:
                 raise EOFError
             return line
@@ -282,7 +374,7 @@ def _prompt():
 
 
 def cmd_sources(args, settings) -> int:
-    from rich.table import Table
+    from bot.render import render_sources
 
     rows = _answerer(settings).sources()
     if args.json:
@@ -296,18 +388,15 @@ def cmd_sources(args, settings) -> int:
     if not rows:
         err.print("The index is empty: add articles with `citebot ingest PATH`.", markup=False)
         return 0
-    table = Table("id", "title", "outlet", "date", "chunks", "location")
-    for r in rows:
-        table.add_row(r.doc_id[:10], r.label, r.outlet or "—", r.published.isoformat() if r.published else "—",
-                      str(r.chunks), r.location or "")
-    out.print(table)
+    out.print(render_sources(rows))
     return 0
 
 
 def cmd_remove(args, settings) -> int:
-    removed = _answerer(settings).remove(args.refs)
+    _check_not_busy(settings)
+    removed = _answerer(settings).remove(args.refs, all_matching=args.all_matching)
     for key in removed:
-        err.print(f"removed {key}", markup=False)
+        err.print(f"removed {_line(key)}", markup=False)
     return 0
 
 
@@ -321,7 +410,7 @@ def cmd_check(args, settings) -> int:
         print(json.dumps(figures))
     else:
         for line in problems:
-            err.print(f"problem: {line}", markup=False, soft_wrap=True)
+            err.print(f"problem: {_line(line)}", markup=False, soft_wrap=True)
         state = "ok" if not problems else f"{len(problems)} problems"
         err.print(f"{state}: {figures['documents']} documents, {figures['chunks']} chunks in "
                   f"{figures['segments']} vector segments, generation {figures['generation']}", markup=False)
@@ -355,9 +444,19 @@ def cmd_eval(args, settings) -> int:
     return run_squad(args, settings, out=out, err=err)
 
 
+def check_token(settings) -> None:
+    """Refuse a token no HTTP header can carry (a pasted line break) before the models load; never show it."""
+    token = settings.discord_token.get_secret_value() if settings.discord_token is not None else ""
+    if token and not (token.isascii() and token.isprintable() and " " not in token):
+        what = "a line break" if "\n" in token or "\r" in token else "a space or a character no token holds"
+        raise SettingsError(f"CITEBOT_DISCORD_TOKEN holds {what}: set it to the token alone, on one line, "
+                            "as the Developer Portal shows it (Bot → Token)")
+
+
 def cmd_discord(args, settings) -> int:
     from bot.discord_app import run_bot
 
+    check_token(settings)
     return run_bot(settings, _answerer(settings))
 
 

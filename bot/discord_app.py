@@ -2,8 +2,9 @@
 
 Users ask with `/ask` or by mentioning the bot; replies to an answer and messages in the thread the
 bot opens on an answer are follow-ups, asked with the earlier questions as context. Every reply is
-sent with no mentions allowed, and every call into the Answerer runs in a worker thread, so
-heartbeats and other users' questions go on while one question is answered or an ingest runs.
+sent with no mentions allowed, and every call into the Answerer, like the escaping and trimming of
+an answer into Discord's shapes, runs in a worker thread, so heartbeats and other users' questions
+go on while one question is answered or an ingest runs.
 """
 
 from __future__ import annotations
@@ -180,14 +181,14 @@ class CitebotClient(discord.Client):
                 "until": parse_date_flag("until", until),
             }
         except CitebotError as error:  # a mistyped date: the user's to fix, not a fault to log
-            await interaction.response.send_message(str(error), ephemeral=True)
+            await interaction.response.send_message(str(error), ephemeral=True, allowed_mentions=NO_MENTIONS)
             return
         filters = {name: value for name, value in filters.items() if value is not None}
         if not self.allowed_in(interaction.channel or discord.Object(interaction.channel_id or 0)):
-            await interaction.response.send_message(NOT_HERE, ephemeral=True)
+            await interaction.response.send_message(NOT_HERE, ephemeral=True, allowed_mentions=NO_MENTIONS)
             return
         if wait := self.cooldown_left(interaction.user.id):
-            await interaction.response.send_message(_wait_text(wait), ephemeral=True)
+            await interaction.response.send_message(_wait_text(wait), ephemeral=True, allowed_mentions=NO_MENTIONS)
             return
         await interaction.response.defer(thinking=True)
         interaction.extras["public_defer"] = True
@@ -195,8 +196,9 @@ class CitebotClient(discord.Client):
         if not answer.found:
             sent = await interaction.followup.send(rd.not_found_text(answer), allowed_mentions=NO_MENTIONS, wait=True)
         else:
+            embed = await asyncio.to_thread(rd.answer_embed, answer)  # a huge answer takes a while to escape
             sent = await interaction.followup.send(
-                embed=rd.answer_embed(answer), view=AnswerView(self, answer), allowed_mentions=NO_MENTIONS, wait=True
+                embed=embed, view=AnswerView(self, answer), allowed_mentions=NO_MENTIONS, wait=True
             )
         self.remember(sent.id, [question])
         if answer.found:
@@ -259,7 +261,7 @@ class CitebotClient(discord.Client):
         if not answer.found:
             return await message.reply(rd.not_found_text(answer), mention_author=False, allowed_mentions=NO_MENTIONS)
         return await message.reply(
-            embed=rd.answer_embed(answer),
+            embed=await asyncio.to_thread(rd.answer_embed, answer),
             view=AnswerView(self, answer),
             mention_author=False,
             allowed_mentions=NO_MENTIONS,
@@ -290,11 +292,15 @@ class CitebotClient(discord.Client):
         paths = list(self.settings.corpus.paths)
         if not paths:
             await interaction.response.send_message(
-                "No article folders are configured: add them to [corpus] paths in the settings file.", ephemeral=True
+                "No article folders are configured: add them to [corpus] paths in the settings file.",
+                ephemeral=True,
+                allowed_mentions=NO_MENTIONS,
             )
             return
         if self._reindexing.locked():
-            await interaction.response.send_message("A reindex is already running; please wait for it.", ephemeral=True)
+            await interaction.response.send_message(
+                "A reindex is already running; please wait for it.", ephemeral=True, allowed_mentions=NO_MENTIONS
+            )
             return
         async with self._reindexing:
             await interaction.response.defer(ephemeral=True, thinking=True)
@@ -311,11 +317,15 @@ class CitebotClient(discord.Client):
                     continue
                 shown = latest[0]
                 try:
-                    await interaction.edit_original_response(content=rd.ingest_progress_text(*shown))
+                    await interaction.edit_original_response(
+                        content=rd.ingest_progress_text(*shown), allowed_mentions=NO_MENTIONS
+                    )
                 except discord.HTTPException as error:
                     log.info("could not show reindex progress: %s", error)
             report = work.result()
-            await interaction.edit_original_response(content=rd.ingest_report_text(report))
+            await interaction.edit_original_response(
+                content=rd.ingest_report_text(report), allowed_mentions=NO_MENTIONS
+            )
 
     async def sources(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -339,16 +349,16 @@ class CitebotClient(discord.Client):
         text = user_message(error)
         try:
             if not interaction.response.is_done():
-                await interaction.response.send_message(text, ephemeral=True)
+                await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
                 return
             if interaction.extras.get("public_defer"):
                 # The first follow-up would fill the public "thinking…" message, for everyone to see:
                 # fill it with a neutral line, tell the user privately, then remove it.
-                await interaction.edit_original_response(content=NO_ANSWER)
-                await interaction.followup.send(text, ephemeral=True)
+                await interaction.edit_original_response(content=NO_ANSWER, allowed_mentions=NO_MENTIONS)
+                await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
                 await interaction.delete_original_response()
                 return
-            await interaction.followup.send(text, ephemeral=True)
+            await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
         except discord.HTTPException as failure:
             log.warning("could not tell user %s about an error: %s", interaction.user.id, failure)
 
@@ -370,9 +380,11 @@ class AnswerView(discord.ui.View):
 
     @discord.ui.button(label="Show all sources", style=discord.ButtonStyle.secondary)
     async def show_sources(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
-        first, *rest = rd.all_sources_messages(self.answer)
-        await interaction.response.send_message(first, ephemeral=True, allowed_mentions=NO_MENTIONS)
-        for text in rest:
+        # Deferred first: the worker threads may all be busy answering, and the click must be acknowledged
+        # within 3 s. The first follow-up fills the private "thinking…" message; at most
+        # rd.ALL_SOURCES_MAX_MESSAGES in all.
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        for text in await asyncio.to_thread(rd.all_sources_messages, self.answer):
             await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
     @discord.ui.button(emoji="👍", style=discord.ButtonStyle.secondary)
@@ -394,7 +406,9 @@ class AnswerView(discord.ui.View):
             chunk_ids=[chunk for passage in answer.passages for chunk in passage.chunk_ids],
             vote=vote,
         )
-        await interaction.response.send_message("Thanks, your feedback is saved.", ephemeral=True)
+        await interaction.response.send_message(
+            "Thanks, your feedback is saved.", ephemeral=True, allowed_mentions=NO_MENTIONS
+        )
 
     async def on_error(self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item) -> None:
         await self.client.report_error(interaction, error)

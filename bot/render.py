@@ -1,13 +1,65 @@
-"""Answer -> terminal text (rich). Pure: builds renderables, prints nothing."""
+"""Answer -> terminal text (rich). Pure: builds renderables, prints nothing.
+
+Article text is hostile input: every piece of it shown here goes through `clean` or `clean_line`
+first, so an escape sequence in a title cannot clear the screen or retitle the window, and it
+enters rich as Text, never as markup.
+"""
 
 from __future__ import annotations
 
+import re
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
+from itertools import accumulate
+
 from rich.console import Group
 from rich.padding import Padding
+from rich.table import Table
 from rich.text import Text
 
 from retrieval.chunk import split_sentences
 from retrieval.models import Answer, Passage, Source, Span, Version
+
+# Whole sequences, as a terminal reads them, so nothing like "[2J" is left behind: strings (OSC, DCS,
+# SOS, PM, APC, in their ESC and C1 forms) up to their terminator, or the line's end if there is none;
+# CSI with its parameters and final byte; other escapes with their intermediates and final byte.
+# Then any C0 control but tab and newline, DEL, and C1. No sequence runs over a line break.
+_CONTROL = re.compile(
+    r"(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c\n]*(?:\x07|\x1b\\|\x9c)?"
+    r"|(?:\x1b\[|\x9b)[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]?"
+    r"|\x1b[\x20-\x2f]*[\x30-\x7e]?"
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+)
+_BREAKS = re.compile(r"[\t\n]+")
+
+
+def clean(text: str) -> str:
+    """`text` without terminal control sequences or control characters; tabs and newlines kept."""
+    return _CONTROL.sub("", text)
+
+
+def clean_line(text: str) -> str:
+    """`clean`, and tabs and line breaks as single spaces: for a title, an outlet, a path on one line."""
+    return _BREAKS.sub(" ", clean(text))
+
+
+def _cleaned(text: str) -> tuple[str, Callable[[int], int]]:
+    """`clean(text)`, and where an offset into `text` lands in it (a highlight keeps its words)."""
+    cuts = [m.span() for m in _CONTROL.finditer(text)]
+    if not cuts:
+        return text, lambda i: min(max(i, 0), len(text))
+    starts = [start for start, _ in cuts]
+    gone = list(accumulate(end - start for start, end in cuts))  # characters removed up to cut k, inclusive
+
+    def where(i: int) -> int:
+        i = min(max(i, 0), len(text))
+        k = bisect_right(starts, i) - 1
+        if k < 0:
+            return i
+        start, end = cuts[k]
+        return start - (gone[k - 1] if k else 0) if i < end else i - gone[k]
+
+    return _CONTROL.sub("", text), where
 
 
 def _date(source: Source) -> str:
@@ -16,29 +68,31 @@ def _date(source: Source) -> str:
 
 def source_line(source: Source) -> str:
     """`Title — Outlet, 2022-03-23, by Author`, leaving out what is unknown."""
-    parts = [source.outlet or "outlet unknown", _date(source)]
-    if source.author:
-        parts.append(f"by {source.author}")
-    return f"{source.label} — {', '.join(parts)}"
+    parts = [clean_line(source.outlet or "") or "outlet unknown", _date(source)]
+    author = clean_line(source.author or "")
+    if author:
+        parts.append(f"by {author}")
+    return f"{clean_line(source.label) or source.doc_id} — {', '.join(parts)}"
 
 
 def version_line(version: Version) -> str:
     """`— Newsmax, date unknown: Hungary, Slovakia [1]`: who says what, and where it is quoted."""
-    who = "; ".join(f"{s.outlet or 'outlet unknown'}, {_date(s)}" for s in version.sources)
-    return f"— {who}: {', '.join(version.values)} [{version.passage}]"
+    who = "; ".join(f"{clean_line(s.outlet or '') or 'outlet unknown'}, {_date(s)}" for s in version.sources)
+    return f"— {who}: {', '.join(clean_line(v) for v in version.values)} [{version.passage}]"
 
 
 def _head(answer: Answer) -> Text:
     """The answer sentence with its phrase reversed, the phrase again on its own, and the date."""
     span = answer.answer
-    head = Text(span.text, style="bold yellow") if span else Text("")
+    sentence, at = _cleaned(span.text if span else "")
+    head = Text(sentence, style="bold yellow")
     phrase = answer.phrase
     if span and phrase and phrase.passage == span.passage and span.start <= phrase.start < phrase.end <= span.end:
-        head.stylize("reverse", phrase.start - span.start, phrase.end - span.start)
+        head.stylize("reverse", at(phrase.start - span.start), at(phrase.end - span.start))
     head.append(f" [{span.passage}]" if span else "", style="cyan")
     if phrase is not None:
         head.append("\n→ ")
-        head.append(phrase.text, style="bold reverse")
+        head.append(clean(phrase.text), style="bold reverse")
     if answer.as_of is not None:
         head.append("  " if phrase is not None else "\n")
         head.append(f"as of {answer.as_of.isoformat()}", style="dim")
@@ -67,12 +121,14 @@ def excerpt_bounds(passage: Passage, context: int = 1) -> tuple[int, int]:
 
 def _passage_text(passage: Passage, phrase: Span | None, *, full: bool) -> Text:
     start, end = (0, len(passage.text)) if full else excerpt_bounds(passage)
-    text = Text(("… " if start > 0 else "") + passage.text[start:end] + (" …" if end < len(passage.text) else ""))
-    shift = (2 if start > 0 else 0) - start
+    body, at = _cleaned(passage.text[start:end])
+    text = Text(("… " if start > 0 else "") + body + (" …" if end < len(passage.text) else ""))
+    shift = 2 if start > 0 else 0
     if passage.highlight is not None:
-        text.stylize("bold yellow", passage.highlight.start + shift, passage.highlight.end + shift)
+        highlight = passage.highlight
+        text.stylize("bold yellow", at(highlight.start - start) + shift, at(highlight.end - start) + shift)
     if phrase is not None and phrase.passage == passage.n:
-        text.stylize("reverse", phrase.start + shift, phrase.end + shift)
+        text.stylize("reverse", at(phrase.start - start) + shift, at(phrase.end - start) + shift)
     return text
 
 
@@ -80,7 +136,7 @@ def render_answer(answer: Answer, *, full: bool = False) -> Group:
     """The answer, then each cited passage: the answering sentence with a sentence either side,
     or the whole passage with `full`."""
     if not answer.found:
-        return Group(Text(answer.message, style="bold red"))
+        return Group(Text(clean(answer.message), style="bold red"))
     parts: list = [_head(answer), Text("")]
     if answer.disagreement and answer.versions:
         parts += [_differ(answer), Text("")]
@@ -91,9 +147,21 @@ def render_answer(answer: Answer, *, full: bool = False) -> Group:
             lines.append(f"carried by {len(passage.sources)} outlets\n", style="magenta")
         for i, source in enumerate(passage.sources):
             lines.append(("    " if i or len(passage.sources) > 1 else "") + source_line(source), style="bold")
-            if source.location:
-                lines.append(f"\n    {source.location}", style="dim")
+            location = clean_line(source.location or "")
+            if location:
+                lines.append(f"\n    {location}", style="dim")
             lines.append("\n")
         parts.append(lines)
         parts.append(Padding(_passage_text(passage, answer.phrase, full=full), (0, 0, 1, 4)))
     return Group(*parts)
+
+
+def render_sources(rows: Sequence) -> Table:
+    """The indexed documents (store.SourceRow) as a table: id, title, outlet, date, chunks, location."""
+    table = Table("id", "title", "outlet", "date", "chunks", "location")
+    for r in rows:
+        # Text cells: a str cell would be read as markup, and "[bold red]" in a title is only words.
+        table.add_row(Text(r.doc_id[:10]), Text(clean_line(r.label) or r.doc_id[:10]),
+                      Text(clean_line(r.outlet or "") or "—"), r.published.isoformat() if r.published else "—",
+                      str(r.chunks), Text(clean_line(r.location or "")))
+    return table

@@ -1,17 +1,25 @@
 """Answer -> Discord message parts, trimmed to Discord's limits. Pure: builds dicts and strings, sends nothing.
 
-Everything that comes from an article (titles, outlets, passages) goes through `escape`, so a passage
-cannot bold half the embed, fake a masked link or ping anyone; the bot also sends every message with
-no mentions allowed. Sizes are counted in UTF-16 code units, which is never less than Discord's own count.
+Article text is hostile input. Everything that comes from an article (titles, outlets, passages) goes
+through `escape`, and every URL through `safe_url`. `escape` strips control characters and leaves no
+markdown construct live: markdown characters and brackets get a backslash (no bold, spoiler, code or
+masked link), `://` loses its autolink, a heading, subtext, quote or list marker at a line's start is
+escaped, and every `<` and `@` is followed by a zero-width space, so no mention, channel, role, emoji
+or timestamp can form, whatever text ends up next to it. Each piece of article text is escaped before
+our own markup goes around it and trimmed after, never inside an escape; the bot also sends every
+message with no mentions allowed. Sizes are counted in UTF-16 code units, which is never less than
+Discord's own count.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Sequence
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Sequence
+from itertools import accumulate
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import discord
 
@@ -30,6 +38,10 @@ FIELD_VALUE_LIMIT = 1024
 FOOTER_LIMIT = 2048
 AUTHOR_LIMIT = 256
 EMBED_TOTAL_LIMIT = 6000
+# "Show all sources" sends at most this many messages; the last says what was left out.
+ALL_SOURCES_MAX_MESSAGES = 10
+# A longer URL gets no link: it would crowd out the passage it belongs to.
+URL_LIMIT = 512
 
 ELLIPSIS = "…"
 ZWSP = "\u200b"
@@ -37,8 +49,17 @@ COLOUR = 0x2F6DB5
 FOOTER = "Reply to this answer to ask a follow-up."
 NOT_FOUND = "I could not find that in the indexed articles."
 DIFFER = "Sources differ"
+NOT_SHOWN = "`citebot sources` lists every indexed article."
 # A field value shrinks no further than this before fields are dropped instead.
 MIN_FIELD_VALUE = 80
+# Room kept in the last "Show all sources" message for the line saying what was left out, and the
+# least room worth starting a quote in rather than in the next message.
+_TAIL_ROOM = 120
+_MIN_PIECE = 200
+# Of a text shown in n units, at most the first 32n + 4096 characters are read (more than any text
+# but a flood of spaces or control characters needs; see `_window`), and only the first n + 16 of
+# those, squashed onto one line, are escaped: a huge article costs no more to show than a short one.
+_MARGIN = 16
 
 
 def size(text: str) -> int:
@@ -46,27 +67,107 @@ def size(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
+def _fit(text: str, units: int) -> str:
+    """The longest start of `text` within `units` (a character outside the basic plane counts two)."""
+    return text[:units].encode("utf-16-le")[: 2 * units].decode("utf-16-le", errors="ignore")
+
+
+def _safe_cut(text: str, cut: int) -> int:
+    """`cut` moved back, if need be, so that it falls between escapes, never inside one."""
+    if 0 < cut < len(text) and text[cut] == ZWSP and text[cut - 1] in "<@":
+        cut -= 1
+    start = cut
+    while start > 0 and text[start - 1] == "\\":
+        start -= 1
+    return cut - (cut - start) % 2  # an odd run of backslashes ends in one that escapes text[cut]
+
+
 def trim(text: str, limit: int) -> str:
-    """`text` if it fits in `limit`, else its start and an ellipsis, in `limit` at most."""
-    if size(text) <= limit:
+    """`text` if it fits in `limit`, else its start and an ellipsis, in `limit` at most; never cut inside an escape."""
+    if len(text) <= limit and size(text) <= limit:
         return text
     if limit < 1:
         return ""
-    head = text.encode("utf-16-le")[: 2 * (limit - 1)].decode("utf-16-le", errors="ignore")
-    head = head.rstrip()
-    if (len(head) - len(head.rstrip("\\"))) % 2:
-        head = head[:-1]  # a lone trailing backslash would escape the ellipsis
-    return head + ELLIPSIS
+    cut = len(_fit(text, limit - 1))
+    while (shorter := _safe_cut(text, len(text[:cut].rstrip()))) != cut:
+        cut = shorter
+    return text[:cut] + ELLIPSIS
 
 
-def escape(text: str) -> str:
-    """Article text made inert: markdown escaped, mentions and channel links broken by a zero-width space."""
-    text = discord.utils.escape_markdown(text)
-    return text.replace("@", "@" + ZWSP).replace("<#", "<" + ZWSP + "#")
+# Whole terminal sequences, so nothing like "[2J" is left behind: strings (OSC, DCS, SOS, PM, APC, in
+# their ESC and C1 forms) up to their terminator or the line's end, CSI with its parameters, other
+# escapes with their intermediates; then any C0 control but tab and newline, DEL, C1, and the
+# bidirectional embeddings, overrides and isolates, which can make text (a host name) read backwards.
+_CONTROL = re.compile(
+    r"(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c\n]*(?:\x07|\x1b\\|\x9c)?"
+    r"|(?:\x1b\[|\x9b)[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]?"
+    r"|\x1b[\x20-\x2f]*[\x30-\x7e]?"
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]"
+)
+_ANY_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")  # where every match starts
+# Line breaks a client may honour become "\n", so the line-start escaping sees every line; separators
+# become spaces. One character for one, so offsets into the text still hold.
+_BREAKS = str.maketrans(dict.fromkeys("\r\x85\u2028\u2029", "\n") | dict.fromkeys("\x0b\x0c\x1c\x1d\x1e\x1f", " "))
+
+
+def _cleaned(text: str) -> tuple[str, Callable[[int], int]]:
+    """`text` without control characters, and the map from offsets in `text` to offsets in the result."""
+    text = text.translate(_BREAKS)
+    spans = [m.span() for m in _CONTROL.finditer(text)] if _ANY_CONTROL.search(text) else []
+    if not spans:
+        return text, lambda i: i
+    starts = [start for start, _ in spans]
+    removed = list(accumulate((end - start for start, end in spans), initial=0))
+
+    def where(i: int) -> int:
+        k = bisect_left(starts, i)  # the spans that start before i
+        return i - removed[k] + (max(0, spans[k - 1][1] - i) if k else 0)
+
+    return _CONTROL.sub("", text), where
+
+
+def _clean(text: str) -> str:
+    text = text.replace("\r\n", "\n").translate(_BREAKS)
+    return _CONTROL.sub("", text) if _ANY_CONTROL.search(text) else text
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    return " ".join(_clean(text).split())
+
+
+_INLINE = str.maketrans({c: "\\" + c for c in "\\*_~|`[]"} | {"<": "<" + ZWSP, "@": "@" + ZWSP})
+# Headings and subtext (#, -#), quotes (>) and list items (-, +, 1. or 1)) at a line's start.
+_LINE_START = r"([^\S\n]*)([#>+-]|[0-9]+[.)])"
+_EVERY_LINE = re.compile("(?m)^" + _LINE_START)
+_LATER_LINES = re.compile(r"(?<=\n)" + _LINE_START)
+_FIRST_LINE = re.compile("^" + _LINE_START)
+
+
+def _line_start(match: re.Match) -> str:
+    indent, mark = match.groups()
+    return indent + mark[:-1] + "\\" + mark[-1]
+
+
+def escape(text: str, *, at_line_start: bool = True) -> str:
+    """Article text made inert: control characters gone, every markdown construct and mention escaped.
+
+    With `at_line_start` false the text goes after other text on its line, so only its later lines
+    can start a heading, quote or list.
+    """
+    text = _clean(text).translate(_INLINE).replace("://", "\\://")
+    return (_EVERY_LINE if at_line_start else _LATER_LINES).sub(_line_start, text)
+
+
+def _window(limit: int) -> int:
+    return 32 * limit + 4096
+
+
+def _inert(text: str, limit: int, *, at_line_start: bool = True) -> str:
+    """Article text on one line, escaped, in `limit` units."""
+    line = _one_line(text[: _window(limit)])
+    if len(text) > _window(limit):
+        line += " " + ELLIPSIS  # shown only if the spaces and controls squashed away left room for it
+    return trim(escape(line[: limit + _MARGIN], at_line_start=at_line_start), limit)
 
 
 def _date(value: dt.date | None) -> str:
@@ -75,67 +176,111 @@ def _date(value: dt.date | None) -> str:
 
 def source_heading(source: Source) -> str:
     """`Title — Outlet, 2022-03-23`, escaped; unknown parts said as such."""
-    return escape(f"{_one_line(source.label)} — {_one_line(source.outlet or 'outlet unknown')}, {_date(source.published)}")
+    title = _inert(source.label, 400, at_line_start=False)
+    outlet = _inert(source.outlet or "outlet unknown", 200, at_line_start=False)
+    return f"{title} — {outlet}, {_date(source.published)}"
+
+
+# Printable ASCII but what could end a link or an autolink early, or ping: those are percent-encoded.
+_URL_SAFE = "".join(c for c in map(chr, range(0x21, 0x7F)) if c not in "()<>@\\\"'`")
+_HOST = re.compile(r"[a-z0-9.:-]+")
+
+
+def _safe_link(url: str | None) -> tuple[str, str] | None:
+    """(the URL, safe to put in a link, and the host it really goes to) for an http(s) URL, or None.
+
+    The host comes from the parsed URL, never from the text before it: `https://www.reuters.com@evil.example/`
+    goes to evil.example, and says so; the user part is dropped from the link too. A host is shown
+    in ASCII (punycode), so lookalike letters cannot pass for a known outlet.
+    """
+    url = (url or "").strip()
+    if not url or len(url) > URL_LIMIT or not all(c.isprintable() and not c.isspace() for c in url):
+        return None
+    if "\\" in url:
+        return None  # a "/" to browsers but not to urlsplit: they would disagree on the host
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+        host = (parts.hostname or "").encode("idna").decode("ascii")
+    except (ValueError, UnicodeError):
+        return None
+    if parts.scheme not in ("http", "https") or not _HOST.fullmatch(host):
+        return None
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{port}" if port is not None else "")
+    safe = quote(urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)), safe=_URL_SAFE)
+    return safe, host.removeprefix("www.")
 
 
 def safe_url(url: str | None) -> str | None:
-    """An http(s) URL that cannot break out of a markdown link, or None."""
-    if not url:
-        return None
-    url = url.strip()
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in url):
-        return None
-    return url.replace("(", "%28").replace(")", "%29").replace("<", "%3C").replace(">", "%3E")
+    """An http(s) URL that cannot break out of a markdown link or an autolink, or None."""
+    link = _safe_link(url)
+    return link[0] if link else None
 
 
 def _link(source: Source) -> str:
-    url = safe_url(source.url)
-    if url is None:
+    link = _safe_link(source.url)
+    if link is None:
         return ""
-    host = urlsplit(url).netloc.removeprefix("www.")
-    return f"[{escape(host)}]({url})"
+    url, host = link
+    return f"[{escape(host, at_line_start=False)}]({url})"
 
 
 def _quote(passage: Passage, budget: int) -> str:
-    """The passage as one quoted line in `budget` units, its highlighted span bold when that fits."""
-    text = passage.text
+    """The passage as one quoted line in `budget` units, its highlighted span bold when that fits.
+
+    The text either side of the highlight and the highlight itself are escaped each on its own, and
+    only then joined with the bold markers, so no piece can pair with them or rebuild a construct
+    (`<` and `#123>`, say) across them.
+    """
     light = passage.highlight
-    if light is not None and 0 <= light.start < light.end <= len(text):
-        # Escape the whole passage once, with the highlight marked by private-use characters.
-        marked = text[: light.start] + _OPEN + text[light.start : light.end] + _CLOSE + text[light.end :]
-        body = escape(_one_line(marked))
-        before, rest = body.split(_OPEN, 1)
-        inside, after = rest.split(_CLOSE, 1)
-        head = f"> {before}**{inside.strip()}**"
+    if light is None or not 0 <= light.start < light.end <= min(len(passage.text), _window(budget)):
+        return "> " + _inert(passage.text, budget - 2)
+    text, where = _cleaned(passage.text[: _window(budget)])
+    if len(passage.text) > _window(budget):
+        text += " " + ELLIPSIS
+    start, end = where(light.start), where(light.end)
+    # Marked with characters the cleaned text cannot hold, then squashed onto one line.
+    line = " ".join((text[:start] + "\x00" + text[start:end] + "\x01" + text[end:]).split())
+    before, rest = line.split("\x00")
+    inside, after = rest.split("\x01")
+    core = inside.strip()
+    if core:
+        left = " " if before and (before.endswith(" ") or inside.startswith(" ")) else ""
+        right = " " if after.strip() and (after.startswith(" ") or inside.endswith(" ")) else ""
+        room = budget + _MARGIN
+        head = (
+            f"> {escape(before.rstrip()[:room])}{left}"
+            f"**{escape(core[:room], at_line_start=False)}**{right}"
+        )
         if size(head) < budget:
-            return trim(head + after, budget)
-        return trim(f"> {before}{inside}{after}", budget)
-    return trim("> " + escape(_one_line(text)), budget)
+            return trim(head + escape(after.strip()[:room], at_line_start=False), budget)
+    return "> " + _inert(passage.text, budget - 2)
 
 
-_OPEN, _CLOSE = "\ue000", "\ue001"
+def _field_name(passage: Passage) -> str:
+    first = passage.sources[0] if passage.sources else None
+    return trim(f"[{passage.n}] " + (source_heading(first) if first else "source unknown"), FIELD_NAME_LIMIT)
 
 
 def passage_field(passage: Passage, value_budget: int = FIELD_VALUE_LIMIT) -> dict[str, Any]:
     """One numbered source: `[n] Title — Outlet, date` over its link and the quoted passage."""
     first = passage.sources[0] if passage.sources else None
-    name = f"[{passage.n}] " + (source_heading(first) if first else "source unknown")
     link = _link(first) if first else ""
     head = link + "\n" if link else ""
     if len(passage.sources) > 1:
         # A wire story or a shared quote: one passage, every outlet that carries it.
-        outlets = ", ".join(_one_line(s.outlet or s.label) for s in passage.sources)
-        head += trim(f"Carried by {len(passage.sources)} outlets: {escape(outlets)}", 300) + "\n"
+        outlets = ", ".join(_inert(s.outlet or s.label, 100, at_line_start=False) for s in passage.sources)
+        head += trim(f"Carried by {len(passage.sources)} outlets: {outlets}", 300) + "\n"
     budget = min(value_budget, FIELD_VALUE_LIMIT)
     quote = _quote(passage, max(budget - size(head), 3))
-    return {"name": trim(name, FIELD_NAME_LIMIT), "value": trim(head + quote, FIELD_VALUE_LIMIT), "inline": False}
+    return {"name": _field_name(passage), "value": trim(head + quote, FIELD_VALUE_LIMIT), "inline": False}
 
 
 def version_text(version: Version) -> str:
     """`— Newsmax, date unknown: Hungary, Slovakia [1]`, escaped: who says what, and where it is quoted."""
-    who = "; ".join(f"{_one_line(s.outlet or 'outlet unknown')}, {_date(s.published)}" for s in version.sources)
-    return escape(f"— {who}: {_one_line(', '.join(version.values))}") + f" [{version.passage}]"
+    who = "; ".join(f"{s.outlet or 'outlet unknown'}, {_date(s.published)}" for s in version.sources)
+    said = _inert(f"— {who}: {', '.join(version.values)}", FIELD_VALUE_LIMIT, at_line_start=False)
+    return f"{said} [{version.passage}]"
 
 
 def versions_field(answer: Answer) -> dict[str, Any]:
@@ -148,11 +293,13 @@ def _description(answer: Answer) -> str:
     """The phrase asked for, bold, over its sentence; or the sentence bold when there is no phrase."""
     span, phrase = answer.answer, answer.phrase
     if span is None:
-        return trim(escape(_one_line(answer.message or "Here is what the articles say:")), DESCRIPTION_LIMIT)
-    if phrase is None:
-        return f"**{trim(escape(_one_line(span.text)), DESCRIPTION_LIMIT - 20)}** [{span.passage}]"
-    head = f"**{trim(escape(_one_line(phrase.text)), 1000)}** [{span.passage}]"
-    return head + "\n" + trim("> " + escape(_one_line(span.text)), DESCRIPTION_LIMIT - size(head) - 1)
+        return _inert(answer.message or "Here is what the articles say:", DESCRIPTION_LIMIT)
+    asked = _inert(phrase.text, 1000, at_line_start=False) if phrase is not None else ""
+    if not asked:  # no phrase, or nothing of it left to show: "****" would be no bold at all
+        said = _inert(span.text, DESCRIPTION_LIMIT - 20, at_line_start=False)
+        return f"**{said}** [{span.passage}]" if said else f"[{span.passage}]"
+    head = f"**{asked}** [{span.passage}]"
+    return head + "\n> " + _inert(span.text, DESCRIPTION_LIMIT - size(head) - 3)
 
 
 def answer_embed_dict(answer: Answer) -> dict[str, Any]:
@@ -161,13 +308,13 @@ def answer_embed_dict(answer: Answer) -> dict[str, Any]:
     The "Sources differ" field comes first among the fields, so trimming (which drops trailing
     fields) takes passages before it; the date the answer holds as of leads the footer.
     """
-    title = trim(escape(_one_line(answer.question)), TITLE_LIMIT)
+    title = _inert(answer.question, TITLE_LIMIT)
     description = _description(answer)
     footer = f"As of {answer.as_of.isoformat()} · {FOOTER}" if answer.as_of else FOOTER
     extra = [versions_field(answer)] if answer.disagreement and answer.versions else []
     passages = answer.passages[: FIELDS_LIMIT - len(extra)]
     fixed = size(title) + size(description) + size(footer) + sum(size(f["name"]) + size(f["value"]) for f in extra)
-    names = [passage_field(p, MIN_FIELD_VALUE)["name"] for p in passages]
+    names = [_field_name(p) for p in passages]
     room = EMBED_TOTAL_LIMIT - fixed - sum(size(n) for n in names)
     per_field = min(FIELD_VALUE_LIMIT, room // len(passages)) if passages else FIELD_VALUE_LIMIT
     embed = {
@@ -233,57 +380,83 @@ def answer_embed(answer: Answer) -> discord.Embed:
 
 def not_found_text(answer: Answer) -> str:
     """A 'not found' answer said plainly, as on the command line."""
-    return trim(escape(answer.message or NOT_FOUND), MESSAGE_LIMIT)
+    return trim(escape((answer.message or NOT_FOUND)[: MESSAGE_LIMIT + _MARGIN]), MESSAGE_LIMIT)
 
 
-def _split_line(line: str, limit: int, prefix: str = "") -> list[str]:
-    """A long line cut at spaces into pieces of at most `limit`, each continuing with `prefix`."""
-    pieces: list[str] = []
-    while size(line) > limit:
-        head = line.encode("utf-16-le")[: 2 * limit].decode("utf-16-le", errors="ignore")
-        cut = head.rfind(" ", len(prefix) + 1)
-        if cut <= len(prefix):
-            cut = len(head)
-        while cut > len(prefix) + 1 and head[cut - 1] == "\\":
-            cut -= 1  # never split an escape from the character it escapes
-        pieces.append(line[:cut].rstrip())
-        line = prefix + line[cut:].lstrip()
-    pieces.append(line)
-    return pieces
+def _cut_line(line: str, room: int, prefix: str = "") -> tuple[str, str]:
+    """A line too long for `room` cut at a space into a piece that fits and the rest, which goes on with `prefix`.
+
+    The cut never falls inside an escape, and the rest, now at the start of a line, has a heading,
+    quote or list marker at its start escaped. `room` must leave space for more than `prefix`.
+    """
+    head = _fit(line, room)
+    cut = _safe_cut(line, head.rfind(" ", len(prefix) + 1))
+    if cut <= len(prefix):
+        cut = _safe_cut(line, len(head))
+    return line[:cut].rstrip(), prefix + _FIRST_LINE.sub(_line_start, line[cut:].lstrip(), count=1)
 
 
-def pack(lines: Iterable[str], limit: int = MESSAGE_LIMIT) -> list[str]:
-    """Lines joined into as few messages as possible, none over `limit`; over-long lines are split."""
-    messages: list[str] = []
-    current = ""
-    for line in lines:
-        prefix = "> " if line.startswith("> ") else ""
-        for piece in _split_line(line, limit, prefix):
-            joined = f"{current}\n{piece}" if current else piece
-            if size(joined) <= limit:
-                current = joined
-            else:
-                messages.append(current)
-                current = piece
-    if current:
-        messages.append(current)
-    return messages
-
-
-def all_sources_messages(answer: Answer) -> list[str]:
-    """Every passage in full with all its sources, as messages of at most 2,000 characters each."""
-    lines: list[str] = []
-    for passage in answer.passages:
-        for i, source in enumerate(passage.sources):
-            lead = f"**[{passage.n}]** " if i == 0 else "also in: "
+def _all_sources_lines(answer: Answer, budget: int) -> Iterator[tuple[str | None, str]]:
+    """(doc id of the source it names, or None; line) for every line of "Show all sources", as needed."""
+    for i, passage in enumerate(answer.passages):
+        if i:
+            yield None, ""
+        for j, source in enumerate(passage.sources):
+            lead = f"**[{passage.n}]** " if j == 0 else "also in: "
             url = safe_url(source.url)
             where = f" <{url}>" if url else ""
-            lines.append(lead + source_heading(source) + where)
-        lines.append("> " + escape(_one_line(passage.text)))
-        lines.append("")
-    while lines and not lines[-1]:
-        lines.pop()
-    return pack(lines) or [NOT_FOUND]
+            yield source.doc_id, lead + source_heading(source) + where
+        yield None, "> " + _inert(passage.text, budget)  # no passage needs more than all the messages hold
+
+
+def _not_shown(answer: Answer, shown: set[str]) -> str:
+    left = len({source.doc_id for source in answer.sources} - shown)
+    if not left:
+        return f"… and the rest of the passages not shown; {NOT_SHOWN}"
+    return f"… and {left} more source{'' if left == 1 else 's'} not shown; {NOT_SHOWN}"
+
+
+def all_sources_messages(answer: Answer, *, max_messages: int = ALL_SOURCES_MAX_MESSAGES) -> list[str]:
+    """Every passage in full with all its sources, as messages of at most 2,000 characters each.
+
+    At most `max_messages` of them: when the passages need more, the last message ends by saying how
+    many sources were left out. A quote that does not fit goes on in the next message; lines are made
+    only as they are needed, so a huge answer costs no more than the messages it fills.
+    """
+    lines = _all_sources_lines(answer, max_messages * MESSAGE_LIMIT)
+    messages: list[str] = []
+    current, used = "", 0
+    shown: set[str] = set()
+    item = next(lines, None)
+    while item is not None:
+        following = next(lines, None)
+        doc_id, line = item
+        prefix = "> " if line.startswith("> ") else ""
+        while line or current:
+            last = len(messages) + 1 >= max_messages
+            reserve = _TAIL_ROOM if last else 0
+            room = MESSAGE_LIMIT - used - (1 if current else 0) - reserve
+            piece = None
+            if size(line) <= room + (reserve if following is None else 0):
+                piece, line = line, ""
+            elif (prefix and room >= _MIN_PIECE) or (not current and room > len(prefix) + 2):
+                piece, line = _cut_line(line, room, prefix)
+            if piece is not None:
+                used += (1 if current else 0) + size(piece)
+                current = f"{current}\n{piece}" if current else piece
+                if doc_id is not None:
+                    shown.add(doc_id)
+                if not line:
+                    break
+            if last:
+                messages.append((current + "\n" if current else "") + _not_shown(answer, shown))
+                return messages
+            messages.append(current.rstrip("\n"))
+            current, used = "", 0
+        item = following
+    if current:
+        messages.append(current.rstrip("\n"))
+    return messages or [NOT_FOUND]
 
 
 def sources_messages(rows: Sequence[SourceRow], *, max_messages: int = 5) -> list[str]:
@@ -295,11 +468,9 @@ def sources_messages(rows: Sequence[SourceRow], *, max_messages: int = 5) -> lis
     current = f"{len(rows)} articles indexed:"
     for shown, row in enumerate(rows):
         where = f" <{url}>" if (url := safe_url(row.location)) else ""
-        line = trim(
-            f"• {escape(_one_line(row.label))} — {escape(_one_line(row.outlet or 'outlet unknown'))}, "
-            f"{_date(row.published)} · {row.chunks} passages{where}",
-            400,
-        )
+        title = _inert(row.label, 300, at_line_start=False)
+        outlet = _inert(row.outlet or "outlet unknown", 100, at_line_start=False)
+        line = trim(f"• {title} — {outlet}, {_date(row.published)} · {row.chunks} passages", 400) + where
         if size(current) + 1 + size(line) <= MESSAGE_LIMIT - reserve:
             current += "\n" + line
             continue
@@ -313,7 +484,8 @@ def sources_messages(rows: Sequence[SourceRow], *, max_messages: int = 5) -> lis
 
 
 def ingest_progress_text(done: int, total: int, path: str) -> str:
-    return trim(f"Reindexing: {done}/{total} files · {escape(_one_line(path))}", MESSAGE_LIMIT)
+    return trim(f"Reindexing: {done}/{total} files · {_inert(path, MESSAGE_LIMIT, at_line_start=False)}",
+                MESSAGE_LIMIT)
 
 
 def ingest_report_text(report: IngestReport, *, max_errors: int = 10) -> str:
@@ -321,7 +493,7 @@ def ingest_report_text(report: IngestReport, *, max_errors: int = 10) -> str:
         f"Reindex finished: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
         f"{report.removed} removed, {report.failed} failed."
     )
-    errors = [f"• {escape(_one_line(line))}" for line in report.errors[:max_errors]]
+    errors = [f"• {_inert(line, MESSAGE_LIMIT, at_line_start=False)}" for line in report.errors[:max_errors]]
     if len(report.errors) > max_errors:
         errors.append(f"… and {len(report.errors) - max_errors} more.")
     return trim("\n".join([head, *errors]), MESSAGE_LIMIT)

@@ -43,27 +43,57 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
 
     Paragraph breaks always end a sentence; inside a paragraph pysbd decides. Offsets are found
     by searching forward from the previous sentence, so they are exact even when pysbd trims.
+    pysbd's time grows with the square of what it is given (1.8 s for one 32,000-character
+    paragraph), so a paragraph longer than SEGMENT_WINDOW goes to it in windows, each cut where
+    a sentence most likely ends: the whole text then costs time in proportion to its length.
     """
     spans: list[tuple[int, int]] = []
     paragraph_start = 0
     for match in [*_PARAGRAPH_BREAK.finditer(text), None]:
         paragraph_end = match.start() if match else len(text)
-        cursor = paragraph_start
-        for sentence in _segmenter().segment(text[paragraph_start:paragraph_end]):
-            sentence = sentence.strip()
-            if not sentence:
-                continue
-            start = text.find(sentence, cursor, paragraph_end)
-            if start < 0:  # pysbd changed the text: fall back to the rest of the paragraph
-                start = cursor
-                while start < paragraph_end and text[start].isspace():
-                    start += 1
-                spans.append((start, paragraph_end))
-                break
-            spans.append((start, start + len(sentence)))
-            cursor = start + len(sentence)
+        for window_start, window_end in _windows(text, paragraph_start, paragraph_end):
+            _segment(text, window_start, window_end, spans)
         paragraph_start = match.end() if match else len(text)
     return [(start, end) for start, end in spans if end > start]
+
+
+SEGMENT_WINDOW = 5000
+# Where a window is best cut, most likely sentence end first.
+_WINDOW_CUTS = (re.compile(r"\n"), re.compile(r"[.!?][\"”’')\]]*\s"), re.compile(r"\s"))
+
+
+def _windows(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """[start, end) in pieces of at most SEGMENT_WINDOW characters, cut after a line, a sentence or a word."""
+    windows = []
+    while end - start > SEGMENT_WINDOW:
+        limit = start + SEGMENT_WINDOW
+        cut = limit
+        for pattern in _WINDOW_CUTS:
+            found = [m.end() for m in pattern.finditer(text, start + SEGMENT_WINDOW // 2, limit)]
+            if found:
+                cut = found[-1]
+                break
+        windows.append((start, cut))
+        start = cut
+    windows.append((start, end))
+    return windows
+
+
+def _segment(text: str, start: int, end: int, spans: list[tuple[int, int]]) -> None:
+    cursor = start
+    for sentence in _segmenter().segment(text[start:end]):
+        sentence = sentence.strip()
+        if not sentence:
+            continue
+        found = text.find(sentence, cursor, end)
+        if found < 0:  # pysbd changed the text: fall back to the rest of the window
+            found = cursor
+            while found < end and text[found].isspace():
+                found += 1
+            spans.append((found, end))
+            return
+        spans.append((found, found + len(sentence)))
+        cursor = found + len(sentence)
 
 
 def _joins(before: str, char: str) -> bool:
@@ -201,15 +231,25 @@ def chunk_text(
     count_tokens: TokenCounter,
     max_tokens: int,
     overlap: int = 1,
+    max_chars: int | None = None,
 ) -> list[Chunk]:
     """Split an article's cleaned text into chunks of whole sentences that each fit `max_tokens`.
 
     Never raises for any text. `count_tokens` is called once per sentence (and per word of an
     overlong one), once per chunk of more than one sentence to check the sum, and where sentences
     touch with no space between, once per sentence added to the chunk.
+
+    `max_chars` caps a chunk's characters too: a tokenizer reads a word of over 100 characters
+    as one unknown piece, so 5 MB without a space would count as a single word piece. A text is
+    counted as at least its share of `max_tokens` by length, which leaves ordinary prose (under
+    max_chars / max_tokens characters per word piece) chunked exactly as before.
     """
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be at least 1, not {max_tokens}")
+    if max_chars is not None:
+        if max_chars < 1:
+            raise ValueError(f"max_chars must be at least 1, not {max_chars}")
+        count_tokens = _at_least_by_length(count_tokens, max_tokens, max_chars)
     units: list[_Unit] = []
     sentences = split_sentences(text)
     for start, end in sentences:
@@ -223,6 +263,14 @@ def chunk_text(
               sentences=_inside(sentences, start, end))
         for ordinal, (start, end, _) in enumerate(_pack(text, units, count_tokens, max_tokens, overlap))
     ]
+
+
+def _at_least_by_length(count: TokenCounter, max_tokens: int, max_chars: int) -> TokenCounter:
+    def counted(text: str) -> int:
+        by_length = -(-len(text) * max_tokens // max_chars)  # ceil: over max_chars is over max_tokens
+        return max(count(text) if by_length <= 2 * max_tokens else 0, by_length)
+
+    return counted
 
 
 def _inside(sentences: list[tuple[int, int]], start: int, end: int) -> tuple[tuple[int, int], ...]:

@@ -198,36 +198,56 @@ def discover(paths: Iterable[Path]) -> tuple[list[Path], list[IngestError]]:
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(names):
                     if not name.startswith(".") and Path(name).suffix.lower() in SUPPORTED_SUFFIXES:
-                        files.append((Path(root) / name).resolve())
+                        _add_resolved(Path(root) / name, files, errors)
         elif path.is_file():
             suffix = path.suffix.lower()
             if suffix in SUPPORTED_SUFFIXES:
-                files.append(path.resolve())
+                _add_resolved(path, files, errors)
             else:
                 kind = suffix or "(no extension)"
                 errors.append(IngestError(str(path), f"unsupported file type {kind}: {_SUFFIX_HINT}"))
         elif path.exists():
             errors.append(IngestError(str(path), "not a regular file or folder: give article files or folders"))
+        elif path.is_symlink():
+            errors.append(IngestError(str(path), "a symbolic link that loops or points nowhere: fix or remove it"))
         else:
             errors.append(IngestError(str(path), "no such file or folder: check the path"))
     return list(dict.fromkeys(files)), errors  # the same file named twice is read once
 
 
-def read_articles(path: Path) -> list[Article | IngestError]:
+def _add_resolved(path: Path, files: list[Path], errors: list[IngestError]) -> None:
+    try:
+        files.append(path.resolve(strict=True))
+    except RuntimeError:  # Python 3.11 reports a symlink loop so
+        errors.append(IngestError(str(path), "a symbolic link that loops: fix or remove it"))
+    except OSError as error:
+        errors.append(IngestError(str(path), f"cannot be opened: {error.strerror or error}: check the path"))
+
+
+def read_articles(path: Path, *, max_bytes: int | None = None) -> list[Article | IngestError]:
     """Read one file into Articles.
 
     Args:
         path: a file with one of SUPPORTED_SUFFIXES.
+        max_bytes: a bigger file is refused before it is read (setting corpus.max_file_mb).
 
     Returns:
-        The file's Articles. A whole-file problem (unreadable, not UTF-8, empty) is a single
-        IngestError in the list; in JSON files a bad record is an IngestError naming its line or
-        record number while the good records are still returned. Never raises for bad input.
+        The file's Articles. A whole-file problem (unreadable, too big, not UTF-8, empty) is a
+        single IngestError in the list; in JSON files a bad record is an IngestError naming its
+        line or record number while the good records are still returned. Never raises for bad input.
     """
-    path = Path(path).resolve()
+    path = Path(path)
     where = str(path)
     try:
+        path = path.resolve(strict=True)
+        where = str(path)
+        size = path.stat().st_size
+        if max_bytes is not None and size > max_bytes:
+            return [IngestError(where, f"{size / 2**20:.1f} MB, more than the limit of {max_bytes / 2**20:g} MB: "
+                                       "split the file or raise corpus.max_file_mb")]
         data = path.read_bytes()
+    except RuntimeError:
+        return [IngestError(where, "a symbolic link that loops: fix or remove it")]
     except OSError as error:
         return [IngestError(where, f"cannot read: {error.strerror or error}: check the file's permissions")]
     try:
@@ -314,6 +334,7 @@ def _record(record: Any, where: str, n: int, label: str) -> Article | IngestErro
             published = _iso_date(published)
         except (TypeError, ValueError):
             return IngestError(where, f"{label}: published {published!r} is not an ISO date: use YYYY-MM-DD")
+    record = {k: _without_surrogates(v) if isinstance(v, str) else v for k, v in record.items()}
     url, ident = _text_field(record.get("url")), record.get("id")
     ident = str(ident).strip() if ident not in (None, "") and not isinstance(ident, (dict, list)) else None
     return Article(
@@ -326,6 +347,14 @@ def _record(record: Any, where: str, n: int, label: str) -> Article | IngestErro
         url=url,
         path=where,
     )
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_surrogates(value: str) -> str:
+    """JSON may escape half a character ("\\ud800"), which no UTF-8 text can hold: it becomes U+FFFD."""
+    return _SURROGATE.sub("\ufffd", value)
 
 
 def _iso_date(value: Any) -> dt.date:

@@ -112,9 +112,9 @@ class Answerer:
         self._export_question_model()
         return report
 
-    def remove(self, refs: Sequence[str]) -> list[str]:
-        """Take documents out by key, path, url or doc id (prefix); returns the keys removed."""
-        return self.writer.remove(refs)
+    def remove(self, refs: Sequence[str], *, all_matching: bool = False) -> list[str]:
+        """Take documents out by key, path, url or doc id (prefix); returns the keys removed (see Writer.remove)."""
+        return self.writer.remove(refs, all_matching=all_matching)
 
     def _export_question_model(self) -> None:
         """After an ingest (torch is loaded by then), export the ONNX question encoder once, if missing."""

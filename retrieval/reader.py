@@ -119,6 +119,9 @@ class Reader:
         question = " ".join(question.split())
         if not question:
             raise QuestionError("the question is empty: ask something, e.g. “where are the new battlegroups?”")
+        if any("\ud800" <= c <= "\udfff" for c in question):
+            raise QuestionError("the question holds half a character (a lone UTF-16 surrogate, not valid text): "
+                                "type it again")
         limit = self.settings.answer.max_question_chars
         if len(question) > limit:
             raise QuestionError(

@@ -41,6 +41,8 @@ class EmbeddingSettings(_Section):
 class ChunkSettings(_Section):
     max_tokens: int = Field(200, ge=16, description="word pieces per chunk, at most the model's own limit")
     overlap_sentences: int = Field(1, ge=0, le=10)
+    max_chars: int = Field(2400, ge=100, description="characters per chunk, at most: a word the model reads "
+                           "as one unknown piece (a blob without spaces) still cannot make a huge chunk")
 
 
 class IndexSettings(_Section):
@@ -55,6 +57,8 @@ class IndexSettings(_Section):
 
 class CorpusSettings(_Section):
     paths: list[Path] = Field(default_factory=list, description="indexed on first use when the index is empty")
+    max_file_mb: float = Field(64.0, gt=0, description="a bigger file is refused, unread")
+    max_article_chars: int = Field(500_000, ge=1000, description="a longer article is refused (a book, a dump)")
 
 
 class SearchSettings(_Section):

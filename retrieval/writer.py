@@ -67,7 +67,22 @@ class _Pending:
         self.articles[article.key] = (article, chunks)
 
 
-def _last_records(files: list[Path]) -> dict[str, tuple[int, int]]:
+def _resolved(path: str) -> str:
+    try:
+        return str(Path(path).resolve())
+    except RuntimeError:  # a symlink loop: it names no indexed file
+        return path
+
+
+class _ArticleError(Exception):
+    """One article cannot be indexed; the message says why and what to do."""
+
+
+def _read_file(path: Path, settings: Settings) -> list[Article | IngestError]:
+    return ingest_files.read_articles(path, max_bytes=int(settings.corpus.max_file_mb * 2**20))
+
+
+def _last_records(files: list[Path], settings: Settings) -> dict[str, tuple[int, int]]:
     """Where the last record of each key read from JSON files is: (file number from 1, record number).
 
     Two records with one key (two feeds carrying one story) are one document, the last one read;
@@ -78,10 +93,34 @@ def _last_records(files: list[Path]) -> dict[str, tuple[int, int]]:
     for done, path in enumerate(files, start=1):
         if path.suffix.lower() not in (".json", ".jsonl"):
             continue
-        for number, item in enumerate(ingest_files.read_articles(path)):
+        try:
+            items = _read_file(path, settings)
+        except Exception:  # noqa: BLE001 - the main pass reads it again and reports the failure
+            continue
+        for number, item in enumerate(items):
             if isinstance(item, Article):
                 last[item.key] = (done, number)
     return last
+
+
+def _take_lock(handle, folder: Path) -> None:
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise IndexBusyError(
+            f"another citebot process is writing to {folder}: wait for it to finish and try again"
+        ) from None
+
+
+def check_not_busy(folder: Path) -> None:
+    """Raise IndexBusyError now if another process holds the write lock, before any model loads.
+
+    Only a check: the lock is taken for real by each Writer call, and released here at once.
+    """
+    if not (folder / "write.lock").exists():  # whoever holds the lock created the file
+        return
+    with open(folder / "write.lock", "a") as handle:
+        _take_lock(handle, folder)
 
 
 class Writer:
@@ -97,12 +136,7 @@ class Writer:
     def lock(self):
         self.folder.mkdir(parents=True, exist_ok=True)
         with open(self.folder / "write.lock", "w") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise IndexBusyError(
-                    f"another citebot process is writing to {self.folder}: wait for it to finish and try again"
-                ) from None
+            _take_lock(handle, self.folder)
             self._sweep()
             yield
 
@@ -139,29 +173,35 @@ class Writer:
         with self.lock():
             if not rebuild:
                 self.store.check_model(self.settings.embedding.model)
-            last = _last_records(files)
+            last = _last_records(files, self.settings)
             seen: dict[str, str] = {}  # key -> doc id, for this run
             pending = _Pending()
             first = rebuild
             for done, path in enumerate(files, start=1):
-                for number, item in enumerate(ingest_files.read_articles(path)):
+                for number, item in enumerate(self._read(path)):
                     if isinstance(item, IngestError):
                         report.failed += 1
                         report.errors.append(str(item))
                         continue
                     if last.get(item.key, (done, number)) != (done, number):
                         continue  # a later record with this key wins: this one is never indexed
-                    known = seen.get(item.key) if item.key in seen else (
-                        None if rebuild else self.store.doc_id_of(item.key))
-                    if known == item.doc_id:
-                        if item.key not in seen:
-                            report.unchanged += 1
-                        continue
-                    try:
+                    try:  # never abort the batch for one article
+                        known = seen.get(item.key) if item.key in seen else (
+                            None if rebuild else self.store.doc_id_of(item.key))
+                        if known == item.doc_id:
+                            if item.key not in seen:
+                                report.unchanged += 1
+                            continue
                         chunks = self._chunk(item)
-                    except ValueError as error:  # never abort the batch for one article
+                    except _ArticleError as error:
                         report.failed += 1
-                        report.errors.append(f"{item.key}: cannot be cut into chunks: {error}")
+                        report.errors.append(f"{item.key}: {error}")
+                        continue
+                    except Exception as error:  # noqa: BLE001 - a bug on odd input costs that article only
+                        log.debug("article %s failed", item.key, exc_info=True)
+                        report.failed += 1
+                        report.errors.append(f"{item.key}: cannot be indexed ({type(error).__name__}: {error}): "
+                                             "run with -vv for the details")
                         continue
                     if not chunks:
                         report.failed += 1
@@ -184,11 +224,28 @@ class Writer:
             self.merge()
         return report
 
+    def _read(self, path: Path) -> list:
+        """The file's articles and errors; whatever goes wrong reading it costs this file only."""
+        try:
+            return _read_file(path, self.settings)
+        except Exception as error:  # noqa: BLE001 - read_articles reports bad input itself; this is a bug's net
+            log.debug("reading %s failed", path, exc_info=True)
+            return [IngestError(str(path), f"cannot be read ({type(error).__name__}: {error}): "
+                                           "run with -vv for the details")]
+
     def _chunk(self, article: Article) -> list[Chunk]:
-        return chunk_text(
-            article.doc_id, article.text, count_tokens=self.embedder.count_tokens,
-            max_tokens=self.settings.chunking.max_tokens, overlap=self.settings.chunking.overlap_sentences,
-        )
+        limit = self.settings.corpus.max_article_chars
+        if len(article.text) > limit:
+            raise _ArticleError(f"{len(article.text):,} characters, more than the limit of {limit:,}: "
+                                "split it or raise corpus.max_article_chars")
+        chunking = self.settings.chunking
+        try:
+            return chunk_text(
+                article.doc_id, article.text, count_tokens=self.embedder.count_tokens,
+                max_tokens=chunking.max_tokens, overlap=chunking.overlap_sentences, max_chars=chunking.max_chars,
+            )
+        except ValueError as error:
+            raise _ArticleError(f"cannot be cut into chunks: {error}") from None
 
     def _embed(self, pending: _Pending, vectors: np.ndarray | None = None):
         """Chunk vectors and sentence spans and vectors for every pending article, in two batched passes.
@@ -235,18 +292,28 @@ class Writer:
                 save_index(build_index(ids, vectors, "Flat"), self.folder / writer.segment[1])
         return removed
 
-    def remove(self, refs: Sequence[str]) -> list[str]:
-        """Take documents out by key, path, url or doc id (prefix); returns the keys removed."""
+    def remove(self, refs: Sequence[str], *, all_matching: bool = False) -> list[str]:
+        """Take documents out by key, path, url or doc id (prefix); returns the keys removed.
+
+        Every reference is looked up before anything is removed: one that matches nothing, or
+        more than one document without `all_matching`, is an error and nothing is removed.
+        """
         with self.lock():
             keys = []
             for ref in refs:
                 path = os.path.abspath(os.path.expanduser(ref))
                 # Ingest keys files by their resolved path: a path through a symlink finds them too.
                 found = (self.store.find_documents(ref) or self.store.find_documents(path)
-                         or self.store.find_documents(str(Path(path).resolve())))
+                         or self.store.find_documents(_resolved(path)))
                 if not found:
                     raise QuestionError(f"no indexed document matches {ref!r}: `citebot sources` lists them")
-                keys += found
+                if len(found) > 1 and not all_matching:
+                    shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+                    raise QuestionError(
+                        f"{ref!r} matches {len(found)} documents ({shown}); nothing was removed: "
+                        "give a longer id, or add --all-matching to remove them all"
+                    )
+                keys += [key for key in found if key not in keys]
             if keys:
                 self._commit(_Pending(), removals=keys)
                 self.merge()

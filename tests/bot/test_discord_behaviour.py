@@ -247,16 +247,20 @@ async def test_a_bare_mention_gets_a_hint(world, answerer):
 
 
 @pytest.mark.asyncio
-async def test_show_all_sources_gives_the_full_passages_privately(world):
+async def test_show_all_sources_gives_the_passages_privately_in_at_most_ten_messages(world):
     result = await world.alice.slash(world.general, "ask", question="huge question")
     answer = result.response
 
     shown = await world.bob.click(answer, label="Show all sources")
 
     messages = [shown.response, *shown.followups]
+    assert requests(world.env, "POST", "/callback")[-1].json == {"type": 5, "data": {"flags": 64}}  # deferred privately
     assert all(m.ephemeral for m in messages)
-    assert len(messages) > 1 and all(size(m.content) <= 2000 for m in messages)
-    assert sum(m.content.count("**[") for m in messages) == 30
+    assert len(messages) == 10 and all(size(m.content) <= 2000 for m in messages)
+    assert messages[0].content.startswith("**[1]** ")
+    assert messages[-1].content.splitlines()[-1] == (
+        "… and 58 more sources not shown; `citebot sources` lists every indexed article."
+    )
     assert "@everyone" not in "".join(m.content for m in messages)
 
 

@@ -228,17 +228,19 @@ async def test_everyone_in_a_passage_reaches_discord_with_no_mentions_allowed(fa
         asked = await fake.slash("alice", "ask", question=QUESTION)
         answer = await fake.wait_for(lambda: answered(fake, asked), timeout=WAIT, what="the answer")
         shown = await fake.click("bob", answer["id"], label="Show all sources")
-        await fake.wait_for(lambda: shown.acked_at, timeout=WAIT, what="the sources")
+        await fake.wait_for(lambda: len(fake.requests_to("POST", r"/webhooks/\d+/[^/]+")) == 2, timeout=WAIT,
+                            what="the sources")
         await fake.send_message("carol", f"{mention(fake)} {QUESTION}")
         await fake.wait_for(lambda: fake.requests_to("POST", rf"/channels/{fake.general}/messages"), timeout=WAIT)
 
-    [followup] = fake.requests_to("POST", r"/webhooks/\d+/[^/]+")
-    [callback] = [r for r in fake.requests_to("POST", r"/interactions/\d+/[^/]+/callback") if r.json["type"] == 4]
+    followup, sources = fake.requests_to("POST", r"/webhooks/\d+/[^/]+")
+    [callback] = fake.requests_to("POST", rf"/interactions/{shown.id}/[^/]+/callback")
     [reply] = fake.requests_to("POST", rf"/channels/{fake.general}/messages")
     assert "@\u200beveryone" in json.dumps(followup.json["embeds"], ensure_ascii=False)
-    assert "@\u200beveryone" in callback.json["data"]["content"]
-    assert callback.json["data"]["flags"] == EPHEMERAL
-    for body in (followup.json, callback.json["data"], reply.json):
+    assert callback.json == {"type": 5, "data": {"flags": EPHEMERAL}}  # deferred, privately
+    assert "@\u200beveryone" in sources.json["content"]
+    assert sources.json["flags"] == EPHEMERAL
+    for body in (followup.json, sources.json, reply.json):
         assert body["allowed_mentions"]["parse"] == [] and not body["allowed_mentions"].get("replied_user")
         assert "@everyone" not in json.dumps(body, ensure_ascii=False)
     assert all(m["_pings"] == [] for m in fake.bot_messages())

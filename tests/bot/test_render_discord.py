@@ -55,10 +55,13 @@ def test_mentions_in_article_text_are_broken_and_markdown_is_inert():
 
     for ping in ("@everyone", "@here", "<@123>", "<#456>", "<@&789>"):
         assert ping not in mentions
-    assert "@\u200beveryone" in mentions and "<@\u200b123>" in mentions
+    assert mentions.endswith(
+        "> Breaking: @\u200beveryone and @\u200bhere were told by <\u200b@\u200b123> in <\u200b#456>"
+        " about <\u200b@\u200b&789>."
+    )
     body = markdown.removeprefix("> ")
     assert not LIVE_MARKDOWN.search(body), body
-    assert "\\[click me](https://evil.example/x)" in body  # a masked link cannot render
+    assert "\\[click me\\](https\\://evil.example/x)" in body  # a masked link cannot render
 
 
 def test_escape_keeps_escapes_paired():
@@ -111,12 +114,16 @@ def test_not_found_is_said_plainly():
 
 
 def test_show_all_sources_gives_every_passage_in_full_within_message_limits():
-    answer = huge_answer("q")
+    long_text = ("The minister said the plan is *bold* and @everyone agrees. " * 40).strip()
+    passages = [make_passage(n, long_text, sources=[make_source(n), make_source(n + 100)]) for n in range(1, 6)]
+    answer = make_answer("q", passages)
     messages = rd.all_sources_messages(answer)
 
+    assert 5 < len(messages) <= rd.ALL_SOURCES_MAX_MESSAGES
     assert all(rd.size(m) <= 2000 for m in messages)
     text = "\n".join(messages)
-    assert text.count("**[") == 30
+    assert text.count("**[") == 5 and text.count("also in: ") == 5
+    assert "not shown" not in text
     assert "@everyone" not in text
     quoted = [line for m in messages for line in m.splitlines() if line.startswith(">")]
     assert sum(len(line) for line in quoted) >= sum(len(p.text) for p in answer.passages)

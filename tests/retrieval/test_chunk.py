@@ -250,3 +250,48 @@ def test_with_the_real_tokenizer_chunks_are_unchanged_and_long_words_fit(minilm_
     chunks = chunk_text("d", text, count_tokens=minilm_count, max_tokens=200)
     assert all(minilm_count(c.text) <= 200 for c in chunks)
     assert_covers(text, chunks)
+
+
+def unknown_long_words(text: str) -> int:
+    """Like WordPiece on words of over 100 characters: each is one unknown piece, however long."""
+    return sum(1 if len(token) > 100 else math.ceil(len(token) / 4) for token in re.findall(r"\w+|[^\w\s]", text))
+
+
+def test_a_chunk_never_exceeds_max_chars_even_where_the_tokenizer_sees_one_piece():
+    blob = "x" * 200_000  # one "word" the tokenizer reads as a single [UNK]
+    text = f"The report opens here. {blob} And it closes here."
+    plain = chunk_text("d", text, count_tokens=unknown_long_words, max_tokens=200)
+    assert max(len(c.text) for c in plain) > 200_000  # without the cap: one huge chunk
+    counter = Counting(unknown_long_words)
+    chunks = chunk_text("d", text, count_tokens=counter, max_tokens=200, max_chars=2400)
+    assert max(len(c.text) for c in chunks) <= 2400
+    assert 200_000 / 2400 <= len(chunks) <= 200_000 / 2400 * 2 + 3
+    assert counter.chars < 40 * len(text)  # no quadratic counting of the blob
+    assert_covers(text, chunks)
+
+
+def test_max_chars_leaves_ordinary_prose_chunked_as_before():
+    for path in sorted(SEEDS.glob("*.txt")):
+        text = path.read_text()
+        before = chunk_text("d", text, count_tokens=word_pieces, max_tokens=200)
+        after = chunk_text("d", text, count_tokens=word_pieces, max_tokens=200, max_chars=2400)
+        assert [(c.start, c.end) for c in after] == [(c.start, c.end) for c in before], path.name
+
+
+def test_long_paragraphs_reach_the_sentence_splitter_in_windows(monkeypatch):
+    import retrieval.chunk as chunk
+
+    sentence = "The troops moved east on Monday, and officials said more would follow soon. "
+    text = sentence * 800  # one paragraph of 61,600 characters
+    real = chunk._segmenter()
+    given = []
+
+    class Recording:
+        def segment(self, part):
+            given.append(len(part))
+            return real.segment(part)
+
+    monkeypatch.setattr(chunk, "_segmenter", lambda: Recording())
+    spans = split_sentences(text)
+    assert max(given) <= chunk.SEGMENT_WINDOW and sum(given) == len(text)
+    assert [text[s:e] for s, e in spans] == [sentence.strip()] * 800  # windows cut between sentences

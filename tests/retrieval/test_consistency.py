@@ -386,7 +386,7 @@ class IndexHistory(RuleBasedStateMachine):
         matched = [self._matches(ref) for ref in given]
         with crashing(crash) as log:
             try:
-                removed = self.answerer.remove(given)
+                removed = self.answerer.remove(given, all_matching=True)
             except QuestionError:
                 assert not all(matched), f"{given} all match indexed documents"
                 assert log.ops == 0
@@ -596,3 +596,18 @@ def test_remove_by_the_path_that_was_ingested_through_a_symlink(tmp_path):
     assert answerer.ingest([tmp_path / "link"]).added == 1
     assert answerer.remove([str(tmp_path / "link" / "t0.txt")]) == [str((corpus / "t0.txt").resolve())]
     assert answerer.sources() == []
+
+
+def test_a_ref_matching_several_documents_removes_nothing_unless_all_matching(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    feed = corpus / "feed.jsonl"
+    feed.write_text("".join(json.dumps({"title": f"t{n}", "text": f"story {n} about the harbour.", "id": f"s{n}"})
+                            + "\n" for n in range(4)), encoding="utf-8")
+    answerer = Answerer(make_settings(tmp_path / "index"), FakeEmbedder())
+    assert answerer.ingest([corpus]).added == 4
+    with pytest.raises(QuestionError, match=r"matches 4 documents \(s0, s1, s2 and 1 more\); nothing was removed"):
+        answerer.remove(["s0", str(feed)])
+    assert len(answerer.sources()) == 4  # not even s0, which matched one
+    assert sorted(answerer.remove([str(feed)], all_matching=True)) == ["s0", "s1", "s2", "s3"]
+    assert answerer.sources() == [] and answerer.check() == []

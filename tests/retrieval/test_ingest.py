@@ -272,3 +272,37 @@ def test_discover_walks_folders_and_reports_bad_paths(tmp_path):
 
 def test_supported_suffixes():
     assert SUPPORTED_SUFFIXES == {".txt", ".md", ".html", ".htm", ".json", ".jsonl"}
+
+
+# --- hostile files ------------------------------------------------------------------------------
+
+
+def test_a_symlink_loop_is_one_error_and_the_folder_goes_on(tmp_path):
+    (tmp_path / "good.txt").write_text("NATO troops arrived in Latvia on Monday.", encoding="utf-8")
+    (tmp_path / "loop.txt").symlink_to(tmp_path / "loop.txt")
+    (tmp_path / "a.md").symlink_to(tmp_path / "b.md")
+    (tmp_path / "b.md").symlink_to(tmp_path / "a.md")
+    files, errors = discover([tmp_path, tmp_path / "loop.txt"])
+    assert files == [(tmp_path / "good.txt").resolve()]
+    assert sorted(e.path.rsplit("/", 1)[-1] for e in errors) == ["a.md", "b.md", "loop.txt", "loop.txt"]
+    assert all("symbolic link that loops" in e.reason for e in errors), errors
+    assert "symbolic link that loops" in only_error(tmp_path / "loop.txt").reason
+
+
+def test_half_a_character_escaped_in_json_becomes_a_replacement_character(tmp_path):
+    path = tmp_path / "feed.jsonl"
+    path.write_text('{"title": "Bad \\ud800 title", "text": "Troops \\udc00 arrived.", "id": "x\\ud800"}\n'
+                    '{"title": "Good", "text": "A smile \\ud83d\\ude00 stays whole."}\n', encoding="utf-8")
+    bad, good = read_articles(path)
+    assert (bad.title, bad.text, bad.key) == ("Bad \ufffd title", "Troops \ufffd arrived.", "x\ufffd")
+    assert good.text == "A smile \U0001f600 stays whole."
+    assert bad.doc_id and bad.text.encode("utf-8")  # hashable and storable
+
+
+def test_a_file_over_the_size_limit_is_refused_unread(tmp_path):
+    path = tmp_path / "big.txt"
+    path.write_text("word " * 300_000, encoding="utf-8")  # 1.4 MB
+    (error,) = read_articles(path, max_bytes=2**20)
+    assert isinstance(error, IngestError) and "1.4 MB, more than the limit of 1 MB" in error.reason
+    assert "corpus.max_file_mb" in error.reason
+    assert isinstance(read_articles(path, max_bytes=2 * 2**20)[0], Article)

@@ -100,6 +100,8 @@ def test_questions_are_checked(make):
         answerer.answer("   \n ")
     with pytest.raises(QuestionError, match="limit is 500"):
         answerer.answer("why " * 300)
+    with pytest.raises(QuestionError, match="half a character"):  # from Discord's JSON: "\ud800"
+        answerer.answer("where are the \ud800 troops?")
 
 
 def test_empty_index_says_so(make):
@@ -307,3 +309,26 @@ def test_the_phrase_model_is_prefetched_only_beside_an_embedder_that_never_impor
     embedder.uses_torch = False
     answerer.answer("where are the battle groups?")
     assert phrases.prefetched == ["where are the battle groups?"]
+
+
+def test_an_article_over_the_length_limit_or_one_that_trips_a_bug_costs_only_itself(make, tmp_path, monkeypatch):
+    import retrieval.writer as writer
+
+    corpus = write(tmp_path / "corpus", {**ARTICLES, "long.txt": "Troops moved. " * 200})
+    answerer = make(corpus={"max_article_chars": 1000})
+    real = writer.chunk_text
+
+    def chunk_text(doc_id, text, **kwargs):
+        if "Sourdough" in text:
+            raise RuntimeError("a bug the chunker never met")
+        return real(doc_id, text, **kwargs)
+
+    monkeypatch.setattr(writer, "chunk_text", chunk_text)
+    report = answerer.ingest([corpus])
+    assert (report.added, report.failed) == (2, 2)
+    long_line, = [e for e in report.errors if "long.txt" in e]
+    assert "2,799 characters, more than the limit of 1,000" in long_line and "corpus.max_article_chars" in long_line
+    bug_line, = [e for e in report.errors if "bread.txt" in e]
+    assert "RuntimeError: a bug the chunker never met" in bug_line
+    assert {s.key.rsplit("/", 1)[-1] for s in answerer.sources()} == {"nato.txt", "ships.txt"}
+    assert answerer.check() == []
