@@ -76,9 +76,9 @@ class RerankerSettings(_Section):
         description="weight of each sentence feature (retrieval/features.py) in the rescoring score",
     )
     cross_encoder: Path | None = Field(None, description="a local sentence-transformers CrossEncoder folder")
-    token_chunks: int = Field(5, ge=0, le=200, description="best chunks whose sentences get word-piece "
+    token_chunks: int = Field(4, ge=0, le=200, description="best chunks whose sentences get word-piece "
                               "matching; 0 means every candidate")
-    token_sentences: int = Field(1, ge=0, le=100, description="best sentences of each such chunk that get it; "
+    token_sentences: int = Field(2, ge=0, le=100, description="best sentences of each such chunk that get it; "
                                  "0 means all")
     first_stage_weights: dict[str, float] = Field(
         default_factory=dict, description="weights that pick the sentences for word-piece matching; "
