@@ -72,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     p = commands.add_parser("remove", help="take documents out of the index",
                             description="Remove documents by file path, URL or document id (as `sources` shows).")
     p.add_argument("refs", nargs="+", metavar="REF")
+    p.add_argument("--json", action="store_true", help="print the keys removed as JSON")
     p.add_argument("--all-matching", action="store_true",
                    help="remove every document a REF matches (a file of many records, a short id prefix); "
                         "without it a REF that matches more than one document removes nothing")
@@ -100,6 +101,12 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("discord", help="run the Discord bot (token from CITEBOT_DISCORD_TOKEN)",
                         description="Start the Discord bot. The token is read from the CITEBOT_DISCORD_TOKEN "
                         "environment variable only.")
+    # --config and -v also after the command (`citebot ask "q" -v`); given there, they win.
+    for sub in commands.choices.values():
+        sub.add_argument("--config", type=Path, metavar="FILE", default=argparse.SUPPRESS,
+                         help="a TOML settings file over config/default.toml")
+        sub.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                         help="log to stderr (-vv for debug)")
     return parser
 
 
@@ -212,6 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("citebot: interrupted")
         return 130
+    except BrokenPipeError:
+        # The reader went away (`citebot sources --json | head`): stop quietly, as Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE
     except Exception as error:
         full = _disk_full(error)
         if full is not None:
@@ -395,6 +407,9 @@ def cmd_sources(args, settings) -> int:
 def cmd_remove(args, settings) -> int:
     _check_not_busy(settings)
     removed = _answerer(settings).remove(args.refs, all_matching=args.all_matching)
+    if args.json:
+        print(json.dumps({"removed": removed}))
+        return 0
     for key in removed:
         err.print(f"removed {_line(key)}", markup=False)
     return 0

@@ -387,3 +387,36 @@ def test_remove_passes_all_matching_and_refuses_an_ambiguous_ref_without_it(fake
     assert err_lines()[-1].startswith("citebot: 'abcdef' matches 2 documents")
     assert cli.main(["remove", "--all-matching", "abcdef"]) == 0
     assert calls == [(["abcdef"], False), (["abcdef"], True)] and err_lines()[-2:] == ["removed a", "removed b"]
+
+
+def test_verbose_and_config_are_taken_after_the_command_too(fake, tmp_path, monkeypatch):
+    config = tmp_path / "mine.toml"
+    config.write_text("[search]\nk = 3\n", encoding="utf-8")
+    seen = []
+    real = cli.COMMANDS["sources"]
+    monkeypatch.setitem(cli.COMMANDS, "sources", lambda args, settings: seen.append((args.verbose, settings.search.k))
+                        or real(args, settings))
+    assert cli.main(["sources", "-v", "--config", str(config)]) == 0
+    assert cli.main(["--config", str(config), "-vv", "sources"]) == 0
+    assert cli.main(["sources"]) == 0
+    assert seen == [(1, 3), (2, 3), (0, 5)]
+
+
+def test_remove_json_prints_the_keys_removed(fake, monkeypatch, capsys):
+    monkeypatch.setattr(fake, "remove", lambda refs, *, all_matching=False: ["/news/a.txt"], raising=False)
+    assert cli.main(["remove", "--json", "/news/a.txt"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"removed": ["/news/a.txt"]}
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CITEBOT_")}
+    env["CITEBOT_INDEX__DIR"] = str(tmp_path / "index")
+    root = __import__("tests.conftest", fromlist=["ROOT"]).ROOT
+    read, write = os.pipe()
+    os.close(read)  # `| head` that has already gone
+    done = subprocess.run([sys.executable, "-m", "bot.cli", "sources", "--json"], stdout=write,
+                          stderr=subprocess.PIPE, text=True, env=env, cwd=root, timeout=120)
+    os.close(write)
+    assert done.returncode == 141 and done.stderr == "", done.stderr
