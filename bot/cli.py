@@ -197,7 +197,7 @@ def _logging(verbose: int) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if verbose < 2:
-        for noisy in ("sentence_transformers", "transformers", "httpx", "urllib3", "bm25s"):
+        for noisy in ("sentence_transformers", "transformers", "httpx", "urllib3", "faiss"):
             logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
@@ -278,6 +278,13 @@ def _check_not_busy(settings) -> None:
 
 def cmd_ingest(args, settings) -> int:
     _check_not_busy(settings)
+    from retrieval.ingest import discover
+    from retrieval.writer import IngestReport
+
+    files, errors = discover(args.paths)
+    if errors and not files and not args.rebuild:  # every path is wrong: say so before the model loads
+        _print_report(IngestReport(failed=len(errors), errors=[str(e) for e in errors]), args.json)
+        return 1
     answerer = _answerer(settings)
     report = _ingest_with_progress(answerer, args.paths, rebuild=args.rebuild)
     _print_report(report, args.json)
@@ -285,9 +292,13 @@ def cmd_ingest(args, settings) -> int:
 
 
 def _ready_answerer(settings, *, quiet: bool, answerer=None):
-    """An Answerer whose index holds something: on first use the configured corpus is indexed."""
+    """An Answerer whose index holds something: on first use the configured corpus is indexed.
+
+    First use is an index never written to. One emptied by `remove` stays empty: it is not
+    filled with the demo articles again.
+    """
     answerer = answerer or _answerer(settings)
-    if answerer.is_empty() and settings.corpus.paths:
+    if answerer.is_empty() and settings.corpus.paths and answerer.store.generation == 0:
         if not quiet:
             names = ", ".join(str(p) for p in settings.corpus.paths)
             err.print(f"First use: indexing {names} …", markup=False)

@@ -36,6 +36,8 @@ from retrieval.store import SourceRow
 from retrieval.settings import Settings
 
 log = logging.getLogger("citebot.discord")
+# The bot never joins a voice channel: discord.py's "PyNaCl is not installed" warning at every start is noise.
+discord.VoiceClient.warn_nacl = False
 
 QUESTION_MIN, QUESTION_MAX = 3, 500
 K_MAX = 10

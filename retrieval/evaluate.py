@@ -8,6 +8,7 @@ stored article text.
 from __future__ import annotations
 
 import json
+import random
 import re
 import string
 import tempfile
@@ -146,7 +147,12 @@ def evaluate(answerer, questions: list[Question], *, progress=None) -> dict:
 
 
 def _bar(err, label: str, total: int | None, quiet: bool):
-    """A transient progress bar on stderr: `with _bar(...) as update: update(done)`."""
+    """Progress on stderr: `with _bar(...) as update: update(done)`.
+
+    On a terminal, a transient bar (none with --json). Anywhere else (a pipe, a log file), a plain
+    line at each tenth of the work with the time left, --json or not: stdout holds the figures,
+    and a run of 25 minutes must not look hung.
+    """
     from contextlib import contextmanager
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -158,7 +164,34 @@ def _bar(err, label: str, total: int | None, quiet: bool):
             task = progress.add_task(label, total=total)
             yield lambda done, total=total, *_: progress.update(task, completed=done, total=total)
 
-    return bar()
+    if err.is_terminal:
+        return bar()
+    return _lines(err, label, total)
+
+
+class _lines:
+    """`label 496/4961 (10%), about 12 min left` at each tenth, on a stream that is not a terminal."""
+
+    def __init__(self, err, label: str, total: int | None):
+        self.err, self.label, self.total = err, label, total
+        self.started, self.shown = time.perf_counter(), 0
+
+    def __enter__(self):
+        return self.update
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def update(self, done: int, total: int | None = None, *_) -> None:
+        total = total or self.total
+        if not total or done * 10 < (self.shown + 1) * total:
+            return
+        self.shown = done * 10 // total
+        elapsed = time.perf_counter() - self.started
+        left = elapsed * (total - done) / done if done else 0.0
+        when = f"about {left / 60:.0f} min left" if left >= 90 else f"about {left:.0f} s left"
+        self.err.print(f"{self.label} {done}/{total} ({100 * done // total}%), "
+                       f"{when if done < total else f'done in {elapsed:.0f} s'}", markup=False, highlight=False)
 
 
 def _index(settings, articles: list[dict], folder: Path, err, quiet: bool):
@@ -192,7 +225,7 @@ def run_squad(args, settings, *, out, err) -> int:
             questions, unplaced = questions_for(articles, texts)
             if unplaced:
                 err.print(f"{unplaced} questions skipped: their paragraph was not found in the stored text")
-            questions = questions[: args.limit] if args.limit else questions
+            questions = sample(questions, args.limit)
             figures = _ask_all(answerer, questions, err, args.json)
             figures.pop("_top_scores")
             figures.pop("_top_mixed")
@@ -204,6 +237,18 @@ def run_squad(args, settings, *, out, err) -> int:
     return 0
 
 
+def sample(questions: list, limit: int | None, seed: int = 0) -> list:
+    """`limit` questions drawn evenly from the whole list with a fixed seed, in their order.
+
+    The first N questions all come from the first article or two, which says little about the
+    file; a seeded sample spreads over every article and gives the same set each run.
+    """
+    if not limit or limit >= len(questions):
+        return questions
+    chosen = sorted(random.Random(seed).sample(range(len(questions)), limit))
+    return [questions[i] for i in chosen]
+
+
 def _abstention(settings, articles: list[dict], folder: Path, args, err) -> dict:
     """Index the even-numbered articles; ask their questions and the odd-numbered articles' ones."""
     indexed, held_out = articles[0::2], articles[1::2]
@@ -211,8 +256,7 @@ def _abstention(settings, articles: list[dict], folder: Path, args, err) -> dict
     answerable, _ = questions_for(indexed, texts)
     unanswerable, _ = questions_for(held_out, {f"squad:{a['title']}": "\n\n".join(
         p["context"].strip() for p in a["paragraphs"]) for a in held_out})
-    if args.limit:
-        answerable, unanswerable = answerable[: args.limit], unanswerable[: args.limit]
+    answerable, unanswerable = sample(answerable, args.limit), sample(unanswerable, args.limit)
     inside = _ask_all(answerer, answerable, err, args.json)
     outside = _ask_all(answerer, unanswerable, err, args.json)
     mixed = answerer.mixing

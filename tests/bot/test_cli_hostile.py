@@ -238,7 +238,7 @@ def test_json_keeps_the_data_as_stored_with_every_control_character_escaped(fake
     assert json.loads(dumped)[0]["title"] == TITLE and json.loads(dumped)[0]["outlet"] == OUTLET
 
 
-def test_ingest_failures_and_removed_keys_are_printed_inert(fake, monkeypatch):
+def test_ingest_failures_and_removed_keys_are_printed_inert(fake, monkeypatch, tmp_path):
     from retrieval.writer import IngestReport
 
     bad = f"/news/{CLEAR}[/x]{WINDOW}.txt"
@@ -246,7 +246,7 @@ def test_ingest_failures_and_removed_keys_are_printed_inert(fake, monkeypatch):
     monkeypatch.setattr(fake, "ingest", lambda paths, progress=None, rebuild=False: IngestReport(
         failed=2, errors=[f"{bad}: not UTF-8 text\x07", f"{not_utf8}: empty"]), raising=False)
     monkeypatch.setattr(fake, "remove", lambda refs, **kw: [bad], raising=False)
-    assert cli.main(["ingest", "/news"]) == 1
+    assert cli.main(["ingest", str(tmp_path)]) == 1
     assert cli.main(["remove", "x"]) == 0
     assert err_lines() == ["failed: /news/[/x].txt: not UTF-8 text", "failed: /news/b\\xffd.txt: empty",
                            "0 added, 0 updated, 0 unchanged, 2 failed", "removed /news/[/x].txt"]
@@ -292,12 +292,12 @@ def test_chat_refuses_a_line_that_is_not_utf8_and_goes_on(fake, monkeypatch):
 FULL = "citebot: the disk is full (no space left on device{}): free some space there and run the command again"
 
 
-def test_a_full_disk_writing_a_file_is_one_line(fake, monkeypatch):
+def test_a_full_disk_writing_a_file_is_one_line(fake, monkeypatch, tmp_path):
     def ingest(paths, progress=None, rebuild=False):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/index/seg-000007.faiss")
 
     monkeypatch.setattr(fake, "ingest", ingest, raising=False)
-    assert cli.main(["ingest", "/news"]) == 1
+    assert cli.main(["ingest", str(tmp_path)]) == 1
     assert err_lines() == [FULL.format(" writing /index/seg-000007.faiss")]
 
 
@@ -309,7 +309,7 @@ def test_a_full_disk_under_sqlite_is_one_line(fake, monkeypatch, tmp_path):
         db.execute("INSERT INTO t VALUES (?)", ["x" * 100_000])
 
     monkeypatch.setattr(fake, "ingest", ingest, raising=False)
-    assert cli.main(["ingest", "/news"]) == 1
+    assert cli.main(["ingest", str(tmp_path)]) == 1
     assert err_lines() == [FULL.format("")]
 
 
@@ -420,3 +420,38 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
                           stderr=subprocess.PIPE, text=True, env=env, cwd=root, timeout=120)
     os.close(write)
     assert done.returncode == 141 and done.stderr == "", done.stderr
+
+
+def test_a_missing_path_is_reported_before_the_model_loads(fake, monkeypatch, tmp_path):
+    monkeypatch.setattr(cli, "_answerer", lambda settings: pytest.fail("the answerer was built"))
+    assert cli.main(["ingest", str(tmp_path / "nope")]) == 1
+    assert err_lines() == [f"failed: {tmp_path / 'nope'}: no such file or folder: check the path",
+                           "0 added, 0 updated, 0 unchanged, 1 failed"]
+
+
+def test_an_index_emptied_by_remove_is_not_filled_with_the_demo_articles_again(monkeypatch):
+    from types import SimpleNamespace
+
+    from retrieval.settings import load_settings
+
+    ingested = []
+    monkeypatch.setattr(cli, "_ingest_with_progress", lambda answerer, paths, **kw: ingested.append(paths)
+                        or SimpleNamespace(errors=[]))
+    settings = load_settings()
+    emptied = SimpleNamespace(is_empty=lambda: True, store=SimpleNamespace(generation=7))
+    assert cli._ready_answerer(settings, quiet=True, answerer=emptied) is emptied and ingested == []
+    fresh = SimpleNamespace(is_empty=lambda: True, store=SimpleNamespace(generation=0))
+    cli._ready_answerer(settings, quiet=True, answerer=fresh)
+    assert ingested == [settings.corpus.paths]
+
+
+def test_minus_v_leaves_out_faiss_loader_lines_and_the_bot_no_voice_warning():
+    import logging
+
+    import bot.discord_app  # noqa: F401 - importing it settles the voice warning
+
+    import discord
+
+    cli._logging(1)
+    assert logging.getLogger("faiss").getEffectiveLevel() == logging.WARNING
+    assert discord.VoiceClient.warn_nacl is False

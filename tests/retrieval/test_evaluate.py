@@ -57,3 +57,31 @@ def test_eval_squad_cli_ends_with_one_json_object(tmp_path):
     assert figures["questions"] == 3
     assert figures["recall@10"] == 1.0  # three articles' worth of text: every answer is retrieved
     assert 0 < figures["recall@1"] <= 1 and figures["p95_ms"] >= figures["p50_ms"] > 0
+
+
+def test_limit_samples_across_articles_with_a_fixed_seed():
+    from retrieval.evaluate import sample
+
+    questions = [(article, n) for article in range(20) for n in range(50)]  # in file order, as questions_for gives
+    chosen = sample(questions, 100)
+    assert chosen == sample(questions, 100) and len(chosen) == 100
+    assert chosen == sorted(chosen)  # file order kept
+    assert len({article for article, _ in chosen}) == 20  # questions[:100] would be 2 articles
+    assert sample(questions, None) is questions and sample(questions, 5000) is questions
+
+
+def test_progress_in_a_pipe_is_a_line_at_each_tenth():
+    import io
+
+    from rich.console import Console
+
+    from retrieval.evaluate import _bar
+
+    err = Console(file=io.StringIO(), width=200)
+    assert not err.is_terminal
+    with _bar(err, "asking", 50, quiet=True) as update:
+        for done in range(1, 51):
+            update(done)
+    lines = err.file.getvalue().splitlines()
+    assert len(lines) == 10 and lines[0].startswith("asking 5/50 (10%), about ")
+    assert lines[-1].startswith("asking 50/50 (100%), done in ")
