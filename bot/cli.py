@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import errno
+import io
 import json
 import logging
 import os
@@ -269,6 +270,25 @@ def _print_report(report, as_json: bool) -> None:
                   f"{report.failed} failed", markup=False)
 
 
+PIPE_WIDTH = 10_000
+
+
+def show(renderable) -> None:
+    """Print to stdout: as rich lays it out on a terminal; in a pipe, unwrapped and without trailing spaces.
+
+    A script reading `citebot ask` wants each sentence on one line with its citation marker,
+    not rich's 80 columns padded with spaces.
+    """
+    if out.is_terminal:
+        out.print(renderable)
+        return
+    wide = Console(file=io.StringIO(), width=PIPE_WIDTH, highlight=False, color_system=None, no_color=True)
+    wide.print(renderable)
+    text = "\n".join(line.rstrip() for line in wide.file.getvalue().split("\n"))
+    out.file.write(text)
+    out.file.flush()
+
+
 def _check_not_busy(settings) -> None:
     """A losing second writer is told now, not after paying for the model start-up."""
     from retrieval.writer import check_not_busy
@@ -325,7 +345,7 @@ def cmd_ask(args, settings) -> int:
     if args.json:
         print(_escape_c1(answer.model_dump_json(indent=2)))
     else:
-        out.print(render_answer(answer, full=args.full))
+        show(render_answer(answer, full=args.full))
     return 0
 
 
@@ -368,7 +388,7 @@ def cmd_chat(args, settings) -> int:
         except QuestionError as error:
             err.print(f"citebot: {_line(str(error))}", markup=False)
             continue
-        out.print(render_answer(answer))
+        show(render_answer(answer))
         log.info("answered in %.0f ms", (time.perf_counter() - started) * 1000)
 
 
@@ -411,7 +431,7 @@ def cmd_sources(args, settings) -> int:
     if not rows:
         err.print("The index is empty: add articles with `citebot ingest PATH`.", markup=False)
         return 0
-    out.print(render_sources(rows))
+    show(render_sources(rows))
     return 0
 
 

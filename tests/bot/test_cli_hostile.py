@@ -455,3 +455,19 @@ def test_minus_v_leaves_out_faiss_loader_lines_and_the_bot_no_voice_warning():
     cli._logging(1)
     assert logging.getLogger("faiss").getEffectiveLevel() == logging.WARNING
     assert discord.VoiceClient.warn_nacl is False
+
+
+def test_piped_output_is_unwrapped_without_trailing_spaces(fake, monkeypatch):
+    long = "The alliance said that " + "many more troops would arrive " * 8 + "by the end of March."
+    from rich.padding import Padding
+    from rich.console import Group
+    from rich.text import Text
+
+    import bot.render as render
+
+    monkeypatch.setattr(render, "render_answer", lambda answer, full=False: Group(
+        Text(long + " [1]"), Padding(Text(long), (0, 0, 0, 4))))
+    assert cli.main(["ask", "where?"]) == 0
+    lines = cli.out.file.getvalue().splitlines()
+    assert lines[:2] == [long + " [1]", "    " + long]
+    assert all(line == line.rstrip() for line in lines)
