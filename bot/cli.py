@@ -34,6 +34,33 @@ examples:
 """
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("citebot")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
+
+
+TSV_COLUMNS = ("doc_id", "title", "outlet", "published", "chunks", "location")
+
+
+def sources_tsv(rows) -> str:
+    """`citebot sources --format tsv`: a header, then one line per article; tabs and line breaks become spaces."""
+    from bot.render import clean_line
+
+    def cell(value) -> str:
+        return clean_line(str(value)) if value is not None else ""
+
+    lines = ["\t".join(TSV_COLUMNS)]
+    for r in rows:
+        values = (r.doc_id, r.title or r.label, r.outlet, r.published.isoformat() if r.published else None,
+                  r.chunks, r.location)
+        lines.append("\t".join(cell(v) for v in values))
+    return "\n".join(lines) + "\n"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="citebot",
@@ -43,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", type=Path, metavar="FILE", help="a TOML settings file over config/default.toml")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr (-vv for debug)")
+    parser.add_argument("--version", action="version", version=f"citebot {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = commands.add_parser("ingest", help="add or update articles (.txt .md .html .json .jsonl, or folders)",
@@ -69,6 +97,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("sources", help="list the indexed articles")
     p.add_argument("--json", action="store_true", help="print the list as JSON")
+    p.add_argument("--format", choices=("table", "tsv"), default="table",
+                   help="tsv: one line per article, tab-separated, with a header line (for cut, awk, sort)")
 
     p = commands.add_parser("remove", help="take documents out of the index",
                             description="Remove documents by file path, URL or document id (as `sources` shows).")
@@ -427,6 +457,9 @@ def cmd_sources(args, settings) -> int:
              "location": r.location}
             for r in rows
         ], indent=2))
+        return 0
+    if args.format == "tsv":
+        sys.stdout.write(sources_tsv(rows))
         return 0
     if not rows:
         err.print("The index is empty: add articles with `citebot ingest PATH`.", markup=False)

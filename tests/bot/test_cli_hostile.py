@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -471,3 +472,19 @@ def test_piped_output_is_unwrapped_without_trailing_spaces(fake, monkeypatch):
     lines = cli.out.file.getvalue().splitlines()
     assert lines[:2] == [long + " [1]", "    " + long]
     assert all(line == line.rstrip() for line in lines)
+
+
+def test_sources_tsv_is_one_clean_line_per_article_under_a_header(fake, capsys):
+    assert cli.main(["sources", "--format", "tsv"]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split("\t") == list(cli.TSV_COLUMNS)
+    assert len(rows) == 1 and len(rows[0].split("\t")) == len(cli.TSV_COLUMNS)
+    for cell in rows[0].split("\t"):
+        assert_inert(cell)
+    assert SHOWN_TITLE in rows[0] and "/news/a.txt" in rows[0]
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0 and re.fullmatch(r"citebot \d+\.\d+\.\d+\S*\n", capsys.readouterr().out)
