@@ -277,10 +277,15 @@ def _answerer(settings):
 
 
 def _ingest_with_progress(answerer, paths, *, rebuild=False, quiet=False):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+    )
 
     columns = [TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("eta"), TimeRemainingColumn(),
                TextColumn("{task.fields[name]}", style="dim", markup=False)]  # a file may be named "[/x]"
+    if not quiet and getattr(getattr(answerer, "embedder", None), "_model", True) is None:
+        err.print("Loading the embedding model …", markup=False)  # seconds of silence otherwise
     with Progress(*columns, console=err, transient=True, disable=quiet) as bar:
         task = bar.add_task("ingest", total=None, name="")
 

@@ -488,3 +488,18 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as done:
         cli.main(["--version"])
     assert done.value.code == 0 and re.fullmatch(r"citebot \d+\.\d+\.\d+\S*\n", capsys.readouterr().out)
+
+
+def test_a_line_says_the_model_is_loading_before_an_ingest_that_must_load_it(fake, monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from retrieval.writer import IngestReport
+
+    monkeypatch.setattr(fake, "embedder", SimpleNamespace(_model=None), raising=False)
+    monkeypatch.setattr(fake, "ingest", lambda paths, progress=None, rebuild=False: IngestReport(added=1),
+                        raising=False)
+    assert cli.main(["ingest", str(tmp_path)]) == 0
+    assert err_lines() == ["Loading the embedding model …", "1 added, 0 updated, 0 unchanged, 0 failed"]
+    fake.embedder._model = object()  # loaded already: nothing to say
+    assert cli.main(["ingest", str(tmp_path)]) == 0
+    assert err_lines()[2:] == ["1 added, 0 updated, 0 unchanged, 0 failed"]
