@@ -8,58 +8,28 @@ enters rich as Text, never as markup.
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
-from collections.abc import Callable, Sequence
-from itertools import accumulate
+from collections.abc import Sequence
 
 from rich.console import Group
 from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from bot.controls import TERMINAL
 from retrieval.chunk import split_sentences
 from retrieval.models import Answer, Passage, Source, Span, Version
 
-# Whole sequences, as a terminal reads them, so nothing like "[2J" is left behind: strings (OSC, DCS,
-# SOS, PM, APC, in their ESC and C1 forms) up to their terminator, or the line's end if there is none;
-# CSI with its parameters and final byte; other escapes with their intermediates and final byte.
-# Then any C0 control but tab and newline, DEL, and C1. No sequence runs over a line break.
-_CONTROL = re.compile(
-    r"(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c\n]*(?:\x07|\x1b\\|\x9c)?"
-    r"|(?:\x1b\[|\x9b)[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]?"
-    r"|\x1b[\x20-\x2f]*[\x30-\x7e]?"
-    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
-)
 _BREAKS = re.compile(r"[\t\n]+")
 
 
 def clean(text: str) -> str:
     """`text` without terminal control sequences or control characters; tabs and newlines kept."""
-    return _CONTROL.sub("", text)
+    return TERMINAL.strip(text)
 
 
 def clean_line(text: str) -> str:
     """`clean`, and tabs and line breaks as single spaces: for a title, an outlet, a path on one line."""
     return _BREAKS.sub(" ", clean(text))
-
-
-def _cleaned(text: str) -> tuple[str, Callable[[int], int]]:
-    """`clean(text)`, and where an offset into `text` lands in it (a highlight keeps its words)."""
-    cuts = [m.span() for m in _CONTROL.finditer(text)]
-    if not cuts:
-        return text, lambda i: min(max(i, 0), len(text))
-    starts = [start for start, _ in cuts]
-    gone = list(accumulate(end - start for start, end in cuts))  # characters removed up to cut k, inclusive
-
-    def where(i: int) -> int:
-        i = min(max(i, 0), len(text))
-        k = bisect_right(starts, i) - 1
-        if k < 0:
-            return i
-        start, end = cuts[k]
-        return start - (gone[k - 1] if k else 0) if i < end else i - gone[k]
-
-    return _CONTROL.sub("", text), where
 
 
 def _date(source: Source) -> str:
@@ -84,7 +54,7 @@ def version_line(version: Version) -> str:
 def _head(answer: Answer) -> Text:
     """The answer sentence with its phrase reversed, the phrase again on its own, and the date."""
     span = answer.answer
-    sentence, at = _cleaned(span.text if span else "")
+    sentence, at = TERMINAL.strip_mapped(span.text if span else "")
     head = Text(sentence, style="bold yellow")
     phrase = answer.phrase
     if span and phrase and phrase.passage == span.passage and span.start <= phrase.start < phrase.end <= span.end:
@@ -121,7 +91,7 @@ def excerpt_bounds(passage: Passage, context: int = 1) -> tuple[int, int]:
 
 def _passage_text(passage: Passage, phrase: Span | None, *, full: bool) -> Text:
     start, end = (0, len(passage.text)) if full else excerpt_bounds(passage)
-    body, at = _cleaned(passage.text[start:end])
+    body, at = TERMINAL.strip_mapped(passage.text[start:end])
     text = Text(("… " if start > 0 else "") + body + (" …" if end < len(passage.text) else ""))
     shift = 2 if start > 0 else 0
     if passage.highlight is not None:

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
-from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import discord
 
+from bot.controls import DISCORD
 from retrieval.models import Answer, Passage, Source, Version
 
 if TYPE_CHECKING:  # the real types; fakes in tests only need the same attributes
@@ -94,17 +93,6 @@ def trim(text: str, limit: int) -> str:
     return text[:cut] + ELLIPSIS
 
 
-# Whole terminal sequences, so nothing like "[2J" is left behind: strings (OSC, DCS, SOS, PM, APC, in
-# their ESC and C1 forms) up to their terminator or the line's end, CSI with its parameters, other
-# escapes with their intermediates; then any C0 control but tab and newline, DEL, C1, and the
-# bidirectional embeddings, overrides and isolates, which can make text (a host name) read backwards.
-_CONTROL = re.compile(
-    r"(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c\n]*(?:\x07|\x1b\\|\x9c)?"
-    r"|(?:\x1b\[|\x9b)[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]?"
-    r"|\x1b[\x20-\x2f]*[\x30-\x7e]?"
-    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]"
-)
-_ANY_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")  # where every match starts
 # Line breaks a client may honour become "\n", so the line-start escaping sees every line; separators
 # become spaces. One character for one, so offsets into the text still hold.
 _BREAKS = str.maketrans(dict.fromkeys("\r\x85\u2028\u2029", "\n") | dict.fromkeys("\x0b\x0c\x1c\x1d\x1e\x1f", " "))
@@ -112,23 +100,11 @@ _BREAKS = str.maketrans(dict.fromkeys("\r\x85\u2028\u2029", "\n") | dict.fromkey
 
 def _cleaned(text: str) -> tuple[str, Callable[[int], int]]:
     """`text` without control characters, and the map from offsets in `text` to offsets in the result."""
-    text = text.translate(_BREAKS)
-    spans = [m.span() for m in _CONTROL.finditer(text)] if _ANY_CONTROL.search(text) else []
-    if not spans:
-        return text, lambda i: i
-    starts = [start for start, _ in spans]
-    removed = list(accumulate((end - start for start, end in spans), initial=0))
-
-    def where(i: int) -> int:
-        k = bisect_left(starts, i)  # the spans that start before i
-        return i - removed[k] + (max(0, spans[k - 1][1] - i) if k else 0)
-
-    return _CONTROL.sub("", text), where
+    return DISCORD.strip_mapped(text.translate(_BREAKS))
 
 
 def _clean(text: str) -> str:
-    text = text.replace("\r\n", "\n").translate(_BREAKS)
-    return _CONTROL.sub("", text) if _ANY_CONTROL.search(text) else text
+    return DISCORD.strip(text.replace("\r\n", "\n").translate(_BREAKS))
 
 
 def _one_line(text: str) -> str:
