@@ -106,6 +106,7 @@ class CitebotClient(discord.Client):
     ):
         intents = discord.Intents.default()
         intents.message_content = True  # privileged: @mention questions and follow-ups are message text
+        # Every message this client sends, reply, follow-up or edit, carries it: nobody is ever pinged.
         super().__init__(intents=intents, allowed_mentions=NO_MENTIONS, **options)
         self.settings = settings
         self.answerer = answerer
@@ -183,24 +184,24 @@ class CitebotClient(discord.Client):
                 "until": parse_date_flag("until", until),
             }
         except CitebotError as error:  # a mistyped date: the user's to fix, not a fault to log
-            await interaction.response.send_message(str(error), ephemeral=True, allowed_mentions=NO_MENTIONS)
+            await interaction.response.send_message(str(error), ephemeral=True)
             return
         filters = {name: value for name, value in filters.items() if value is not None}
         if not self.allowed_in(interaction.channel or discord.Object(interaction.channel_id or 0)):
-            await interaction.response.send_message(NOT_HERE, ephemeral=True, allowed_mentions=NO_MENTIONS)
+            await interaction.response.send_message(NOT_HERE, ephemeral=True)
             return
         if wait := self.cooldown_left(interaction.user.id):
-            await interaction.response.send_message(_wait_text(wait), ephemeral=True, allowed_mentions=NO_MENTIONS)
+            await interaction.response.send_message(_wait_text(wait), ephemeral=True)
             return
         await interaction.response.defer(thinking=True)
         interaction.extras["public_defer"] = True
         answer = await asyncio.to_thread(self.answerer.answer, question, k=k, **filters)
         if not answer.found:
-            sent = await interaction.followup.send(rd.not_found_text(answer), allowed_mentions=NO_MENTIONS, wait=True)
+            sent = await interaction.followup.send(rd.not_found_text(answer), wait=True)
         else:
             embed = await asyncio.to_thread(rd.answer_embed, answer)  # a huge answer takes a while to escape
             sent = await interaction.followup.send(
-                embed=embed, view=AnswerView(self, answer), allowed_mentions=NO_MENTIONS, wait=True
+                embed=embed, view=AnswerView(self, answer), wait=True
             )
         self.remember(sent.id, [question])
         if answer.found:
@@ -220,7 +221,7 @@ class CitebotClient(discord.Client):
         question = rd.strip_mentions(message.content, self.user.id)
         if not question:
             if key is None:
-                await message.reply(EMPTY_MENTION, mention_author=False, allowed_mentions=NO_MENTIONS)
+                await message.reply(EMPTY_MENTION, mention_author=False)
             return
         if wait := self.cooldown_left(message.author.id):
             await self._tell_privately(message, _wait_text(wait))
@@ -261,12 +262,11 @@ class CitebotClient(discord.Client):
 
     async def _reply(self, message: discord.Message, answer: Answer) -> discord.Message:
         if not answer.found:
-            return await message.reply(rd.not_found_text(answer), mention_author=False, allowed_mentions=NO_MENTIONS)
+            return await message.reply(rd.not_found_text(answer), mention_author=False)
         return await message.reply(
             embed=await asyncio.to_thread(rd.answer_embed, answer),
             view=AnswerView(self, answer),
             mention_author=False,
-            allowed_mentions=NO_MENTIONS,
         )
 
     async def _open_thread(self, channel: object, message_id: int, question: str) -> None:
@@ -284,9 +284,9 @@ class CitebotClient(discord.Client):
     async def _tell_privately(self, message: discord.Message, text: str) -> None:
         """A direct message, or a reply when the user takes no direct messages."""
         try:
-            await message.author.send(text, allowed_mentions=NO_MENTIONS)
+            await message.author.send(text)
         except discord.HTTPException:
-            await message.reply(text, mention_author=False, allowed_mentions=NO_MENTIONS)
+            await message.reply(text, mention_author=False)
 
     # -- admin commands
 
@@ -296,12 +296,11 @@ class CitebotClient(discord.Client):
             await interaction.response.send_message(
                 "No article folders are configured: add them to [corpus] paths in the settings file.",
                 ephemeral=True,
-                allowed_mentions=NO_MENTIONS,
             )
             return
         if self._reindexing.locked():
             await interaction.response.send_message(
-                "A reindex is already running; please wait for it.", ephemeral=True, allowed_mentions=NO_MENTIONS
+                "A reindex is already running; please wait for it.", ephemeral=True
             )
             return
         async with self._reindexing:
@@ -320,20 +319,20 @@ class CitebotClient(discord.Client):
                 shown = latest[0]
                 try:
                     await interaction.edit_original_response(
-                        content=rd.ingest_progress_text(*shown), allowed_mentions=NO_MENTIONS
+                        content=rd.ingest_progress_text(*shown)
                     )
                 except discord.HTTPException as error:
                     log.info("could not show reindex progress: %s", error)
             report = work.result()
             await interaction.edit_original_response(
-                content=rd.ingest_report_text(report), allowed_mentions=NO_MENTIONS
+                content=rd.ingest_report_text(report)
             )
 
     async def sources(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         rows = await asyncio.to_thread(self.answerer.sources)
         for text in rd.sources_messages(rows):
-            await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+            await interaction.followup.send(text, ephemeral=True)
 
     # -- errors
 
@@ -351,16 +350,16 @@ class CitebotClient(discord.Client):
         text = user_message(error)
         try:
             if not interaction.response.is_done():
-                await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+                await interaction.response.send_message(text, ephemeral=True)
                 return
             if interaction.extras.get("public_defer"):
                 # The first follow-up would fill the public "thinking…" message, for everyone to see:
                 # fill it with a neutral line, tell the user privately, then remove it.
-                await interaction.edit_original_response(content=NO_ANSWER, allowed_mentions=NO_MENTIONS)
-                await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+                await interaction.edit_original_response(content=NO_ANSWER)
+                await interaction.followup.send(text, ephemeral=True)
                 await interaction.delete_original_response()
                 return
-            await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+            await interaction.followup.send(text, ephemeral=True)
         except discord.HTTPException as failure:
             log.warning("could not tell user %s about an error: %s", interaction.user.id, failure)
 
@@ -387,7 +386,7 @@ class AnswerView(discord.ui.View):
         # rd.ALL_SOURCES_MAX_MESSAGES in all.
         await interaction.response.defer(ephemeral=True, thinking=True)
         for text in await asyncio.to_thread(rd.all_sources_messages, self.answer):
-            await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+            await interaction.followup.send(text, ephemeral=True)
 
     @discord.ui.button(emoji="👍", style=discord.ButtonStyle.secondary)
     async def helpful(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
@@ -409,7 +408,7 @@ class AnswerView(discord.ui.View):
             vote=vote,
         )
         await interaction.response.send_message(
-            "Thanks, your feedback is saved.", ephemeral=True, allowed_mentions=NO_MENTIONS
+            "Thanks, your feedback is saved.", ephemeral=True
         )
 
     async def on_error(self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item) -> None:
