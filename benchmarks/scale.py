@@ -3,8 +3,8 @@
 usage: python benchmarks/scale.py [--sizes 10000,100000,1000000] [--dir DIR] [--reuse] [--build-only] [--questions N]
                                   [--model real|pool|none] [--squad FILE] [--profile FILE] [--json] [-v]
 
-Each size is built in DIR/<size>/index through the real store and index code: SQLite rows, FTS5
-by trigger, stem counts, one Flat segment file per commit of up to 64 articles / 512 chunks (the
+Each size is built in DIR/<size>/index through the real store and index code: SQLite rows, stem
+counts, one segment (Flat vector file and postings file) per commit of up to 64 articles / 512 chunks (the
 writer's batches, each under the write lock), and the writer's tiered merges (IVF beyond
 `index.ann_min_chunks`).
 
@@ -58,9 +58,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from retrieval.chunk import _pack, split_sentences  # noqa: E402
-from retrieval.index import SegmentSet, build_index, save_index  # noqa: E402
+from retrieval.index import SegmentSet  # noqa: E402
 from retrieval.models import Article, Chunk  # noqa: E402
-from retrieval.writer import BATCH_ARTICLES, BATCH_CHUNKS  # noqa: E402
+from retrieval.writer import BATCH_ARTICLES, BATCH_CHUNKS, write_segment  # noqa: E402
 
 KEYS = ("chunks", "add_article_s", "visible_after_s", "question_p50_ms_cold", "question_p95_ms_cold",
         "question_p50_ms_warm", "reader_rss_mb", "disk_mb", "vector_recall_at_40")
@@ -370,8 +370,7 @@ def _commit(writer, store, embedder, settings, batch, index_dir: Path, times: di
                                     for c, ss in zip(chunks, spans)]
                 w.add(article, chunks, vectors[at : at + len(chunks)], spans, sentence_vectors)
                 at += len(chunks)
-            ids, added = w.added_vectors()
-            save_index(build_index(ids, added, "Flat"), index_dir / w.segment[1])
+            write_segment(index_dir, w)
         times["sqlite"] += time.perf_counter() - clock
         clock = time.perf_counter()
         merges = writer.merge()

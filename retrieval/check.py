@@ -1,8 +1,8 @@
 """`citebot check`: verify that the store and the vector segments agree, in one snapshot.
 
 Every chunk has exactly one live vector, in the segment the store names, and every live vector
-belongs to a chunk; segment files hold what the store says; FTS5, word counts and counters match
-the chunks. This reads the whole index once: it is a check, not part of any question or commit.
+belongs to a chunk; segment files (vectors and postings) hold what the store says; word counts
+and counters match the chunks. This reads the whole index once: it is a check, not part of any question or commit.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from retrieval.features import content_stems
+from retrieval import lexical
 from retrieval.index import load_index
 from retrieval.store import Store
 
@@ -58,6 +59,7 @@ def check(store: Store, folder: Path) -> list[str]:
                 problems.append(f"segment {row.id}: {len(dead)} tombstones, the store counts {row.dead}")
             if dead - counts.keys():
                 problems.append(f"segment {row.id}: {len(dead - counts.keys())} tombstones for ids it does not hold")
+            problems += _check_postings(folder, row, set(counts), dead)
             for i in counts.keys() - dead:
                 if i in live_of:
                     problems.append(f"chunk {i}: live in segments {live_of[i]} and {row.id}")
@@ -82,11 +84,24 @@ def check(store: Store, folder: Path) -> list[str]:
         if kept != dict(df):
             wrong = sorted(set(kept.items()) ^ set(df.items()))[:1]
             problems.append(f"word counts differ from the chunks, e.g. {wrong}")
-        fts = db.execute("SELECT count(*) FROM chunks_fts").fetchone()[0]
-        if fts != len(chunk_segment):
-            problems.append(f"the word index lists {fts} chunks, the store holds {len(chunk_segment)}")
+    return problems
+
+
+def _check_postings(folder: Path, row, held: set[int], dead: set[int]) -> list[str]:
+    """The segment's postings twin: readable, and holding its live chunks (a dead one may linger)."""
     try:
-        store._db.execute("INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)")
-    except Exception as error:  # noqa: BLE001
-        problems.append(f"the word index is damaged ({error})")
+        postings = lexical.load(folder / lexical.lexical_name(row.file))
+    except (OSError, ValueError, KeyError) as error:
+        return [f"segment {row.id}: postings file {lexical.lexical_name(row.file)} cannot be read ({error})"]
+    ids = set(postings.ids.tolist())
+    problems = []
+    if len(ids) != len(postings.ids):
+        problems.append(f"segment {row.id}: postings list a chunk twice")
+    if (held - dead) - ids:
+        problems.append(f"segment {row.id}: {len((held - dead) - ids)} live chunks have no postings")
+    if ids - held:
+        problems.append(f"segment {row.id}: postings for {len(ids - held)} chunks it does not hold")
+    if len(postings.starts) != len(postings.terms) + 1 or (len(postings.docs) and (
+            int(postings.docs.max()) >= len(ids) or int(postings.starts[-1]) != len(postings.docs))):
+        problems.append(f"segment {row.id}: postings file is inconsistent")
     return problems

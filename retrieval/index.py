@@ -1,4 +1,4 @@
-"""The vectors: append-only FAISS segment files, searched together, with deletions as tombstones.
+"""The segments: append-only FAISS vector files and their BM25 twins, searched together, with tombstones.
 
 Each commit that adds chunks writes one new segment file holding only that commit's vectors, so
 the cost of a commit follows its size, not the corpus's. A removed chunk's vector stays in its file
@@ -7,6 +7,8 @@ Segments of about the same size are merged a few at a time (`plan_merge`), so a 
 lives in O(log N) files and each vector is rewritten O(log N) times. A merged segment of at least
 `ann_min` vectors is built with an approximate index (IVF by default, any FAISS factory string by
 setting); smaller ones are exact (Flat). FAISS holds vectors and ids only; the store holds the rest.
+Each vector file `seg-….faiss` has a twin `seg-….lex` with the same chunks' word postings
+(retrieval/lexical.py), written, loaded, tombstoned and merged with it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from retrieval import lexical
 
 log = logging.getLogger(__name__)
 
@@ -150,17 +154,20 @@ def plan_merge(segments: list[SegmentInfo]) -> list[int]:
 
 
 class Segment:
-    """One loaded segment file and the ids in it that are dead."""
+    """One loaded segment (its vectors and its postings) and the ids in it that are dead."""
 
-    def __init__(self, id: int, file: str, index):
+    def __init__(self, id: int, file: str, index, words: lexical.LexicalSegment | None = None):
         self.id = id
         self.file = file
         self.index = index
+        self.words = words or lexical.LexicalSegment(lexical.build([], []))
         self.dead: set[int] = set()
         self._selector = None
 
     def kill(self, ids) -> None:
-        self.dead.update(int(i) for i in ids)
+        ids = [int(i) for i in ids]
+        self.dead.update(ids)
+        self.words.kill(ids)
         self._selector = None
 
     def _params(self, nprobe: int):
@@ -222,7 +229,7 @@ class SegmentSet:
             fresh = []
             for row in rows.values():
                 if row.id not in segments:
-                    segments[row.id] = Segment(row.id, row.file, self._open(store, row))
+                    segments[row.id] = Segment(row.id, row.file, self._open(store, row), self._words(store, row))
                     fresh.append(row.id)
             for segment_id in fresh:
                 segments[segment_id].kill(i for _, i in store.tombstones(segment=segment_id))
@@ -246,6 +253,9 @@ class SegmentSet:
         ids, vectors = store.segment_vectors(row.id, self.dim)
         return build_index(ids, vectors, "Flat")
 
+    def _words(self, store, row) -> lexical.LexicalSegment:
+        return lexical.LexicalSegment(load_postings(self.folder, store, row))
+
     def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         """The k best live (chunk id, inner product) over every segment, best first."""
         query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
@@ -255,3 +265,19 @@ class SegmentSet:
             found += [(float(s), int(i)) for s, i in zip(scores[0], ids[0]) if i >= 0]
         found.sort(key=lambda pair: -pair[0])
         return [(i, s) for s, i in found[:k]]
+
+    def lexical_search(self, terms: list[str], k: int, allowed: set[int] | None = None) -> list[tuple[int, float]]:
+        """The k best live (chunk id, BM25) over every segment's postings, best first."""
+        among = None if allowed is None else np.sort(np.fromiter(allowed, dtype=np.int64, count=len(allowed)))
+        return lexical.search([s.words for s in list(self.segments.values())], terms, k, among)
+
+
+def load_postings(folder: Path, store, row) -> lexical.Postings:
+    """A segment's postings from its file; rebuilt from the store's chunk texts if the file is lost or torn."""
+    path = folder / lexical.lexical_name(row.file)
+    try:
+        return lexical.load(path)
+    except (OSError, ValueError, KeyError) as error:
+        log.warning("postings file %s missing or unreadable (%s); rebuilt from the store", path, error)
+    ids, texts = store.segment_texts(row.id)
+    return lexical.build(ids, texts)

@@ -1,4 +1,9 @@
-"""`citebot migrate`: upgrade an index written by citebot 0.1 (schema 1) in place, keeping every article.
+"""`citebot migrate`: upgrade an index written by an older citebot in place, keeping every article.
+
+Schema 2 kept BM25 in an FTS5 table. The upgrade to 3 writes each segment's postings file from
+the store's chunk texts (no model needed), then drops the FTS5 table in one transaction; a kill
+before that commit leaves the schema-2 index as it was (the postings files are rewritten by the
+next attempt).
 
 Schema 1 kept one FAISS file per generation and no sentence data. The upgrade builds a schema-2
 store in a new file beside the old one, from the old store's documents, chunks and chunk vectors
@@ -16,13 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
+from retrieval import lexical
 from retrieval.check import check
 from retrieval.embed import Embedder
 from retrieval.errors import CitebotError
 from retrieval.models import Article, Chunk
 from retrieval.settings import Settings
 from retrieval.store import SCHEMA_VERSION, Store, _schema_of
-from retrieval.writer import BATCH_ARTICLES, Writer, _Pending
+from retrieval.writer import BATCH_ARTICLES, Writer, _Pending, _take_lock
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +51,8 @@ def migrate(settings: Settings, embedder: Embedder, *, progress=None) -> int:
     version = schema_version(path)
     if version is None or version == SCHEMA_VERSION:
         return 0
+    if version == 2:
+        return _from_2(settings, progress=progress)
     if version != 1:
         raise CitebotError(f"the index in {folder} has schema {version}, which this citebot cannot upgrade: "
                            "rebuild it with `citebot ingest --rebuild PATH…`")
@@ -99,3 +107,30 @@ def migrate(settings: Settings, embedder: Embedder, *, progress=None) -> int:
             stale.unlink(missing_ok=True)
     log.info("migrated %d documents in %s to schema %d", carried, folder, SCHEMA_VERSION)
     return carried
+
+
+def _from_2(settings: Settings, *, progress=None) -> int:
+    """Schema 2 -> 3: postings files for every segment, then the FTS5 table goes, in one transaction."""
+    folder = settings.index.dir
+    db = sqlite3.connect(folder / "citebot.sqlite", timeout=30.0, isolation_level=None)
+    try:
+        with open(folder / "write.lock", "w") as lock:
+            _take_lock(lock, folder)
+            segments = db.execute("SELECT id, file FROM segments ORDER BY id").fetchall()
+            for number, (segment, file) in enumerate(segments, start=1):
+                rows = db.execute("SELECT id, text FROM chunks WHERE segment = ? ORDER BY id", (segment,)).fetchall()
+                postings = lexical.build([r[0] for r in rows], [r[1] for r in rows])
+                lexical.save(postings, folder / lexical.lexical_name(file))
+                if progress:
+                    progress(number, len(segments), file)
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("DROP TRIGGER IF EXISTS chunks_fts_insert")
+            db.execute("DROP TRIGGER IF EXISTS chunks_fts_delete")
+            db.execute("DROP TABLE IF EXISTS chunks_fts")
+            db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
+            db.execute("COMMIT")
+            documents = db.execute("SELECT count(*) FROM documents").fetchone()[0]
+    finally:
+        db.close()
+    log.info("migrated %d documents in %s from schema 2 to %d", documents, folder, SCHEMA_VERSION)
+    return documents

@@ -1,8 +1,8 @@
 """The read side: question -> candidates -> rescored sentences -> Answer, from one committed generation.
 
 Per question the cost follows the question, not the corpus: the vector segments are searched
-(new segments are loaded incrementally when a commit lands), FTS5 ranks by BM25 inside SQLite,
-the word statistics are looked up for the question's own words, and the candidates' sentence
+(new segments are loaded incrementally when a commit lands), BM25 reads the postings of the
+question's own terms from the segments' postings files (retrieval/lexical.py), the word statistics are looked up for the question's own words, and the candidates' sentence
 vectors are read as stored at ingest. Only the word-piece matching needs the model, and only for
 the few best sentences (`reranker.token_chunks` x `reranker.token_sentences`).
 """
@@ -28,7 +28,8 @@ from retrieval.features import (
 from retrieval.index import SegmentSet
 from retrieval.models import Answer, Hit
 from retrieval.rerank import Reranker, overlap
-from retrieval.search import Ranked, dense_run, fts_query, fuse, lexical_run
+from retrieval.lexical import question_terms
+from retrieval.search import Ranked, dense_run, fuse, lexical_run
 from retrieval.settings import Settings
 from retrieval.spans import NoPhrase, PhraseFinder
 from retrieval.store import StoredChunk, Store
@@ -205,8 +206,8 @@ class Reader:
             if mode in ("hybrid", "dense") and segments is not None:
                 found = segments.search(vector, n if allowed is None else self._depth(n, allowed))
                 runs.append(dense_run([(i, s) for i, s in found if allowed is None or i in allowed][:n]))
-            if mode in ("hybrid", "bm25"):
-                runs.append(lexical_run(self.store.lexical_search(fts_query(question), n, allowed)))
+            if mode in ("hybrid", "bm25") and segments is not None:
+                runs.append(lexical_run(segments.lexical_search(question_terms(question), n, allowed)))
         if not runs:
             return []
         return runs[0] if len(runs) == 1 else fuse(runs, rrf_k=self.settings.search.rrf_k)

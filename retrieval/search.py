@@ -1,16 +1,8 @@
-"""Question -> ranked chunk ids: dense (FAISS segments), lexical (SQLite FTS5 BM25) and their fusion."""
+"""Ranked chunk ids from the dense (FAISS) and lexical (BM25, retrieval/lexical.py) runs, and their fusion."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-
-# bm25s's English stop words, which the lexical side has always left out of a question.
-STOPWORDS = frozenset(
-    "a an and are as at be but by for if in into is it no not of on or such that the their then there these "
-    "they this to was will with".split()
-)
-_TOKEN = re.compile(r"(?u)\b\w\w+\b")
 
 
 @dataclass(frozen=True)
@@ -21,15 +13,6 @@ class Ranked:
     score: float
     dense: float | None = None
     lexical: float | None = None
-
-
-def fts_query(question: str) -> str:
-    """An FTS5 query matching any of the question's words (two letters or more, no stop words)."""
-    words = dict.fromkeys(
-        w for w in _TOKEN.findall(question.lower()) if w not in STOPWORDS and "_" not in w
-    )
-    # Each word quoted: FTS5 then reads it as a plain term, never as an operator (AND, NEAR, column:).
-    return " OR ".join(f'"{w}"' for w in words)
 
 
 def dense_run(found: list[tuple[int, float]]) -> list[Ranked]:

@@ -1,11 +1,11 @@
 """SQLite: documents, chunks, their vectors and word statistics; the source of truth.
 
-Everything a question needs besides the FAISS segments lives here and changes in the same
+Everything a question needs besides the segment files lives here and changes in the same
 transaction as the chunks, so no part can drift from another:
-- `chunks_fts`, an FTS5 index over chunk text kept by triggers (BM25 ranking inside SQLite);
 - `stems`, how many chunks hold each word stem (the rescoring's IDF), kept by the writer;
 - each chunk's sentence spans and float16 sentence vectors, computed once at ingest;
-- `segments` and `tombstones`, which FAISS segment files hold which live vectors (retrieval/segments.py).
+- `segments` and `tombstones`: which segment files (vectors in `seg-….faiss`, word postings in its
+  twin `seg-….lex`, retrieval/index.py and retrieval/lexical.py) hold which live chunks.
 
 The database runs in WAL mode: readers answer from the last commit while one writer ingests.
 Each write batch is one transaction that bumps `generation`; a kill at any moment leaves the
@@ -27,7 +27,8 @@ import numpy as np
 from retrieval.errors import IndexMismatchError, IndexSchemaError
 from retrieval.models import Source
 
-SCHEMA_VERSION = 2
+# 3: BM25 postings in segment files beside the vectors, instead of an FTS5 table.
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -53,19 +54,10 @@ CREATE TABLE IF NOT EXISTS chunks (
     vector BLOB NOT NULL,            -- float32, unit length
     sentences BLOB NOT NULL,         -- int32 (start, end) pairs into text
     sentence_vectors BLOB NOT NULL,  -- float16, one unit row per sentence
-    segment INTEGER NOT NULL         -- the FAISS segment holding its vector
+    segment INTEGER NOT NULL         -- the segment holding its vector and its postings
 );
 CREATE INDEX IF NOT EXISTS chunks_document ON chunks(document);
 CREATE INDEX IF NOT EXISTS chunks_segment ON chunks(segment);
-CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
-    text, content='chunks', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
-);
-CREATE TRIGGER IF NOT EXISTS chunks_fts_insert AFTER INSERT ON chunks BEGIN
-    INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text);
-END;
-CREATE TRIGGER IF NOT EXISTS chunks_fts_delete AFTER DELETE ON chunks BEGIN
-    INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
-END;
 CREATE TABLE IF NOT EXISTS stems (stem TEXT PRIMARY KEY, df INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS segments (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -315,6 +307,11 @@ class Store:
         rows = self._db.execute("SELECT id, text FROM chunks ORDER BY id").fetchall()
         return [row[0] for row in rows], [row[1] for row in rows]
 
+    def segment_texts(self, segment: int) -> tuple[list[int], list[str]]:
+        """The live (ids, texts) of one segment, from the store: to rebuild a lost postings file."""
+        rows = self._db.execute("SELECT id, text FROM chunks WHERE segment = ? ORDER BY id", (segment,)).fetchall()
+        return [row[0] for row in rows], [row[1] for row in rows]
+
     def segment_vectors(self, segment: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
         """The live (ids, vectors) of one segment, from the store: to rebuild a lost segment file."""
         rows = self._db.execute("SELECT id, vector FROM chunks WHERE segment = ? ORDER BY id", (segment,)).fetchall()
@@ -347,27 +344,6 @@ class Store:
         return {row[0] for row in rows}
 
     # -- reading: words -------------------------------------------------------------------------
-    def lexical_search(self, query: str, k: int, allowed: set[int] | None = None) -> list[tuple[int, float]]:
-        """(chunk id, BM25 score) of the best `k` chunks for an FTS5 query, best first (higher is better)."""
-        if not query:
-            return []
-        if allowed is None:
-            rows = self._db.execute(
-                "SELECT rowid, -bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?",
-                (query, k),
-            )
-            return [(int(i), float(s)) for i, s in rows]
-        rows = self._db.execute(
-            "SELECT rowid, -bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank", (query,)
-        )
-        found = []
-        for i, s in rows:
-            if i in allowed:
-                found.append((int(i), float(s)))
-                if len(found) >= k:
-                    break
-        return found
-
     def document_frequencies(self, stems: Iterable[str]) -> dict[str, int]:
         stems = list(dict.fromkeys(stems))
         if not stems:

@@ -1,7 +1,8 @@
 """The write side of one store transaction (see Store.write): documents, chunks, words, segments.
 
-Every change a commit makes (FTS5 rows by trigger, word counts, tombstones, the new segment's
-row) happens in the one SQLite transaction, so a kill at any moment leaves all of it or none.
+Every change a commit makes (rows, word counts, tombstones, the new segment's row) happens in the
+one SQLite transaction, so a kill at any moment leaves all of it or none. The new segment's files
+(vectors and postings) are written by the caller before that transaction commits.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class Writer:
         self._db = db
         self.generation = generation
         self.added: dict[int, np.ndarray] = {}  # chunk id -> vector, for the new segment
+        self.added_texts: dict[int, str] = {}  # chunk id -> text, for the new segment's postings
         self.segment: tuple[int, str] | None = None  # (id, file) of this commit's new segment
         self._stems: Counter[str] = Counter()
         self._documents = 0
@@ -47,6 +49,7 @@ class Writer:
         chunks = self._db.execute("SELECT id, segment, text FROM chunks WHERE document = ?", (row[0],)).fetchall()
         dead = []
         for chunk_id, segment, text in chunks:
+            self.added_texts.pop(chunk_id, None)
             if self.added.pop(chunk_id, None) is None:  # added earlier in this commit: never reached a file
                 dead.append((chunk_id, segment, self.generation))
             self._stems.subtract(set(content_stems(text)))
@@ -100,6 +103,7 @@ class Writer:
                  pack_spans(spans), np.ascontiguousarray(svectors, dtype=np.float16).tobytes(), segment),
             )
             self.added[int(cursor.lastrowid)] = vector
+            self.added_texts[int(cursor.lastrowid)] = chunk.text
             self._stems.update(set(content_stems(chunk.text)))
         self._documents += 1
         self._chunks += len(chunks)
@@ -148,6 +152,7 @@ class Writer:
         self._db.execute("DELETE FROM segments")
         self._db.execute("DELETE FROM meta WHERE key IN ('documents', 'chunks')")
         self.added.clear()
+        self.added_texts.clear()
         self._stems.clear()
         self._documents = self._chunks = 0
         self.segment = None

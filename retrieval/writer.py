@@ -1,8 +1,8 @@
 """The write side: files -> articles -> chunks, sentences, vectors -> one commit per batch.
 
-A commit costs what it adds: the batch's rows (with their FTS5 entries and word counts) go into
-SQLite in one transaction, and its vectors into one new, small FAISS segment file written before
-that transaction commits. Segments are merged a few at a time afterwards (retrieval/index.py), so
+A commit costs what it adds: the batch's rows (with their word counts) go into SQLite in one
+transaction, and its vectors and word postings into one new, small segment (a FAISS file and its
+postings twin) written before that transaction commits. Segments are merged a few at a time afterwards (retrieval/index.py), so
 no commit copies the corpus. Only one process writes at a time (a lock file).
 """
 
@@ -20,10 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from retrieval import ingest as ingest_files
+from retrieval import lexical
 from retrieval.chunk import chunk_text, split_sentences
 from retrieval.embed import Embedder
 from retrieval.errors import IndexBusyError, IngestError, QuestionError, SettingsError
-from retrieval.index import SegmentInfo, auto_factory, build_index, plan_merge, save_index, segment_name
+from retrieval.index import (
+    SegmentInfo, auto_factory, build_index, load_postings, plan_merge, save_index, segment_name,
+)
 from retrieval.models import Article, Chunk
 from retrieval.settings import Settings
 from retrieval.store import Store
@@ -146,13 +149,16 @@ class Writer:
             stale.unlink(missing_ok=True)
         named = {row.file for row in self.store.segments()}
         retired = self.store.retired()
-        for path in self.folder.glob("seg-*.faiss"):
-            if path.name not in named and path.name not in retired:
-                path.unlink(missing_ok=True)  # written by a writer killed before its commit
+        for pattern in ("seg-*.faiss", "seg-*.lex"):
+            for path in self.folder.glob(pattern):
+                vectors = path.with_suffix(".faiss").name
+                if vectors not in named and vectors not in retired:
+                    path.unlink(missing_ok=True)  # written by a writer killed before its commit
         old = [f for f, since in retired.items() if time.time() - since > RETIRE_AFTER_S]
         if old:
             for name in old:
                 (self.folder / name).unlink(missing_ok=True)
+                (self.folder / lexical.lexical_name(name)).unlink(missing_ok=True)
             with self.store.write() as writer:
                 writer.forget_retired(old)
 
@@ -287,9 +293,7 @@ class Writer:
             for article, chunks, vectors, spans, sentence_vectors in batch:
                 writer.add(article, chunks, vectors, spans, sentence_vectors)
             if writer.added:
-                ids, vectors = writer.added_vectors()
-                # Written before the commit: if we die in between, no commit names the file.
-                save_index(build_index(ids, vectors, "Flat"), self.folder / writer.segment[1])
+                write_segment(self.folder, writer)
         return removed
 
     def remove(self, refs: Sequence[str], *, all_matching: bool = False) -> list[str]:
@@ -341,6 +345,16 @@ class Writer:
         with self.store.write() as writer:
             file = segment_name(writer.generation)
             if len(ids):
+                rows = {row.id: row for row in self.store.segments()}
+                words = lexical.merge(
+                    (load_postings(self.folder, self.store, rows[s]),
+                     np.array([i for _, i in self.store.tombstones(segment=s)], dtype=np.int64))
+                    for s in chosen
+                )
+                if not np.array_equal(words.ids, np.sort(ids)):  # the store is the truth: never a twin out of step
+                    raise RuntimeError(f"postings of segments {chosen} hold other chunks than the store")
+                # Both files before the commit that names them: if we die in between, no commit does.
+                lexical.save(words, self.folder / lexical.lexical_name(file))
                 save_index(build_index(ids, vectors, factory), self.folder / file)
                 writer.replace_segments(chosen, file, factory, len(ids))
             else:
@@ -354,3 +368,14 @@ class Writer:
             return "Flat"
         return auto_factory(vectors, index.ann_min_chunks) if index.factory == "auto" else index.factory
 
+
+
+def write_segment(folder: Path, writer) -> None:
+    """A commit's new segment files, vectors and postings, written before the commit that names them.
+
+    If the writer dies in between, no commit names them, and the next writer's sweep deletes them.
+    """
+    ids, vectors = writer.added_vectors()
+    file = writer.segment[1]
+    lexical.save(lexical.build(ids, [writer.added_texts[int(i)] for i in ids]), folder / lexical.lexical_name(file))
+    save_index(build_index(ids, vectors, "Flat"), folder / file)

@@ -36,6 +36,7 @@ from retrieval import writer as writer_module
 from retrieval.chunk import chunk_text
 from retrieval.errors import QuestionError
 from retrieval.models import Article
+from retrieval.lexical import lexical_name
 from retrieval.pipeline import Answerer
 from retrieval.settings import load_settings
 from tests.fakes import FakeEmbedder
@@ -508,6 +509,8 @@ def test_a_real_kill_before_commit_over_duplicate_keys_leaves_the_last_commit(tm
     assert {r.key: r.doc_id for r in after.sources()} == state
     orphans = {p.name for p in index.glob("seg-*.faiss")} - {s.file for s in after.store.segments()}
     assert orphans, "the killed worker wrote no segment file"
+    twins = {p.name for p in index.glob("seg-*.lex")} - {lexical_name(s.file) for s in after.store.segments()}
+    assert twins == {lexical_name(f) for f in orphans}, "the killed worker's postings file is not beside its vectors"
     assert after.answer("zqbase").found
 
     report = after.ingest([corpus])
@@ -517,6 +520,7 @@ def test_a_real_kill_before_commit_over_duplicate_keys_leaves_the_last_commit(tm
     assert sorted(rows) == sorted([str(corpus / "a.txt"), "story-1", "story-2"])
     assert rows["story-1"].location == str(corpus / "f2.jsonl")  # the last record with the key, once
     assert not orphans & {p.name for p in index.glob("seg-*.faiss")}, "the next ingest kept the orphan file"
+    assert not twins & {p.name for p in index.glob("seg-*.lex")}, "the next ingest kept the orphan postings"
     for gone in ("zqfirst", "zqsecond"):
         assert all(not has_word(p.text, gone) for p in after.answer(gone).passages)
     assert "zqthird" in after.answer("zqthird").passages[0].text

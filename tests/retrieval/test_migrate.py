@@ -1,4 +1,5 @@
-"""An index written by citebot 0.1 (schema 1) is refused with the command that upgrades it, and upgrades whole."""
+"""Indexes written by older citebots (schema 1: citebot 0.1; schema 2: BM25 in FTS5) are refused with the
+command that upgrades them, and upgrade whole."""
 
 import sqlite3
 
@@ -10,6 +11,7 @@ from retrieval.errors import IndexSchemaError
 from retrieval.migrate import migrate, schema_version
 from retrieval.models import Article
 from retrieval.pipeline import Answerer
+from retrieval.store import SCHEMA_VERSION
 from tests.fakes import FakeEmbedder
 
 # citebot 0.1's schema, as it wrote it.
@@ -69,7 +71,7 @@ def test_migrate_keeps_every_article_and_answers_from_it(settings):
     before = sqlite3.connect(settings.index.dir / "citebot.sqlite").execute(
         "SELECT count(*) FROM chunks").fetchone()[0]
     assert migrate(settings, embedder) == 2
-    assert schema_version(settings.index.dir / "citebot.sqlite") == 2
+    assert schema_version(settings.index.dir / "citebot.sqlite") == SCHEMA_VERSION
     assert not list(settings.index.dir.glob("vectors-*.faiss"))
     assert not list(settings.index.dir.glob("*.migrating*"))
     answerer = Answerer(settings, embedder)
@@ -97,3 +99,84 @@ def test_a_migration_that_dies_leaves_the_old_index(settings, monkeypatch):
     monkeypatch.undo()
     assert migrate(settings, embedder) == 2  # and a second try goes through
     assert Answerer(settings, embedder).check() == []
+
+
+# What schema 2 had that schema 3 does not: BM25 in an FTS5 table kept by triggers, no postings files.
+V2_FTS = """
+CREATE VIRTUAL TABLE chunks_fts USING fts5(
+    text, content='chunks', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER chunks_fts_insert AFTER INSERT ON chunks BEGIN
+    INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text);
+END;
+CREATE TRIGGER chunks_fts_delete AFTER DELETE ON chunks BEGIN
+    INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
+END;
+INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild');
+UPDATE meta SET value = '2' WHERE key = 'schema';
+"""
+
+
+def write_v2(settings, tmp_path, embedder):
+    """A schema-2 index as the previous citebot left it: two segments, one article removed (a tombstone)."""
+    tmp_path.mkdir()
+    for article in ARTICLES + [Article(key="/news/gone.txt", path="/news/gone.txt", text="Gone tomorrow.")]:
+        path = tmp_path / article.key.rsplit("/", 1)[1]
+        path.write_text(article.text)
+    answerer = Answerer(settings, embedder)
+    for name in ("nato.txt", "bread.txt", "gone.txt"):
+        answerer.ingest([tmp_path / name])
+    answerer.remove([str(tmp_path / "gone.txt")])
+    answer = answerer.answer("battle groups Hungary")
+    answerer.store.close()
+    db = sqlite3.connect(settings.index.dir / "citebot.sqlite")
+    db.executescript(V2_FTS)
+    db.close()
+    for postings in settings.index.dir.glob("seg-*.lex"):
+        postings.unlink()
+    return answer
+
+
+def test_a_schema_2_index_is_refused_then_upgraded_in_place_without_the_model(settings, tmp_path):
+    before = write_v2(settings, tmp_path / "news", FakeEmbedder())
+    with pytest.raises(IndexSchemaError, match="run `citebot migrate`"):
+        Answerer(settings, FakeEmbedder())
+
+    class NoModel(FakeEmbedder):
+        def embed_documents(self, texts):
+            raise AssertionError("the upgrade from schema 2 needs no model")
+
+    assert migrate(settings, NoModel()) == 2
+    assert schema_version(settings.index.dir / "citebot.sqlite") == SCHEMA_VERSION
+    db = sqlite3.connect(settings.index.dir / "citebot.sqlite")
+    assert db.execute("SELECT count(*) FROM sqlite_master WHERE name LIKE 'chunks_fts%'").fetchone()[0] == 0
+    db.close()
+    answerer = Answerer(settings, FakeEmbedder())
+    assert answerer.check() == []
+    after = answerer.answer("battle groups Hungary")
+    assert [p.text for p in after.passages] == [p.text for p in before.passages]
+    assert [p.score for p in after.passages] == pytest.approx([p.score for p in before.passages])
+
+
+def test_a_schema_2_upgrade_that_dies_before_its_commit_leaves_schema_2(settings, tmp_path, monkeypatch):
+    write_v2(settings, tmp_path / "news", FakeEmbedder())
+    from retrieval import migrate as module
+
+    real = module.lexical.save
+    calls = []
+
+    def die_on_second(postings, path):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real(postings, path)
+
+    monkeypatch.setattr(module.lexical, "save", die_on_second)
+    segments = sqlite3.connect(settings.index.dir / "citebot.sqlite").execute("SELECT count(*) FROM segments")
+    assert segments.fetchone()[0] == 2
+    with pytest.raises(KeyboardInterrupt):
+        migrate(settings, FakeEmbedder())
+    assert schema_version(settings.index.dir / "citebot.sqlite") == 2
+    monkeypatch.undo()
+    assert migrate(settings, FakeEmbedder()) == 2
+    assert Answerer(settings, FakeEmbedder()).check() == []
