@@ -2,7 +2,7 @@
 
 usage: python ingest_worker.py INDEX_DIR MODE PATH...
 MODE: plain | kill-before-commit (SIGKILL after the vector file is written, before SQLite commits)
-      | slow (each embedding call sleeps 0.2 s)
+      | kill-after-commits:N (SIGKILL once N commits have landed) | slow (each embedding call sleeps 0.2 s)
 """
 
 import os
@@ -37,6 +37,17 @@ def main() -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
         writer_module.save_index = save_then_die
+    if mode.startswith("kill-after-commits:"):
+        commit, wanted, done = writer_module.Writer._commit, int(mode.split(":")[1]), []
+
+        def commit_then_maybe_die(self, *args, **kwargs):
+            result = commit(self, *args, **kwargs)
+            done.append(1)
+            if len(done) == wanted:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return result
+
+        writer_module.Writer._commit = commit_then_maybe_die
     embedder = SlowEmbedder() if mode == "slow" else FakeEmbedder()
     report = Answerer(settings, embedder).ingest([Path(p) for p in paths])
     print(f"added {report.added}", flush=True)

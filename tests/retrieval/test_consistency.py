@@ -574,6 +574,26 @@ def test_a_big_feed_is_committed_in_batches(tmp_path):
     assert log.commits >= 200 // writer_module.BATCH_ARTICLES
 
 
+def test_a_kill_in_the_middle_of_one_big_feed_keeps_every_batch_committed_before_it(tmp_path):
+    corpus = tmp_path.resolve() / "corpus"
+    corpus.mkdir()
+    _feed(corpus / "feed.jsonl", [{"id": f"s{n}", "title": f"Story {n}", "text": f"zq{n} story about the harbour."}
+                                  for n in range(1100)])
+    index = tmp_path / "index"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    worker = subprocess.run([sys.executable, str(WORKER), str(index), "kill-after-commits:3", str(corpus)], env=env,
+                            capture_output=True, timeout=300)
+    assert worker.returncode == -signal.SIGKILL, worker.stderr.decode()
+    after = Answerer(make_settings(index), FakeEmbedder())
+    assert after.check() == []
+    kept = {r.key for r in after.sources()}
+    assert kept == {f"s{n}" for n in range(3 * writer_module.BATCH_ARTICLES)}  # three batches of records, whole
+    report = after.ingest([corpus])
+    assert (report.added, report.unchanged, report.failed) == (1100 - len(kept), len(kept), 0)
+    assert after.check() == []
+    assert "zq1099" in after.answer("zq1099").passages[0].text
+
+
 def _three_articles(tmp_path: Path) -> Answerer:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
