@@ -42,6 +42,8 @@ def source_line(source: Source) -> str:
     author = clean_line(source.author or "")
     if author:
         parts.append(f"by {author}")
+    if source.via:
+        parts.append(f"from {clean_line(source.via)}")
     return f"{clean_line(source.label) or source.doc_id} — {', '.join(parts)}"
 
 

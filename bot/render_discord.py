@@ -151,10 +151,11 @@ def _date(value: dt.date | None) -> str:
 
 
 def source_heading(source: Source) -> str:
-    """`Title — Outlet, 2022-03-23`, escaped; unknown parts said as such."""
+    """`Title — Outlet, 2022-03-23`, escaped; unknown parts said as such; `(from …)` when not from the article."""
     title = _inert(source.label, 400, at_line_start=False)
     outlet = _inert(source.outlet or "outlet unknown", 200, at_line_start=False)
-    return f"{title} — {outlet}, {_date(source.published)}"
+    via = f" (from {_inert(source.via, 200, at_line_start=False)})" if source.via else ""
+    return f"{title} — {outlet}, {_date(source.published)}{via}"
 
 
 # Printable ASCII but what could end a link or an autolink early, or ping: those are percent-encoded.

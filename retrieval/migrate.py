@@ -1,7 +1,8 @@
 """`citebot migrate`: upgrade an index written by an older citebot in place, keeping every article.
 
 Schema 2 kept BM25 in an FTS5 table. The upgrade to 3 writes each segment's postings file from
-the store's chunk texts (no model needed), then drops the FTS5 table in one transaction; a kill
+the store's chunk texts (no model needed), then drops the FTS5 table and adds `documents.via`
+in one transaction; a kill
 before that commit leaves the schema-2 index as it was (the postings files are rewritten by the
 next attempt).
 
@@ -127,6 +128,7 @@ def _from_2(settings: Settings, *, progress=None) -> int:
             db.execute("DROP TRIGGER IF EXISTS chunks_fts_insert")
             db.execute("DROP TRIGGER IF EXISTS chunks_fts_delete")
             db.execute("DROP TABLE IF EXISTS chunks_fts")
+            db.execute("ALTER TABLE documents ADD COLUMN via TEXT")
             db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
             db.execute("COMMIT")
             documents = db.execute("SELECT count(*) FROM documents").fetchone()[0]

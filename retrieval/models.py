@@ -40,6 +40,8 @@ class Article(_Frozen):
     author: str | None = None
     url: str | None = None
     path: str | None = None
+    via: str | None = Field(None, description="where the text came from when not from the article itself, "
+                            "e.g. a feed's summary because the page could not be fetched")
 
     @property
     def doc_id(self) -> str:
@@ -51,6 +53,7 @@ class Article(_Frozen):
             self.published.isoformat() if self.published else "",
             self.author or "",
             self.url or "",
+            *([self.via] if self.via else []),
         )
 
     def __repr__(self) -> str:
@@ -88,6 +91,7 @@ class Source(_Frozen):
     url: str | None = None
     path: str | None = None
     lead: str = Field("", description="the article's first words, to name it when it has no title")
+    via: str | None = Field(None, description="where the text came from when not from the article itself")
 
     @property
     def label(self) -> str:

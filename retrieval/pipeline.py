@@ -112,6 +112,12 @@ class Answerer:
         self._export_question_model()
         return report
 
+    def ingest_articles(self, items) -> IngestReport:
+        """Add articles made elsewhere (fetched pages, feed entries); see Writer.ingest_articles."""
+        report = self.writer.ingest_articles(items)
+        self._export_question_model()
+        return report
+
     def remove(self, refs: Sequence[str], *, all_matching: bool = False) -> list[str]:
         """Take documents out by key, path, url or doc id (prefix); returns the keys removed (see Writer.remove)."""
         return self.writer.remove(refs, all_matching=all_matching)

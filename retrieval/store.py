@@ -27,7 +27,7 @@ import numpy as np
 from retrieval.errors import IndexMismatchError, IndexSchemaError
 from retrieval.models import Source
 
-# 3: BM25 postings in segment files beside the vectors, instead of an FTS5 table.
+# 3: BM25 postings in segment files beside the vectors instead of an FTS5 table; documents.via.
 SCHEMA_VERSION = 3
 
 _SCHEMA = """
@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS documents (
     key TEXT NOT NULL UNIQUE,
     title TEXT, outlet TEXT, published TEXT, author TEXT, url TEXT, path TEXT,
     text TEXT NOT NULL,
-    ingested_at TEXT NOT NULL
+    ingested_at TEXT NOT NULL,
+    via TEXT                         -- e.g. a feed's summary, when the article page could not be had
 );
 CREATE INDEX IF NOT EXISTS documents_doc_id ON documents(doc_id);
 CREATE INDEX IF NOT EXISTS documents_published ON documents(published);
@@ -280,7 +281,7 @@ class Store:
         marks = ",".join("?" * len(ids))
         rows = self._db.execute(
             f"SELECT c.id, c.chunk_id, c.start, c.end, c.text, d.doc_id, d.title, d.outlet, d.published,"
-            f" d.author, d.url, d.path, substr(d.text, 1, 200), c.sentences, c.sentence_vectors"
+            f" d.author, d.url, d.path, substr(d.text, 1, 200), c.sentences, c.sentence_vectors, d.via"
             f" FROM chunks c JOIN documents d ON d.id = c.document WHERE c.id IN ({marks})",
             ids,
         )
@@ -288,7 +289,7 @@ class Store:
         for row in rows:
             source = Source(
                 doc_id=row[5], title=row[6], outlet=row[7], published=_date(row[8]),
-                author=row[9], url=row[10], path=row[11], lead=_lead(row[12]),
+                author=row[9], url=row[10], path=row[11], lead=_lead(row[12]), via=row[15],
             )
             spans = unpack_spans(row[13])
             vectors = np.frombuffer(row[14], dtype=np.float16).reshape(len(spans), -1)

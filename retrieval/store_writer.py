@@ -83,13 +83,13 @@ class Writer:
         """Add an article (replacing any with the same key) with its chunks, vectors and sentences."""
         self.remove(article.key)
         cursor = self._db.execute(
-            "INSERT INTO documents(doc_id, key, title, outlet, published, author, url, path, text, ingested_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO documents(doc_id, key, title, outlet, published, author, url, path, text, ingested_at, via)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 article.doc_id, article.key, article.title, article.outlet,
                 article.published.isoformat() if article.published else None,
                 article.author, article.url, article.path, article.text,
-                dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), article.via,
             ),
         )
         document = cursor.lastrowid

@@ -70,6 +70,20 @@ class _Pending:
         self.articles[article.key] = (article, chunks)
 
 
+@dataclass
+class _Run:
+    """One ingest call's progress: its report, the batch being filled, the keys taken so far."""
+
+    report: IngestReport
+    rebuild: bool = False
+    pending: _Pending = field(default_factory=_Pending)
+    seen: dict[str, str] = field(default_factory=dict)  # key -> doc id, for this run
+    first: bool = False  # the first commit of a rebuild replaces everything
+
+    def __post_init__(self):
+        self.first = self.rebuild
+
+
 def _resolved(path: str) -> str:
     try:
         return str(Path(path).resolve())
@@ -170,65 +184,92 @@ class Writer:
         for error in errors:
             report.failed += 1
             report.errors.append(str(error))
+        self._check_chunking()
+        with self.lock():
+            if not rebuild:
+                self.store.check_model(self.settings.embedding.model)
+            last = _last_records(files, self.settings)
+            run = _Run(report, rebuild=rebuild)
+            for done, path in enumerate(files, start=1):
+                for number, item in enumerate(self._read(path)):
+                    if isinstance(item, Article) and last.get(item.key, (done, number)) != (done, number):
+                        continue  # a later record with this key wins: this one is never indexed
+                    self._take(item, run)
+                if progress:
+                    progress(done, len(files), str(path))
+            self._finish(run)
+        return report
+
+    def ingest_articles(self, items: Sequence[Article | IngestError]) -> IngestReport:
+        """Add articles made elsewhere (fetched pages, feed entries) as `ingest` adds files' articles.
+
+        The last article with a key wins; an IngestError in `items` is reported as a failure.
+        """
+        report = IngestReport()
+        last = {item.key: n for n, item in enumerate(items) if isinstance(item, Article)}
+        self._check_chunking()
+        with self.lock():
+            self.store.check_model(self.settings.embedding.model)
+            run = _Run(report)
+            for n, item in enumerate(items):
+                if isinstance(item, Article) and last[item.key] != n:
+                    continue
+                self._take(item, run)
+            self._finish(run)
+        return report
+
+    def _check_chunking(self) -> None:
         max_tokens = self.settings.chunking.max_tokens
         if max_tokens > self.embedder.max_tokens:
             raise SettingsError(
                 f"setting 'chunking.max_tokens' is {max_tokens}, more than the model reads "
                 f"({self.embedder.max_tokens}): lower it so nothing is truncated"
             )
-        with self.lock():
-            if not rebuild:
-                self.store.check_model(self.settings.embedding.model)
-            last = _last_records(files, self.settings)
-            seen: dict[str, str] = {}  # key -> doc id, for this run
-            pending = _Pending()
-            first = rebuild
-            for done, path in enumerate(files, start=1):
-                for number, item in enumerate(self._read(path)):
-                    if isinstance(item, IngestError):
-                        report.failed += 1
-                        report.errors.append(str(item))
-                        continue
-                    if last.get(item.key, (done, number)) != (done, number):
-                        continue  # a later record with this key wins: this one is never indexed
-                    try:  # never abort the batch for one article
-                        known = seen.get(item.key) if item.key in seen else (
-                            None if rebuild else self.store.doc_id_of(item.key))
-                        if known == item.doc_id:
-                            if item.key not in seen:
-                                report.unchanged += 1
-                            continue
-                        chunks = self._chunk(item)
-                    except _ArticleError as error:
-                        report.failed += 1
-                        report.errors.append(f"{item.key}: {error}")
-                        continue
-                    except Exception as error:  # noqa: BLE001 - a bug on odd input costs that article only
-                        log.debug("article %s failed", item.key, exc_info=True)
-                        report.failed += 1
-                        report.errors.append(f"{item.key}: cannot be indexed ({type(error).__name__}: {error}): "
-                                             "run with -vv for the details")
-                        continue
-                    if not chunks:
-                        report.failed += 1
-                        report.errors.append(f"{item.key}: empty: no article text")
-                        continue
-                    if item.key not in seen:
-                        if known is None:
-                            report.added += 1
-                        else:
-                            report.updated += 1
-                    seen[item.key] = item.doc_id
-                    pending.add(item, chunks)
-                    if len(pending.articles) >= BATCH_ARTICLES or pending.chunks >= BATCH_CHUNKS:
-                        self._commit(pending, replace_all=first)
-                        pending, first = _Pending(), False
-                if progress:
-                    progress(done, len(files), str(path))
-            if pending.articles or first:
-                self._commit(pending, replace_all=first)
-            self.merge()
-        return report
+
+    def _take(self, item: Article | IngestError, run: _Run) -> None:
+        """One article into the pending batch (unless unchanged or broken); commit when the batch is full."""
+        report = run.report
+        if isinstance(item, IngestError):
+            report.failed += 1
+            report.errors.append(str(item))
+            return
+        try:  # never abort the batch for one article
+            known = run.seen.get(item.key) if item.key in run.seen else (
+                None if run.rebuild else self.store.doc_id_of(item.key))
+            if known == item.doc_id:
+                if item.key not in run.seen:
+                    report.unchanged += 1
+                return
+            chunks = self._chunk(item)
+        except _ArticleError as error:
+            report.failed += 1
+            report.errors.append(f"{item.key}: {error}")
+            return
+        except Exception as error:  # noqa: BLE001 - a bug on odd input costs that article only
+            log.debug("article %s failed", item.key, exc_info=True)
+            report.failed += 1
+            report.errors.append(f"{item.key}: cannot be indexed ({type(error).__name__}: {error}): "
+                                 "run with -vv for the details")
+            return
+        if not chunks:
+            report.failed += 1
+            report.errors.append(f"{item.key}: empty: no article text")
+            return
+        if item.key not in run.seen:
+            if known is None:
+                report.added += 1
+            else:
+                report.updated += 1
+        run.seen[item.key] = item.doc_id
+        run.pending.add(item, chunks)
+        if len(run.pending.articles) >= BATCH_ARTICLES or run.pending.chunks >= BATCH_CHUNKS:
+            self._commit(run.pending, replace_all=run.first)
+            run.pending, run.first = _Pending(), False
+
+    def _finish(self, run: _Run) -> None:
+        if run.pending.articles or run.first:
+            self._commit(run.pending, replace_all=run.first)
+        self.merge()
 
     def _read(self, path: Path) -> list:
         """The file's articles and errors; whatever goes wrong reading it costs this file only."""

@@ -101,7 +101,7 @@ def test_a_migration_that_dies_leaves_the_old_index(settings, monkeypatch):
     assert Answerer(settings, embedder).check() == []
 
 
-# What schema 2 had that schema 3 does not: BM25 in an FTS5 table kept by triggers, no postings files.
+# Schema 2 against 3: BM25 in an FTS5 table kept by triggers, no postings files, no documents.via.
 V2_FTS = """
 CREATE VIRTUAL TABLE chunks_fts USING fts5(
     text, content='chunks', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
@@ -113,6 +113,7 @@ CREATE TRIGGER chunks_fts_delete AFTER DELETE ON chunks BEGIN
     INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
 END;
 INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild');
+ALTER TABLE documents DROP COLUMN via;
 UPDATE meta SET value = '2' WHERE key = 'schema';
 """
 

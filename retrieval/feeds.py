@@ -1,0 +1,299 @@
+"""RSS and Atom feeds: which feeds are followed, what each poll found, and the poll itself.
+
+A poll fetches the feed with a conditional GET (ETag / Last-Modified), parses it with feedparser
+(from the bytes fetched: feedparser itself never touches the network), fetches each new entry's
+page and extracts it (retrieval/web.py), and commits the articles through the writer. An entry
+whose page cannot be had is indexed from the feed's own content or summary, title, date and
+author, and its citation says so (`via`). A feed that fails is logged with its URL and reason and
+backs off (twice its interval per failure in a row, at most a day); it never stops the others.
+
+The feed book (`feeds.sqlite` in the index folder) holds the feeds added with `citebot feeds add`,
+each feed's validators and last outcome, and the entries already taken. It is not part of the
+index: losing it costs one re-poll, whose articles come back unchanged.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import logging
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from retrieval.errors import CitebotError, IngestError
+from retrieval.fetch import Fetcher, FetchError
+from retrieval.models import Article
+from retrieval.web import fetch_article, normalise_url
+
+log = logging.getLogger(__name__)
+
+FEED_TYPES = frozenset({"application/rss+xml", "application/atom+xml", "application/rdf+xml", "application/xml",
+                        "text/xml"})
+VIA_FEED = "the feed's summary: the article page could not be fetched"
+MAX_BACKOFF_S = 24 * 3600.0
+MAX_ENTRIES = 200  # read from one feed per poll
+
+_BOOK = """
+CREATE TABLE IF NOT EXISTS feeds (
+    url TEXT PRIMARY KEY,
+    outlet TEXT,
+    every_s REAL,
+    added_at REAL NOT NULL,
+    etag TEXT,
+    last_modified TEXT,
+    last_poll REAL,
+    last_ok REAL,
+    last_new REAL,
+    last_error TEXT,
+    failures INTEGER NOT NULL DEFAULT 0,
+    next_due REAL NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS entries (
+    feed TEXT NOT NULL,
+    entry TEXT NOT NULL,
+    seen_at REAL NOT NULL,
+    PRIMARY KEY (feed, entry)
+) WITHOUT ROWID;
+"""
+
+
+def looks_like_feed(body: bytes) -> bool:
+    """A feed served under a generic type (text/plain, application/octet-stream) still counts."""
+    head = body[:1024].lstrip().lower()
+    return head.startswith(b"<?xml") or head.startswith((b"<rss", b"<feed", b"<rdf:rdf"))
+
+
+@dataclass(frozen=True)
+class Feed:
+    url: str
+    outlet: str | None = None
+    every_s: float | None = None  # None: the default interval
+    origin: str = "added"  # "added" (citebot feeds add) or "settings" ([[feeds]])
+
+
+@dataclass(frozen=True)
+class FeedStatus:
+    feed: Feed
+    last_poll: float | None
+    last_ok: float | None
+    last_new: float | None
+    last_error: str | None
+    failures: int
+    next_due: float
+    entries: int
+
+
+@dataclass
+class PollResult:
+    url: str
+    not_modified: bool = False
+    entries: int = 0  # in the feed
+    new: int = 0  # entries not taken before
+    added: int = 0
+    updated: int = 0
+    from_summary: int = 0  # indexed from the feed's own text
+    failed: int = 0
+    error: str | None = None  # the feed itself failed
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class FeedBook:
+    """The followed feeds and their state, in `feeds.sqlite` beside the index."""
+
+    def __init__(self, folder: Path):
+        folder.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(folder / "feeds.sqlite", timeout=30.0, isolation_level=None,
+                                   check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_BOOK)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def add(self, url: str, *, outlet: str | None = None, every_s: float | None = None) -> bool:
+        """Follow a feed; False if it was followed already (its outlet and interval are updated)."""
+        known = self._db.execute("SELECT 1 FROM feeds WHERE url = ?", (url,)).fetchone() is not None
+        self._db.execute(
+            "INSERT INTO feeds(url, outlet, every_s, added_at) VALUES (?, ?, ?, ?) ON CONFLICT(url) DO UPDATE"
+            " SET outlet = excluded.outlet, every_s = excluded.every_s", (url, outlet, every_s, time.time()))
+        return not known
+
+    def remove(self, url: str) -> bool:
+        with self._transaction():
+            gone = self._db.execute("DELETE FROM feeds WHERE url = ?", (url,)).rowcount
+            self._db.execute("DELETE FROM entries WHERE feed = ?", (url,))
+        return bool(gone)
+
+    def added(self) -> list[Feed]:
+        rows = self._db.execute("SELECT url, outlet, every_s FROM feeds ORDER BY added_at, url")
+        return [Feed(url, outlet, every) for url, outlet, every in rows]
+
+    def status(self, feed: Feed) -> FeedStatus:
+        row = self._db.execute("SELECT last_poll, last_ok, last_new, last_error, failures, next_due FROM feeds"
+                               " WHERE url = ?", (feed.url,)).fetchone() or (None, None, None, None, 0, 0.0)
+        entries = self._db.execute("SELECT count(*) FROM entries WHERE feed = ?", (feed.url,)).fetchone()[0]
+        return FeedStatus(feed, *row, entries=entries)
+
+    def validators(self, url: str) -> tuple[str | None, str | None]:
+        row = self._db.execute("SELECT etag, last_modified FROM feeds WHERE url = ?", (url,)).fetchone()
+        return (row[0], row[1]) if row else (None, None)
+
+    def seen(self, url: str, entries: Iterable[str]) -> set[str]:
+        entries = list(entries)
+        if not entries:
+            return set()
+        rows = self._db.execute(f"SELECT entry FROM entries WHERE feed = ? AND entry IN ({','.join('?' * len(entries))})",
+                                (url, *entries))
+        return {row[0] for row in rows}
+
+    def record(self, feed: Feed, result: PollResult, *, every_s: float, etag=None, modified=None,
+               taken: Iterable[str] = ()) -> None:
+        """Store a poll's outcome: validators, times, the entries taken, when the feed is due again."""
+        now = time.time()
+        with self._transaction():
+            self._db.execute("INSERT OR IGNORE INTO feeds(url, outlet, every_s, added_at) VALUES (?, ?, ?, ?)",
+                             (feed.url, feed.outlet, feed.every_s, now))
+            if result.ok:
+                self._db.execute(
+                    "UPDATE feeds SET last_poll = ?, last_ok = ?, last_error = NULL, failures = 0, next_due = ?,"
+                    " etag = coalesce(?, etag), last_modified = coalesce(?, last_modified),"
+                    " last_new = CASE WHEN ? THEN ? ELSE last_new END WHERE url = ?",
+                    (now, now, now + every_s, etag, modified, result.new > 0, now, feed.url))
+            else:
+                failures = (self._db.execute("SELECT failures FROM feeds WHERE url = ?", (feed.url,)).fetchone()
+                            or (0,))[0] + 1
+                wait = min(every_s * 2 ** failures, MAX_BACKOFF_S)
+                self._db.execute("UPDATE feeds SET last_poll = ?, last_error = ?, failures = ?, next_due = ?"
+                                 " WHERE url = ?", (now, result.error, failures, now + wait, feed.url))
+            self._db.executemany("INSERT OR IGNORE INTO entries(feed, entry, seen_at) VALUES (?, ?, ?)",
+                                 [(feed.url, entry, now) for entry in taken])
+
+    def due(self, feed: Feed, now: float | None = None) -> bool:
+        row = self._db.execute("SELECT next_due FROM feeds WHERE url = ?", (feed.url,)).fetchone()
+        return row is None or row[0] <= (now if now is not None else time.time())
+
+    def _transaction(self):
+        db = self._db
+
+        class _Tx:
+            def __enter__(self):
+                db.execute("BEGIN IMMEDIATE")
+
+            def __exit__(self, kind, *rest):
+                db.execute("ROLLBACK" if kind else "COMMIT")
+
+        return _Tx()
+
+
+# -- one poll -------------------------------------------------------------------------------------
+def parse_feed(body: bytes, url: str):
+    """feedparser's reading of the bytes; CitebotError when they hold no feed at all."""
+    import feedparser
+
+    parsed = feedparser.parse(body, sanitize_html=False, resolve_relative_uris=False)
+    # feedparser reads a feed with small XML faults; bytes with nothing entry-like in them are no feed.
+    if not parsed.get("version") or parsed.bozo and not any(entry_key(e) for e in parsed.entries):
+        reason = getattr(parsed, "bozo_exception", None)
+        raise CitebotError(f"{url}: not an RSS or Atom feed"
+                           + (f" ({type(reason).__name__}: {str(reason)[:120]})" if reason else ""))
+    return parsed
+
+
+def entry_key(entry) -> str | None:
+    return entry.get("id") or entry.get("link") or None
+
+
+def _entry_date(entry) -> dt.date | None:
+    for name in ("published_parsed", "updated_parsed", "created_parsed"):
+        value = entry.get(name)
+        if value:
+            try:
+                return dt.datetime.fromtimestamp(calendar.timegm(value), tz=dt.timezone.utc).date()
+            except (OverflowError, ValueError, TypeError):
+                continue
+    return None
+
+
+def _plain(html: str) -> str:
+    """An entry's HTML content or summary as plain text, paragraph breaks kept."""
+    import lxml.html
+
+    if "<" not in html:
+        return html.strip()
+    try:
+        root = lxml.html.fromstring(html)
+    except Exception:  # noqa: BLE001 - lxml raises several kinds on junk
+        return ""
+    for block in root.iter("p", "br", "div", "li", "h1", "h2", "h3", "h4", "blockquote"):
+        block.tail = "\n\n" + (block.tail or "")
+    return "\n".join(" ".join(line.split()) for line in root.text_content().split("\n")).strip()
+
+
+def from_entry(entry, *, outlet: str | None, fallback_outlet: str | None) -> Article | None:
+    """An Article from the feed entry's own text, when its page cannot be had; None if it has none."""
+    content = entry.get("content") or []
+    text = _plain(content[0].get("value", "") if content else entry.get("summary", "") or "")
+    if not text:
+        return None
+    link = entry.get("link")
+    key = normalise_url(link) if link else f"feed-entry:{entry_key(entry)}"
+    return Article(key=key, text=text, title=(entry.get("title") or "").strip() or None,
+                   outlet=outlet or fallback_outlet, published=_entry_date(entry),
+                   author=(entry.get("author") or "").strip() or None, url=normalise_url(link) if link else None,
+                   via=VIA_FEED)
+
+
+def poll(feed: Feed, *, fetcher: Fetcher, book: FeedBook, writer, every_s: float) -> PollResult:
+    """Poll one feed once: new entries fetched, extracted and committed. Never raises for the feed's faults."""
+    result = PollResult(feed.url)
+    etag, modified = book.validators(feed.url)
+    try:
+        response = fetcher.get(feed.url, accept=FEED_TYPES, etag=etag, modified=modified, sniff=looks_like_feed)
+        if response.not_modified:
+            result.not_modified = True
+            book.record(feed, result, every_s=every_s)
+            return result
+        parsed = parse_feed(response.body, feed.url)
+    except (FetchError, CitebotError) as error:
+        result.error = error.reason if isinstance(error, FetchError) else str(error).split(": ", 1)[-1]
+        log.warning("feed %s: %s", feed.url, result.error)
+        book.record(feed, result, every_s=every_s)
+        return result
+    entries = [e for e in parsed.entries[:MAX_ENTRIES] if entry_key(e)]
+    result.entries = len(entries)
+    taken = book.seen(feed.url, (entry_key(e) for e in entries))
+    fresh = [e for e in entries if entry_key(e) not in taken]
+    result.new = len(fresh)
+    site = (parsed.feed.get("title") or "").strip() or None
+    articles: list[Article | IngestError] = []
+    taken = []  # entries whose article is in hand; the others are tried again at the next poll
+    for entry in fresh:
+        link = entry.get("link")
+        page = fetch_article(fetcher, link, outlet=feed.outlet) if link else IngestError(entry_key(entry), "no link")
+        if isinstance(page, Article):
+            articles.append(page)
+            taken.append(entry_key(entry))
+            continue
+        summary = from_entry(entry, outlet=feed.outlet, fallback_outlet=site)
+        if summary is None:
+            articles.append(page)
+            continue
+        taken.append(entry_key(entry))
+        log.info("feed %s: %s; indexed from the feed's summary", feed.url, page.reason)
+        result.from_summary += 1
+        articles.append(summary)
+    if articles:
+        report = writer.ingest_articles(articles)
+        result.added, result.updated, result.failed = report.added, report.updated, report.failed
+        result.errors = report.errors
+    book.record(feed, result, every_s=every_s, etag=response.etag, modified=response.last_modified, taken=taken)
+    log.info("feed %s: %d entries, %d new, %d added, %d failed", feed.url, result.entries, result.new,
+             result.added, result.failed)
+    return result

@@ -1,0 +1,159 @@
+"""Feeds and article pages from a real HTTP server on 127.0.0.1: new entries become answerable, bad ones are reported."""
+
+import time
+
+import pytest
+
+from bot.render import source_line
+from retrieval import fetch
+from retrieval.feeds import VIA_FEED, Feed, FeedBook, poll
+from retrieval.fetch import Fetcher, Policy
+from retrieval.pipeline import Answerer
+from retrieval.web import canonical_key, fetch_article, normalise_url
+from tests.fakes import FakeEmbedder
+from tests.retrieval.webserver import Route, WebServer
+
+HTML = {"Content-Type": "text/html; charset=utf-8"}
+RSS = {"Content-Type": "application/rss+xml"}
+
+
+def page(title: str, body: str, *, canonical: str | None = None, date: str = "2025-03-04") -> bytes:
+    link = f'<link rel="canonical" href="{canonical}">' if canonical else ""
+    return f"""<html><head><title>{title}</title>{link}
+<meta property="og:site_name" content="Harbour Herald"><meta name="date" content="{date}">
+<meta name="author" content="Maria de Vries"></head>
+<body><article><h1>{title}</h1><p>{body}</p><p>{body} It went on for hours, officials said.</p></article>
+</body></html>""".encode()
+
+
+def rss(items: list[tuple[str, str, str]]) -> bytes:
+    """items: (guid, link, summary)"""
+    entries = "".join(f"<item><guid>{g}</guid><title>Entry {g}</title><link>{link}</link>"
+                      f"<description>{summary}</description><pubDate>Tue, 04 Mar 2025 10:00:00 GMT</pubDate>"
+                      f"<author>desk@herald.example (Desk)</author></item>" for g, link, summary in items)
+    return f'<?xml version="1.0"?><rss version="2.0"><channel><title>Herald</title>{entries}</channel></rss>'.encode()
+
+
+@pytest.fixture
+def web():
+    with WebServer() as server:
+        yield server
+
+
+@pytest.fixture
+def answerer(settings_for):
+    settings = settings_for(embedding={"model": "fake"}, chunking={"max_tokens": 40},
+                            answer={"min_score": 0.0, "min_mixed_score": -100.0})
+    return Answerer(settings, FakeEmbedder())
+
+
+def fetcher(**policy) -> Fetcher:
+    return Fetcher(Policy(**{"allow_private": True, "host_interval_s": 0.0, "timeout_s": 5.0, **policy}))
+
+
+def cites(answerer, word: str) -> list:
+    return [s for p in answerer.answer(word).passages for s in p.sources if word in p.text]
+
+
+def test_a_feed_entry_becomes_answerable_and_a_new_one_at_the_next_poll(web, answerer, settings_for):
+    web.routes["/a1"] = Route(page("Strike grows", "Zqdockers walked out in Rotterdam."), headers=HTML)
+    web.routes["/a2"] = Route(page("Port shut", "Zqcranes stood still at the port."), headers=HTML)
+    items = [("1", web.url("/a1"), "s1"), ("2", web.url("/a2"), "s2")]
+    web.routes["/feed"] = lambda h: (Route(None, 304, {"ETag": '"v1"'}) if h.headers.get("If-None-Match") == '"v1"'
+                                     else Route(rss(items), headers={**RSS, "ETag": '"v1"'}))
+    book, f = FeedBook(answerer.settings.index.dir), fetcher()
+    feed = Feed(web.url("/feed"), outlet="Herald")
+    first = poll(feed, fetcher=f, book=book, writer=answerer, every_s=60)
+    assert (first.entries, first.new, first.added, first.failed, first.error) == (2, 2, 2, 0, None)
+    [source] = cites(answerer, "Zqdockers")
+    assert (source.outlet, source.title, source.author, str(source.published)) == (
+        "Herald", "Strike grows", "Maria de Vries", "2025-03-04")
+    assert source.url == web.url("/a1") and source.via is None
+
+    before = len(web.requests)
+    again = poll(feed, fetcher=f, book=book, writer=answerer, every_s=60)
+    assert again.not_modified and web.paths()[before:] == ["/feed"]
+
+    web.routes["/a3"] = Route(page("Talks", "Zqtalks resume on Monday."), headers=HTML)
+    items.append(("3", web.url("/a3"), "s3"))
+    web.routes["/feed"] = Route(rss(items), headers={**RSS, "ETag": '"v2"'})
+    third = poll(feed, fetcher=f, book=book, writer=answerer, every_s=60)
+    assert (third.entries, third.new, third.added) == (3, 1, 1)
+    assert cites(answerer, "Zqtalks")
+    status = book.status(feed)
+    assert status.entries == 3 and status.last_error is None and status.last_new is not None
+
+
+def test_an_entry_whose_page_fails_is_indexed_from_its_summary_and_says_so(web, answerer):
+    web.routes["/feed"] = Route(rss([("9", web.url("/gone"), "<p>Zqsummary: the ferry was cancelled.</p>")]),
+                                headers=RSS)
+    result = poll(Feed(web.url("/feed")), fetcher=fetcher(), book=FeedBook(answerer.settings.index.dir),
+                  writer=answerer, every_s=60)
+    assert (result.added, result.from_summary) == (1, 1)
+    [source] = cites(answerer, "Zqsummary")
+    assert source.via == VIA_FEED and source.outlet == "Herald" and source.title == "Entry 9"
+    assert source_line(source).endswith("from the feed's summary: the article page could not be fetched")
+
+
+def test_entries_pointing_at_private_addresses_are_refused_and_logged(web, answerer, monkeypatch, caplog):
+    monkeypatch.setattr(fetch, "public_address", lambda a: a == "127.0.0.1")  # the test server counts as public
+    web.routes["/feed"] = Route(rss([("1", "http://169.254.169.254/latest/meta-data/", ""),
+                                     ("2", "http://10.0.0.7/admin", "")]), headers=RSS)
+    with caplog.at_level("INFO"):
+        result = poll(Feed(web.url("/feed")), fetcher=fetcher(allow_private=False, robots=False),
+                      book=FeedBook(answerer.settings.index.dir), writer=answerer, every_s=60)
+    assert (result.new, result.added, result.failed) == (2, 0, 2)
+    assert any("169.254.169.254" in e and "refused" in e for e in result.errors)
+    assert web.paths() == ["/feed"]
+
+
+@pytest.mark.parametrize("route, reason", [
+    (Route(b"<html><body><p>a page, not a feed</p></body></html>", headers=RSS), "not an RSS or Atom feed"),
+    (Route(b"<rss><channel><item><title>broken", headers=RSS), "not an RSS or Atom feed"),
+    (Route(b"nope", 404), "HTTP 404"),
+    (Route(b"oops", 500), "HTTP 500"),
+    (Route(bytes(range(256)) * 40, headers={"Content-Type": "application/octet-stream"}), "not application"),
+    (Route(rss([]), headers=RSS, trickle_s=0.2), "took longer than"),
+])
+def test_a_bad_feed_is_reported_backs_off_and_the_others_go_on(web, answerer, route, reason):
+    web.routes["/bad"] = route
+    web.routes["/a"] = Route(page("Fine", "Zqfine news from the harbour."), headers=HTML)
+    web.routes["/good"] = Route(rss([("1", web.url("/a"), "")]), headers=RSS)
+    book = FeedBook(answerer.settings.index.dir)
+    f = fetcher(timeout_s=1.0)
+    bad = poll(Feed(web.url("/bad")), fetcher=f, book=book, writer=answerer, every_s=60)
+    good = poll(Feed(web.url("/good")), fetcher=f, book=book, writer=answerer, every_s=60)
+    assert reason in bad.error and "\n" not in bad.error
+    assert good.ok and good.added == 1
+    status = book.status(Feed(web.url("/bad")))
+    assert status.failures == 1 and status.last_error == bad.error
+    assert status.next_due >= time.time() + 60  # twice the interval
+    assert answerer.check() == []
+
+
+def test_one_article_reached_by_two_links_is_one_document(web, answerer):
+    canonical = web.url("/story")
+    body = page("One story", "Zqcanonical text of the story.", canonical=canonical)
+    web.routes["/story"] = Route(body, headers=HTML)
+    web.routes["/amp/story"] = Route(body, headers=HTML)
+    web.routes["/feed"] = Route(rss([("1", web.url("/amp/story?utm_source=rss"), ""), ("2", canonical, "")]),
+                                headers=RSS)
+    result = poll(Feed(web.url("/feed")), fetcher=fetcher(), book=FeedBook(answerer.settings.index.dir),
+                  writer=answerer, every_s=60)
+    assert result.added == 1
+    assert [r.key for r in answerer.sources()] == [canonical]
+
+
+def test_a_page_cannot_claim_another_sites_url_as_its_key():
+    assert canonical_key("https://herald.example/a", "https://www.herald.example/a?utm_medium=x") == \
+        "https://www.herald.example/a"
+    assert canonical_key("https://evil.example/a", "https://reuters.com/world/a") == "https://evil.example/a"
+    assert canonical_key("https://h.example/a#top", "javascript:alert(1)") == "https://h.example/a"
+    assert normalise_url("HTTPS://H.Example/p?story=5&fbclid=1&utm_source=rss") == "https://h.example/p?story=5"
+
+
+def test_fetch_article_reports_pages_without_text(web):
+    web.routes["/empty"] = Route(b"<html><body><script>var x = 1;</script></body></html>", headers=HTML)
+    web.routes["/pdf"] = Route(b"%PDF-1.4", headers={"Content-Type": "application/pdf"})
+    assert "no article text" in fetch_article(fetcher(), web.url("/empty")).reason
+    assert "application/pdf" in fetch_article(fetcher(), web.url("/pdf")).reason
