@@ -250,12 +250,14 @@ def from_entry(entry, *, outlet: str | None, fallback_outlet: str | None) -> Art
                    via=VIA_FEED)
 
 
-def poll(feed: Feed, *, fetcher: Fetcher, book: FeedBook, writer, every_s: float) -> PollResult:
+def poll(feed: Feed, *, fetcher: Fetcher, book: FeedBook, writer, every_s: float,
+         max_feed_bytes: int | None = None) -> PollResult:
     """Poll one feed once: new entries fetched, extracted and committed. Never raises for the feed's faults."""
     result = PollResult(feed.url)
     etag, modified = book.validators(feed.url)
     try:
-        response = fetcher.get(feed.url, accept=FEED_TYPES, etag=etag, modified=modified, sniff=looks_like_feed)
+        response = fetcher.get(feed.url, accept=FEED_TYPES, etag=etag, modified=modified, sniff=looks_like_feed,
+                               max_bytes=max_feed_bytes)
         if response.not_modified:
             result.not_modified = True
             book.record(feed, result, every_s=every_s)

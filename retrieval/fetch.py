@@ -95,16 +95,17 @@ class Fetcher:
     _robots: dict = field(default_factory=dict, repr=False)
 
     def get(self, url: str, *, accept: frozenset[str] | None = None, etag: str | None = None,
-            modified: str | None = None, sniff=None) -> Response:
+            modified: str | None = None, sniff=None, max_bytes: int | None = None) -> Response:
         """GET `url` (following vetted redirects). `accept`: media types taken (None: any);
-        `sniff(body) -> bool` may accept a body whose declared type is not in `accept`."""
+        `sniff(body) -> bool` may accept a body whose declared type is not in `accept`;
+        `max_bytes` overrides the policy's cap for this fetch."""
         deadline = time.monotonic() + self.policy.timeout_s
         headers = {}
         if etag:
             headers["If-None-Match"] = etag
         if modified:
             headers["If-Modified-Since"] = modified
-        response = self._follow(url, headers, deadline, self.policy.max_bytes, accept, sniff)
+        response = self._follow(url, headers, deadline, max_bytes or self.policy.max_bytes, accept, sniff)
         if response.not_modified:
             return response
         if accept is not None and response.content_type not in accept and not sniff(response.body):

@@ -274,6 +274,10 @@ def search(segments: Sequence[LexicalSegment], terms: Sequence[str], k: int,
         contribution = idf * (tf * (K1 + 1)) / (tf + norm)
         if len(parts) == 1:
             positions, scores = docs, contribution
+        elif 8 * len(docs) > len(segment.postings):  # dense: one pass over the segment beats a sort
+            summed = np.bincount(docs, weights=contribution, minlength=len(segment.postings))
+            positions = np.flatnonzero(summed)  # every contribution is > 0
+            scores = summed[positions]
         else:
             positions, inverse = np.unique(docs, return_inverse=True)
             scores = np.bincount(inverse, weights=contribution)
