@@ -4,16 +4,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 Q ?= where are the new battlegroups?
 
-.PHONY: install install-test ask chat test bench clean
+.PHONY: install install-test ask chat test bench wheel wheelhouse image clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
 # torch first, as the CPU wheel: a bare `torch` requirement would pull gigabytes of CUDA packages.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+# The discord extra too: the README's commands include `citebot discord`.
+$(VENV)/.installed: pyproject.toml setup.py | $(BIN)/python
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e '.[discord]'
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
@@ -35,5 +36,19 @@ test: install-test
 bench: install
 	$(BIN)/python benchmarks/latency.py
 
+# dist/citebot-*.whl, with config/default.toml and seeds/ inside (setup.py). build/ goes first: setuptools
+# would otherwise keep modules deleted since the last build.
+wheel: install
+	rm -rf build
+	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist .
+
+# dist/wheelhouse/: citebot's wheel and every wheel it needs, for a container build without network.
+wheelhouse: install
+	rm -rf build dist/wheelhouse
+	$(BIN)/pip wheel --quiet --wheel-dir dist/wheelhouse torch==2.13.0 pip '.[discord]'
+
+image: wheelhouse
+	podman build -f deploy/Containerfile -t citebot dist/
+
 clean:
-	rm -rf $(VENV) .citebot
+	rm -rf $(VENV) .citebot build dist

@@ -1,4 +1,4 @@
-"""The `citebot` command line: ingest, ask, chat, sources, remove, eval, discord."""
+"""The `citebot` command line: ingest, ask, chat, sources, remove, check, migrate, eval, config, doctor, discord."""
 
 from __future__ import annotations
 
@@ -73,10 +73,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"citebot {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = commands.add_parser("ingest", help="add or update articles (.txt .md .html .json .jsonl, or folders)",
+    p = commands.add_parser("ingest", help="add or update articles (.txt .md .html .json .jsonl, folders, URLs)",
                             description="Index articles. Unchanged files are skipped, changed ones replaced. "
+                            "An http(s) URL is fetched and its article extracted, keyed by its canonical URL. "
                             "Bad files are reported one line each; the rest go on.")
-    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p.add_argument("paths", nargs="+", metavar="PATH|URL")
     p.add_argument("--rebuild", action="store_true", help="start a fresh index (e.g. after changing the model)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -129,16 +130,45 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--abstention", action="store_true",
                    help="index half the articles and measure 'not found' on the other half's questions")
 
+    p = commands.add_parser("config", help="show the settings in force and where each came from")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    q = actions.add_parser("show", help="every setting, its value and its source",
+                           description="Print every setting in force and where it came from: the default file, "
+                           "the --config file, an environment variable, CITEBOT_HOME or the code's default. "
+                           "The Discord token shows as set or unset.")
+    q.add_argument("--json", action="store_true", help="print them as JSON")
+
+    p = commands.add_parser("doctor", help="check the model, the index and the Discord settings",
+                            description="Check that the model loads offline, the index folder is readable and "
+                            "writable, the index's schema is current and its store and vectors agree, and the "
+                            "Discord settings are usable. One line per check: ok, warn or fail; exit code 1 if "
+                            "any fails.")
+    p.add_argument("--json", action="store_true", help="print the findings as JSON")
+
+    from bot.feeds_cli import add_parsers
+
+    add_parsers(commands)
     commands.add_parser("discord", help="run the Discord bot (token from CITEBOT_DISCORD_TOKEN)",
                         description="Start the Discord bot. The token is read from the CITEBOT_DISCORD_TOKEN "
-                        "environment variable only.")
-    # --config and -v also after the command (`citebot ask "q" -v`); given there, they win.
-    for sub in commands.choices.values():
+                        "environment variable only. Needs the discord extra: pip install 'citebot[discord]'.")
+    # --config and -v also after the command (`citebot ask "q" -v`, `citebot config show -v`); given there, they win.
+    for sub in _all_subparsers(commands):
         sub.add_argument("--config", type=Path, metavar="FILE", default=argparse.SUPPRESS,
                          help="a TOML settings file over config/default.toml")
         sub.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
                          help="log to stderr (-vv for debug)")
     return parser
+
+
+def _all_subparsers(commands) -> list[argparse.ArgumentParser]:
+    """Every command's parser, and the parsers of commands within commands (`eval squad`, `config show`)."""
+    found = []
+    for sub in commands.choices.values():
+        found.append(sub)
+        for action in sub._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                found += _all_subparsers(action)
+    return found
 
 
 def _filter_flags(p: argparse.ArgumentParser) -> None:
@@ -325,23 +355,34 @@ def show(renderable) -> None:
 
 
 def _check_not_busy(settings) -> None:
-    """A losing second writer is told now, not after paying for the model start-up."""
+    """A second writer waits for the first (index.lock_wait_seconds), and is told now if it gives up,
+    not after paying for the model start-up."""
     from retrieval.writer import check_not_busy
 
-    check_not_busy(settings.index.dir)
+    check_not_busy(settings.index.dir, settings.index.lock_wait_seconds,
+                   on_wait=lambda message: err.print(_line(message), markup=False))
 
 
 def cmd_ingest(args, settings) -> int:
     _check_not_busy(settings)
+    from bot.feeds_cli import ingest_urls, split_targets
     from retrieval.ingest import discover
     from retrieval.writer import IngestReport
 
-    files, errors = discover(args.paths)
-    if errors and not files and not args.rebuild:  # every path is wrong: say so before the model loads
+    urls, paths = split_targets(args.paths)
+    files, errors = discover(paths)
+    if errors and not files and not urls and not args.rebuild:  # every path is wrong: say so before the model loads
         _print_report(IngestReport(failed=len(errors), errors=[str(e) for e in errors]), args.json)
         return 1
     answerer = _answerer(settings)
-    report = _ingest_with_progress(answerer, args.paths, rebuild=args.rebuild)
+    report = IngestReport()
+    if paths or args.rebuild:
+        report = _ingest_with_progress(answerer, paths, rebuild=args.rebuild)
+    if urls:
+        fetched = ingest_urls(answerer, urls, settings)
+        for name in ("added", "updated", "unchanged", "removed", "failed"):
+            setattr(report, name, getattr(report, name) + getattr(fetched, name))
+        report.errors += fetched.errors
     _print_report(report, args.json)
     return 0 if report.ok else 1
 
@@ -537,16 +578,75 @@ def check_token(settings) -> None:
                             "as the Developer Portal shows it (Bot → Token)")
 
 
-def cmd_discord(args, settings) -> int:
-    from bot.discord_app import run_bot
+DISCORD_EXTRA = "`citebot discord` needs discord.py, which is not installed: pip install 'citebot[discord]'"
 
+
+def cmd_discord(args, settings) -> int:
+    try:
+        from bot.discord_app import run_bot
+    except ModuleNotFoundError as error:  # a CLI-only install, without the discord extra
+        if error.name != "discord" and not (error.name or "").startswith("discord."):
+            raise
+        raise UsageError(DISCORD_EXTRA) from None
     check_token(settings)
-    return run_bot(settings, _answerer(settings))
+    import threading
+
+    from bot.feeds_cli import start_in_thread
+
+    answerer = _answerer(settings)
+    stop = threading.Event()
+    start_in_thread(settings, answerer, stop)  # the feeds keep the index current while the bot answers
+    try:
+        return run_bot(settings, answerer)
+    finally:
+        stop.set()
+
+
+def cmd_feeds(args, settings) -> int:
+    from bot.feeds_cli import cmd_feeds as feeds
+
+    return feeds(args, settings)
+
+
+def cmd_run(args, settings) -> int:
+    from bot.feeds_cli import cmd_run as loop
+
+    return loop(args, settings)
+
+
+def cmd_config(args, settings) -> int:
+    from bot.config_show import as_json, as_lines
+    from retrieval.settings import load_settings_with_origins
+
+    settings, origins = load_settings_with_origins(args.config)
+    if args.json:
+        print(as_json(settings, origins))
+    else:
+        sys.stdout.write("".join(f"{_line(line)}\n" for line in as_lines(settings, origins)))
+    return 0
+
+
+def cmd_doctor(args, settings) -> int:
+    from dataclasses import asdict
+
+    from bot.doctor import run_checks
+
+    findings = []
+    for finding in run_checks(settings):
+        findings.append(finding)
+        if not args.json:  # each line as its check ends: loading the model takes seconds
+            print(f"{finding.status:<4}  {finding.name}: {_line(finding.detail)}", flush=True)
+    failed = any(f.status == "fail" for f in findings)
+    if args.json:
+        print(json.dumps({"ok": not failed, "checks": [asdict(f) for f in findings]}, indent=2))
+    return 1 if failed else 0
 
 
 COMMANDS = {
     "ingest": cmd_ingest, "ask": cmd_ask, "chat": cmd_chat, "sources": cmd_sources,
-    "remove": cmd_remove, "check": cmd_check, "migrate": cmd_migrate, "eval": cmd_eval, "discord": cmd_discord,
+    "remove": cmd_remove, "check": cmd_check, "migrate": cmd_migrate, "eval": cmd_eval,
+    "config": cmd_config, "doctor": cmd_doctor, "discord": cmd_discord,
+    "feeds": cmd_feeds, "run": cmd_run,
 }
 
 

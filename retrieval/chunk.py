@@ -21,6 +21,7 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 
+from retrieval.budget import TimeBudget, running
 from retrieval.models import Chunk
 
 TokenCounter = Callable[[str], int]
@@ -38,7 +39,7 @@ def _segmenter():
     return pysbd.Segmenter(language="en", clean=False)
 
 
-def split_sentences(text: str) -> list[tuple[int, int]]:
+def split_sentences(text: str, budget: TimeBudget | None = None) -> list[tuple[int, int]]:
     """Sentence spans (start, end) into `text`, stripped of surrounding whitespace.
 
     Paragraph breaks always end a sentence; inside a paragraph pysbd decides. Offsets are found
@@ -49,11 +50,14 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     """
     spans: list[tuple[int, int]] = []
     paragraph_start = 0
-    for match in [*_PARAGRAPH_BREAK.finditer(text), None]:
-        paragraph_end = match.start() if match else len(text)
-        for window_start, window_end in _windows(text, paragraph_start, paragraph_end):
-            _segment(text, window_start, window_end, spans)
-        paragraph_start = match.end() if match else len(text)
+    with running(budget):
+        for match in [*_PARAGRAPH_BREAK.finditer(text), None]:
+            paragraph_end = match.start() if match else len(text)
+            for window_start, window_end in _windows(text, paragraph_start, paragraph_end):
+                if budget is not None:
+                    budget.check()
+                _segment(text, window_start, window_end, spans)
+            paragraph_start = match.end() if match else len(text)
     return [(start, end) for start, end in spans if end > start]
 
 
@@ -232,6 +236,7 @@ def chunk_text(
     max_tokens: int,
     overlap: int = 1,
     max_chars: int | None = None,
+    budget: TimeBudget | None = None,
 ) -> list[Chunk]:
     """Split an article's cleaned text into chunks of whole sentences that each fit `max_tokens`.
 
@@ -243,6 +248,10 @@ def chunk_text(
     as one unknown piece, so 5 MB without a space would count as a single word piece. A text is
     counted as at least its share of `max_tokens` by length, which leaves ordinary prose (under
     max_chars / max_tokens characters per word piece) chunked exactly as before.
+
+    `budget`, if given, counts the time spent here and is checked before each pysbd window and
+    each word-piece count, so a text that would take too long raises OverBudget (a ValueError)
+    soon after the budget is spent.
     """
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be at least 1, not {max_tokens}")
@@ -250,25 +259,38 @@ def chunk_text(
         if max_chars < 1:
             raise ValueError(f"max_chars must be at least 1, not {max_chars}")
         count_tokens = _at_least_by_length(count_tokens, max_tokens, max_chars)
-    units: list[_Unit] = []
-    sentences = split_sentences(text)
-    for start, end in sentences:
-        n = count_tokens(text[start:end])
-        if n > max_tokens:
-            units.extend(_cut_sentence(text, start, end, n, count_tokens, max_tokens))
-        else:
-            units.append((start, end, n))
-    return [
-        Chunk(doc_id=doc_id, ordinal=ordinal, start=start, end=end, text=text[start:end],
-              sentences=_inside(sentences, start, end))
-        for ordinal, (start, end, _) in enumerate(_pack(text, units, count_tokens, max_tokens, overlap))
-    ]
+    if budget is not None:
+        count_tokens = _within(count_tokens, budget)
+    with running(budget):
+        units: list[_Unit] = []
+        sentences = split_sentences(text, budget)
+        for start, end in sentences:
+            n = count_tokens(text[start:end])
+            if n > max_tokens:
+                units.extend(_cut_sentence(text, start, end, n, count_tokens, max_tokens))
+            else:
+                units.append((start, end, n))
+        return [
+            Chunk(doc_id=doc_id, ordinal=ordinal, start=start, end=end, text=text[start:end],
+                  sentences=_inside(sentences, start, end))
+            for ordinal, (start, end, _) in enumerate(_pack(text, units, count_tokens, max_tokens, overlap))
+        ]
 
 
 def _at_least_by_length(count: TokenCounter, max_tokens: int, max_chars: int) -> TokenCounter:
     def counted(text: str) -> int:
         by_length = -(-len(text) * max_tokens // max_chars)  # ceil: over max_chars is over max_tokens
         return max(count(text) if by_length <= 2 * max_tokens else 0, by_length)
+
+    return counted
+
+
+def _within(count: TokenCounter, budget: TimeBudget) -> TokenCounter:
+    """`count`, checking the budget first: every loop of the chunker counts word pieces as it goes."""
+
+    def counted(text: str) -> int:
+        budget.check()
+        return count(text)
 
     return counted
 

@@ -3,7 +3,9 @@
 Plain text and markdown go through `parse_text_article`, which pulls out what a reader would cite
 (title, outlet, date, author) and strips boilerplate (bylines, bios, photo credits, copyright lines).
 HTML goes through trafilatura first; JSON records are taken as given. Bad input never raises: it
-comes back as an `IngestError`, so one broken file or record does not stop a batch.
+comes back as an `IngestError`, so one broken file or record does not stop a batch. Only regular
+files are opened (a named pipe would block the ingest forever), and a file's reading can be held
+to a time budget (retrieval/budget.py).
 """
 
 from __future__ import annotations
@@ -12,17 +14,20 @@ import datetime as dt
 import json
 import os
 import re
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from dateutil import parser as dateparser
 
+from retrieval.budget import OverBudget, TimeBudget, running
 from retrieval.errors import IngestError
 from retrieval.models import Article
 
 SUPPORTED_SUFFIXES = {".txt", ".md", ".html", ".htm", ".json", ".jsonl"}
 _SUFFIX_HINT = "give .txt, .md, .html, .json or .jsonl"
+_NOT_REGULAR = "not a regular file (a named pipe, a socket, a device or a folder): skipped unread"
 
 # --- patterns for plain text -------------------------------------------------------------------
 
@@ -80,7 +85,7 @@ def _is_photo_credit(line: str) -> bool:
     return bool(_PHOTO_CREDIT.search(line)) and len(line.split()) <= 40
 
 
-def _clean(raw: str, *, find_title: bool = True) -> tuple[str, dict[str, Any]]:
+def _clean(raw: str, *, find_title: bool = True, budget: TimeBudget | None = None) -> tuple[str, dict[str, Any]]:
     """Boilerplate-free text and the metadata found on the way (fields absent when not found)."""
     lines = _normalise(raw).split("\n")
     meta: dict[str, Any] = {}
@@ -96,6 +101,8 @@ def _clean(raw: str, *, find_title: bool = True) -> tuple[str, dict[str, Any]]:
             meta.setdefault(field, value)
 
     for i, line in enumerate(lines):
+        if budget is not None:
+            budget.check()
         s = line.strip()
         if not s:
             kept.append("")
@@ -159,19 +166,20 @@ def _is_headline(line: str, rest: list[str]) -> bool:
     return bool(rest) and rest[0].strip() == "" and any(r.strip() for r in rest)
 
 
-def parse_text_article(raw: str, *, key: str, path: str | None) -> Article:
+def parse_text_article(raw: str, *, key: str, path: str | None, budget: TimeBudget | None = None) -> Article:
     """Plain-text or markdown article -> Article, metadata pulled out and boilerplate stripped.
 
     Args:
         raw: the file's text.
         key: the article's key (for a file, its resolved absolute path).
         path: the file path to cite, if any.
+        budget: the file's time budget, checked line by line; OverBudget is raised once it is spent.
 
     Returns:
         An Article whose text may be empty when the file held only boilerplate; fields that
         could not be found stay None.
     """
-    text, meta = _clean(raw)
+    text, meta = _clean(raw, budget=budget)
     return Article(key=key, text=text, path=path, **meta)
 
 
@@ -188,6 +196,7 @@ def discover(paths: Iterable[Path]) -> tuple[list[Path], list[IngestError]]:
         The files to read (resolved, sorted within each folder, each once) and an IngestError for
         each missing path or explicitly named file of an unsupported type. Inside folders, hidden
         entries and unsupported files are skipped silently: a folder of news has other files in it.
+        A named pipe, socket or device is an IngestError wherever it is, and is never opened.
     """
     files: list[Path] = []
     errors: list[IngestError] = []
@@ -217,39 +226,75 @@ def discover(paths: Iterable[Path]) -> tuple[list[Path], list[IngestError]]:
 
 def _add_resolved(path: Path, files: list[Path], errors: list[IngestError]) -> None:
     try:
-        files.append(path.resolve(strict=True))
+        resolved = path.resolve(strict=True)
+        regular = stat.S_ISREG(resolved.stat().st_mode)  # a stat, not an open: a pipe's open blocks
     except RuntimeError:  # Python 3.11 reports a symlink loop so
         errors.append(IngestError(str(path), "a symbolic link that loops: fix or remove it"))
     except OSError as error:
         errors.append(IngestError(str(path), f"cannot be opened: {error.strerror or error}: check the path"))
+    else:
+        if regular:
+            files.append(resolved)
+        else:
+            errors.append(IngestError(str(path), _NOT_REGULAR))
 
 
-def read_articles(path: Path, *, max_bytes: int | None = None) -> list[Article | IngestError]:
+def read_articles(path: Path, *, max_bytes: int | None = None,
+                  budget: TimeBudget | None = None) -> list[Article | IngestError]:
     """Read one file into Articles.
 
     Args:
         path: a file with one of SUPPORTED_SUFFIXES.
         max_bytes: a bigger file is refused before it is read (setting corpus.max_file_mb).
+        budget: the file's time budget (setting corpus.max_file_seconds), counting the time spent
+            here and checked line by line and record by record; a file over it is one IngestError.
 
     Returns:
-        The file's Articles. A whole-file problem (unreadable, too big, not UTF-8, empty) is a
-        single IngestError in the list; in JSON files a bad record is an IngestError naming its
-        line or record number while the good records are still returned. Never raises for bad input.
+        The file's Articles. A whole-file problem (not a regular file, unreadable, too big, too slow,
+        not UTF-8, empty) is a single IngestError in the list; in JSON files a bad record is an
+        IngestError naming its line or record number while the good records are still returned.
+        Never raises for bad input.
     """
     path = Path(path)
     where = str(path)
     try:
         path = path.resolve(strict=True)
         where = str(path)
-        size = path.stat().st_size
-        if max_bytes is not None and size > max_bytes:
-            return [IngestError(where, f"{size / 2**20:.1f} MB, more than the limit of {max_bytes / 2**20:g} MB: "
-                                       "split the file or raise corpus.max_file_mb")]
-        data = path.read_bytes()
+        data = _read_regular(path, max_bytes)
     except RuntimeError:
         return [IngestError(where, "a symbolic link that loops: fix or remove it")]
     except OSError as error:
         return [IngestError(where, f"cannot read: {error.strerror or error}: check the file's permissions")]
+    if isinstance(data, IngestError):
+        return [data]
+    try:
+        with running(budget):
+            return _parse(data, path, where, budget)
+    except OverBudget as error:
+        return [IngestError(where, str(error))]
+
+
+def _read_regular(path: Path, max_bytes: int | None) -> bytes | IngestError:
+    """The file's bytes, if it is a regular file no bigger than max_bytes.
+
+    Anything else is refused before it is opened: opening a named pipe waits for a writer. The
+    open does not wait either, and the check is made again on the open file, so a file swapped
+    for a pipe after `discover` saw it cannot hang the ingest.
+    """
+    if not stat.S_ISREG(path.stat().st_mode):
+        return IngestError(str(path), _NOT_REGULAR)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with open(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return IngestError(str(path), _NOT_REGULAR)
+        if max_bytes is not None and info.st_size > max_bytes:
+            return IngestError(str(path), f"{info.st_size / 2**20:.1f} MB, more than the limit of "
+                                          f"{max_bytes / 2**20:g} MB: split the file or raise corpus.max_file_mb")
+        return handle.read()
+
+
+def _parse(data: bytes, path: Path, where: str, budget: TimeBudget | None) -> list[Article | IngestError]:
     try:
         raw = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -257,13 +302,13 @@ def read_articles(path: Path, *, max_bytes: int | None = None) -> list[Article |
                                    "save the file as UTF-8")]
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        items = _read_jsonl(raw, where)
+        items = _read_jsonl(raw, where, budget)
     elif suffix == ".json":
-        items = _read_json(raw, where)
+        items = _read_json(raw, where, budget)
     elif suffix in {".html", ".htm"}:
-        items = [_read_html(raw, where)]
+        items = [_read_html(raw, where, budget)]
     elif suffix in SUPPORTED_SUFFIXES:
-        items = [parse_text_article(raw, key=where, path=where)]
+        items = [parse_text_article(raw, key=where, path=where, budget=budget)]
     else:
         return [IngestError(where, f"unsupported file type {suffix or '(no extension)'}: {_SUFFIX_HINT}")]
     if not raw.strip() or not items:
@@ -272,7 +317,7 @@ def read_articles(path: Path, *, max_bytes: int | None = None) -> list[Article |
             for i in items]
 
 
-def _read_html(raw: str, where: str) -> Article:
+def _read_html(raw: str, where: str, budget: TimeBudget | None = None) -> Article:
     import trafilatura  # imported on first use: it pulls in lxml and friends
 
     # original_date and no extensive search: take the date the page declares, never guess one from the text.
@@ -280,22 +325,26 @@ def _read_html(raw: str, where: str) -> Article:
         raw, with_metadata=True, include_comments=False, include_tables=True,
         date_extraction_params={"extensive_search": False, "original_date": True},
     )
+    if budget is not None:  # after, not during: one call that cannot be stopped midway
+        budget.check()
     if doc is None or not (doc.text or "").strip():
         return Article(key=where, text="", path=where)
     title = (doc.title or "").strip() or None
     body = _normalise(doc.text)
     if title and body.split("\n", 1)[0].strip() == title:  # the page's <h1> repeats the title
         body = body.split("\n", 1)[1] if "\n" in body else ""
-    text, meta = _clean(body, find_title=False)
+    text, meta = _clean(body, find_title=False, budget=budget)
     found = {"title": title, "outlet": doc.sitename, "published": _parse_date(doc.date or ""),
              "author": doc.author, "url": doc.url}
     fields = {k: (v.strip() if isinstance(v, str) else v) or meta.get(k) for k, v in found.items()}
     return Article(key=where, text=text, path=where, **fields)
 
 
-def _read_jsonl(raw: str, where: str) -> list[Article | IngestError]:
+def _read_jsonl(raw: str, where: str, budget: TimeBudget | None = None) -> list[Article | IngestError]:
     items: list[Article | IngestError] = []
     for n, line in enumerate(raw.split("\n"), start=1):
+        if budget is not None:
+            budget.check()
         if not line.strip():
             continue
         try:
@@ -307,7 +356,7 @@ def _read_jsonl(raw: str, where: str) -> list[Article | IngestError]:
     return items
 
 
-def _read_json(raw: str, where: str) -> list[Article | IngestError]:
+def _read_json(raw: str, where: str, budget: TimeBudget | None = None) -> list[Article | IngestError]:
     if not raw.strip():
         return []
     try:
@@ -317,7 +366,12 @@ def _read_json(raw: str, where: str) -> list[Article | IngestError]:
     if isinstance(data, dict):
         return [_record(data, where, 1, "record 1")]
     if isinstance(data, list):
-        return [_record(r, where, n, f"record {n}") for n, r in enumerate(data, start=1)]
+        records = []
+        for n, record in enumerate(data, start=1):
+            if budget is not None:
+                budget.check()
+            records.append(_record(record, where, n, f"record {n}"))
+        return records
     return [IngestError(where, "not an article: give a JSON object with title and text, or a list of them")]
 
 

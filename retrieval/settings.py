@@ -2,26 +2,58 @@
 
 Relative paths in a settings file are read relative to that file, so `config/default.toml` can name
 `../seeds`. Nested values come from the environment with a double underscore:
-`CITEBOT_SEARCH__K=3`. The Discord token is read from `CITEBOT_DISCORD_TOKEN` only.
+`CITEBOT_SEARCH__K=3`; a list there is JSON or a comma list. The Discord token is read from
+`CITEBOT_DISCORD_TOKEN` only.
+
+The defaults are read from one of two places (`find_defaults`). Run from its checkout (a clone, or
+`pip install -e`), citebot reads the checkout's `config/default.toml`, and the index is the
+checkout's `.citebot/`. Installed from a wheel, it reads the copies of `config/default.toml` and
+`seeds/` that setup.py packs into the wheel as `retrieval/_data/`, and the index lives in
+`$CITEBOT_HOME/index`, by default in the per-user data folder (`~/.local/share/citebot/index`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
+from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as EnvironmentParseError
 
-from retrieval.errors import SettingsError
+from retrieval.errors import CitebotError, SettingsError
 from retrieval.features import FEATURES
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "default.toml"
+# Where setup.py packs config/default.toml and seeds/ inside the `retrieval` package of a wheel.
+PACKAGE_DATA = "_data"
+_CHECKOUT = Path(__file__).resolve().parent.parent
+HOME_VARIABLE = "CITEBOT_HOME"
 
 # Fields holding paths, as (section, field): resolved against the file that sets them.
 _PATH_FIELDS = {("index", "dir"), ("corpus", "paths"), ("reranker", "cross_encoder")}
+
+
+def _list_from_text(value: Any) -> Any:
+    """A list setting given as text, as the environment gives it: JSON (`[1, 2]`) or a comma list (`1, 2`)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"not a JSON list ({error.msg}): write it as 1,2 or [1, 2]") from None
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+_Item = TypeVar("_Item")
+# A list that may also be given as text. NoDecode: pydantic-settings would insist on JSON from the environment.
+TextList = Annotated[list[_Item], NoDecode, BeforeValidator(_list_from_text)]
 
 
 class _Section(BaseModel):
@@ -53,11 +85,15 @@ class IndexSettings(_Section):
     )
     ann_min_chunks: int = Field(50_000, ge=1, description="segments smaller than this are searched exactly")
     nprobe: int = Field(32, ge=1, le=65536, description="IVF lists visited per question")
+    lock_wait_seconds: float = Field(60.0, ge=0, description="how long a writer waits for another to finish "
+                                     "(a cron job, the feed poller) before giving up")
 
 
 class CorpusSettings(_Section):
-    paths: list[Path] = Field(default_factory=list, description="indexed on first use when the index is empty")
+    paths: TextList[Path] = Field(default_factory=list, description="indexed on first use when the index is empty")
     max_file_mb: float = Field(64.0, gt=0, description="a bigger file is refused, unread")
+    max_file_seconds: float = Field(60.0, gt=0, description="a file whose reading and chunking takes longer "
+                                    "fails alone")
     max_article_chars: int = Field(500_000, ge=1000, description="a longer article is refused (a book, a dump)")
 
 
@@ -111,8 +147,26 @@ class AnswerSettings(_Section):
     )
 
 
+class FetchSettings(_Section):
+    allow_private: bool = Field(False, description="fetch from private, loopback and link-local addresses too")
+    timeout_seconds: float = Field(20.0, gt=0, le=600, description="for one fetch, redirects included")
+    max_page_mb: float = Field(5.0, gt=0, description="an article page's size cap, after decompression")
+    max_feed_mb: float = Field(10.0, gt=0, description="a feed's size cap, after decompression")
+    max_redirects: int = Field(5, ge=0, le=20)
+    host_interval_seconds: float = Field(1.0, ge=0, description="between two requests to one host")
+    robots: bool = Field(True, description="honour robots.txt")
+    contact: str | None = Field(None, description="an email or URL for the User-Agent, so a site can reach you")
+    feed_every: str = Field("60s", description="a feed's poll interval unless it sets its own: 90s, 15m, 2h")
+
+
+class FeedSettings(_Section):
+    url: str
+    every: str | None = Field(None, description="poll interval, e.g. 5m; default fetch.feed_every")
+    outlet: str | None = Field(None, description="the outlet its articles are cited by")
+
+
 class DiscordSettings(_Section):
-    channels: list[int] = Field(default_factory=list, description="channel ids to answer in; empty means all")
+    channels: TextList[int] = Field(default_factory=list, description="channel ids to answer in; empty means all")
     cooldown_seconds: float = Field(5.0, ge=0)
     dev_guild: int | None = None
 
@@ -129,6 +183,8 @@ class Settings(BaseSettings):
     search: SearchSettings = SearchSettings()
     reranker: RerankerSettings = RerankerSettings()
     answer: AnswerSettings = AnswerSettings()
+    fetch: FetchSettings = FetchSettings()
+    feeds: list[FeedSettings] = Field(default_factory=list, description="[[feeds]] tables: url, every, outlet")
     discord: DiscordSettings = DiscordSettings()
     discord_token: SecretStr | None = Field(None, exclude=True, repr=False)
 
@@ -184,21 +240,131 @@ def _merge(low: dict[str, Any], high: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def load_settings(config_file: Path | str | None = None, *, defaults: Path | None = DEFAULT_CONFIG, **overrides: Any) -> Settings:
+@dataclass(frozen=True)
+class Defaults:
+    """The default settings file in force, and whether it is a wheel's copy rather than the checkout's."""
+
+    file: Path
+    installed: bool
+
+
+def find_defaults() -> Defaults:
+    """The checkout's config/default.toml, else the copy packed in the installed wheel (importlib.resources).
+
+    The checkout is the folder above the `retrieval` package when it holds pyproject.toml and
+    config/default.toml, as a clone does (`pip install -e` included). Raises CitebotError when there
+    are no defaults: the code's own fallbacks have no fitted weights and no "not found" thresholds.
+    """
+    checkout = _CHECKOUT / "config" / "default.toml"
+    if checkout.is_file() and (_CHECKOUT / "pyproject.toml").is_file():
+        return Defaults(checkout, installed=False)
+    packaged = resources.files("retrieval").joinpath(PACKAGE_DATA, "config", "default.toml")
+    if packaged.is_file():
+        return Defaults(Path(str(packaged)), installed=True)
+    raise CitebotError(
+        f"citebot's default settings cannot be found (neither {checkout} nor {packaged} exists): "
+        "reinstall citebot, e.g. pip install --force-reinstall citebot"
+    )
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a setting's value came from: what kind of source, and which file or variable."""
+
+    source: Literal["default file", "config file", "environment", "CITEBOT_HOME", "per-user data folder",
+                    "override", "code default"]
+    where: str | None = None
+
+
+def _home_layer(defaults: Defaults) -> tuple[Origin, dict[str, Any]] | None:
+    """index.dir from $CITEBOT_HOME, or for an installed citebot from the per-user data folder.
+
+    An installed wheel's default file names `../.citebot`, which would put the index inside
+    site-packages; there the per-user data folder takes its place.
+    """
+    home = os.environ.get(HOME_VARIABLE, "").strip()
+    if home:
+        folder = Path(os.path.expanduser(home)).absolute()
+        return Origin("CITEBOT_HOME", home), {"index": {"dir": str(folder / "index")}}
+    if defaults.installed:
+        import platformdirs
+
+        folder = Path(platformdirs.user_data_dir("citebot", appauthor=False))
+        return Origin("per-user data folder", str(folder)), {"index": {"dir": str(folder / "index")}}
+    return None
+
+
+def _layers(config_file: Path | str | None, defaults: Defaults | None,
+            overrides: dict[str, Any]) -> list[tuple[Origin, dict[str, Any]]]:
+    """The settings below the environment, lowest first."""
+    defaults = defaults or find_defaults()
+    layers = [(Origin("default file", str(defaults.file)), _read_toml(defaults.file))]
+    home = _home_layer(defaults)
+    if home is not None:
+        layers.append(home)
+    if config_file is not None:
+        data = _read_toml(Path(config_file))
+        layers.append((Origin("config file", str(Path(config_file).resolve())), data))
+    if overrides:
+        layers.append((Origin("override"), overrides))
+    return layers
+
+
+def load_settings(config_file: Path | str | None = None, *, defaults: Defaults | None = None,
+                  **overrides: Any) -> Settings:
     """Build the one Settings object: defaults file, then `config_file`, then CITEBOT_… variables.
 
-    `overrides` (section dicts) sit between the files and the environment; tests use them.
+    `defaults` is found by find_defaults() unless given. `overrides` (section dicts) sit between
+    the files and the environment; tests use them.
     """
+    return _build(_layers(config_file, defaults, overrides))
+
+
+def load_settings_with_origins(config_file: Path | str | None = None, *, defaults: Defaults | None = None,
+                               **overrides: Any) -> tuple[Settings, dict[str, Origin]]:
+    """The Settings, and for each setting ("search.k", "reranker.weights.bm25") where its value came from."""
+    layers = _layers(config_file, defaults, overrides)
+    settings = _build(layers)
+    given: dict[str, Origin] = {}
+    for origin, layer in layers:
+        given.update(dict.fromkeys(_leaves(layer), origin))
+    for key in _leaves(EnvSettingsSource(Settings)()):
+        given[key] = Origin("environment", _variable_for(key))
+    origins = {key: given.get(key, Origin("code default")) for key in _leaves(settings.model_dump(mode="json"))}
+    token = _variable_for("discord_token") if settings.discord_token is not None else None
+    origins["discord_token"] = Origin("environment", token) if token else Origin("code default")
+    return settings, origins
+
+
+def _build(layers: list[tuple[Origin, dict[str, Any]]]) -> Settings:
     data: dict[str, Any] = {}
-    if defaults is not None and defaults.exists():
-        data = _read_toml(defaults)
-    if config_file is not None:
-        data = _merge(data, _read_toml(Path(config_file)))
-    data = _merge(data, overrides)
+    for _, layer in layers:
+        data = _merge(data, layer)
     try:
         return Settings(**data)
     except ValidationError as error:
         raise SettingsError(_describe(error)) from None
+    except EnvironmentParseError as error:  # JSON that does not parse, in a CITEBOT_ variable
+        raise SettingsError(f"{error}: write a table in a CITEBOT_ variable as JSON, e.g. "
+                            "CITEBOT_RERANKER__WEIGHTS='{\"bm25\": 2.0}', and a list as 1,2 or [1, 2]") from None
+
+
+def _leaves(data: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of the values in nested tables; an empty table counts as a value."""
+    names = []
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        names += _leaves(value, f"{name}.") if isinstance(value, dict) and value else [name]
+    return names
+
+
+def _variable_for(setting: str) -> str | None:
+    """The CITEBOT_ variable that sets `setting` (the most specific one), as the environment spells it."""
+    parts = setting.split(".")
+    found = [(len(path), name) for name in os.environ
+             if name.upper().startswith("CITEBOT_")
+             and parts[: len(path := name[len("CITEBOT_"):].lower().split("__"))] == path]
+    return max(found)[1] if found else None
 
 
 def _describe(error: ValidationError) -> str:

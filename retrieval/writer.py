@@ -21,6 +21,7 @@ import numpy as np
 
 from retrieval import ingest as ingest_files
 from retrieval import lexical
+from retrieval.budget import TimeBudget
 from retrieval.chunk import chunk_text, split_sentences
 from retrieval.embed import Embedder
 from retrieval.errors import IndexBusyError, IngestError, QuestionError, SettingsError
@@ -95,8 +96,10 @@ class _ArticleError(Exception):
     """One article cannot be indexed; the message says why and what to do."""
 
 
-def _read_file(path: Path, settings: Settings) -> list[Article | IngestError]:
-    return ingest_files.read_articles(path, max_bytes=int(settings.corpus.max_file_mb * 2**20))
+def _read_file(path: Path, settings: Settings, budget: TimeBudget | None = None) -> list[Article | IngestError]:
+    corpus = settings.corpus
+    return ingest_files.read_articles(path, max_bytes=int(corpus.max_file_mb * 2**20),
+                                      budget=budget or TimeBudget(corpus.max_file_seconds))
 
 
 def _last_records(files: list[Path], settings: Settings) -> dict[str, tuple[int, int]]:
@@ -120,24 +123,38 @@ def _last_records(files: list[Path], settings: Settings) -> dict[str, tuple[int,
     return last
 
 
-def _take_lock(handle, folder: Path) -> None:
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise IndexBusyError(
-            f"another citebot process is writing to {folder}: wait for it to finish and try again"
-        ) from None
+def _take_lock(handle, folder: Path, wait_s: float = 0.0, on_wait=None) -> None:
+    """Take the write lock, waiting up to `wait_s` for another writer (a cron job, the feed poller) to finish."""
+    deadline = time.monotonic() + wait_s
+    told = False
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                break
+        if not told:
+            told = True
+            message = f"another citebot process is writing to {folder}: waiting up to {wait_s:g} s for it"
+            (on_wait or log.info)(message)
+        time.sleep(0.1)
+    if wait_s <= 0:
+        raise IndexBusyError(f"another citebot process is writing to {folder}: wait for it to finish and try again")
+    raise IndexBusyError(f"another citebot process has been writing to {folder} for {wait_s:g} s: try again when "
+                         "it is done, or raise index.lock_wait_seconds")
 
 
-def check_not_busy(folder: Path) -> None:
-    """Raise IndexBusyError now if another process holds the write lock, before any model loads.
+def check_not_busy(folder: Path, wait_s: float = 0.0, on_wait=None) -> None:
+    """Raise IndexBusyError now if another process holds the write lock for longer than `wait_s`, before
+    any model loads.
 
     Only a check: the lock is taken for real by each Writer call, and released here at once.
     """
     if not (folder / "write.lock").exists():  # whoever holds the lock created the file
         return
     with open(folder / "write.lock", "a") as handle:
-        _take_lock(handle, folder)
+        _take_lock(handle, folder, wait_s, on_wait)
 
 
 class Writer:
@@ -153,7 +170,7 @@ class Writer:
     def lock(self):
         self.folder.mkdir(parents=True, exist_ok=True)
         with open(self.folder / "write.lock", "w") as handle:
-            _take_lock(handle, self.folder)
+            _take_lock(handle, self.folder, self.settings.index.lock_wait_seconds)
             self._sweep()
             yield
 
@@ -191,10 +208,11 @@ class Writer:
             last = _last_records(files, self.settings)
             run = _Run(report, rebuild=rebuild)
             for done, path in enumerate(files, start=1):
-                for number, item in enumerate(self._read(path)):
+                budget = TimeBudget(self.settings.corpus.max_file_seconds)  # for reading and chunking this file
+                for number, item in enumerate(self._read(path, budget)):
                     if isinstance(item, Article) and last.get(item.key, (done, number)) != (done, number):
                         continue  # a later record with this key wins: this one is never indexed
-                    self._take(item, run)
+                    self._take(item, run, budget)
                 if progress:
                     progress(done, len(files), str(path))
             self._finish(run)
@@ -226,7 +244,7 @@ class Writer:
                 f"({self.embedder.max_tokens}): lower it so nothing is truncated"
             )
 
-    def _take(self, item: Article | IngestError, run: _Run) -> None:
+    def _take(self, item: Article | IngestError, run: _Run, budget: TimeBudget | None = None) -> None:
         """One article into the pending batch (unless unchanged or broken); commit when the batch is full."""
         report = run.report
         if isinstance(item, IngestError):
@@ -240,7 +258,7 @@ class Writer:
                 if item.key not in run.seen:
                     report.unchanged += 1
                 return
-            chunks = self._chunk(item)
+            chunks = self._chunk(item, budget)
         except _ArticleError as error:
             report.failed += 1
             report.errors.append(f"{item.key}: {error}")
@@ -271,16 +289,16 @@ class Writer:
             self._commit(run.pending, replace_all=run.first)
         self.merge()
 
-    def _read(self, path: Path) -> list:
+    def _read(self, path: Path, budget: TimeBudget) -> list:
         """The file's articles and errors; whatever goes wrong reading it costs this file only."""
         try:
-            return _read_file(path, self.settings)
+            return _read_file(path, self.settings, budget)
         except Exception as error:  # noqa: BLE001 - read_articles reports bad input itself; this is a bug's net
             log.debug("reading %s failed", path, exc_info=True)
             return [IngestError(str(path), f"cannot be read ({type(error).__name__}: {error}): "
                                            "run with -vv for the details")]
 
-    def _chunk(self, article: Article) -> list[Chunk]:
+    def _chunk(self, article: Article, budget: TimeBudget | None = None) -> list[Chunk]:
         limit = self.settings.corpus.max_article_chars
         if len(article.text) > limit:
             raise _ArticleError(f"{len(article.text):,} characters, more than the limit of {limit:,}: "
@@ -290,6 +308,7 @@ class Writer:
             return chunk_text(
                 article.doc_id, article.text, count_tokens=self.embedder.count_tokens,
                 max_tokens=chunking.max_tokens, overlap=chunking.overlap_sentences, max_chars=chunking.max_chars,
+                budget=budget,
             )
         except ValueError as error:
             raise _ArticleError(f"cannot be cut into chunks: {error}") from None

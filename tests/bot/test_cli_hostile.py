@@ -351,6 +351,7 @@ def test_a_token_with_a_line_break_is_one_line_and_never_shown(fake, monkeypatch
 
 @pytest.mark.parametrize("command", [["ingest", "/news"], ["remove", "doc1"]])
 def test_a_second_writer_is_refused_before_the_model_loads(fake, monkeypatch, tmp_path, command):
+    monkeypatch.setenv("CITEBOT_INDEX__LOCK_WAIT_SECONDS", "0")  # refused at once, not after a wait
     index = tmp_path / "index"
     index.mkdir()
     built = []
@@ -361,6 +362,20 @@ def test_a_second_writer_is_refused_before_the_model_loads(fake, monkeypatch, tm
     assert built == []
     assert cli.err.file.getvalue().splitlines() == [
         f"citebot: another citebot process is writing to {index}: wait for it to finish and try again"]
+
+
+def test_a_second_writer_waits_and_says_so(fake, monkeypatch, tmp_path):
+    monkeypatch.setenv("CITEBOT_INDEX__LOCK_WAIT_SECONDS", "0.3")
+    index = tmp_path / "index"
+    index.mkdir()
+    monkeypatch.setattr(cli, "_answerer", lambda settings: pytest.fail("the answerer was built"))
+    with open(index / "write.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert cli.main(["ingest", "/news"]) == 1
+    assert cli.err.file.getvalue().splitlines() == [
+        f"another citebot process is writing to {index}: waiting up to 0.3 s for it",
+        f"citebot: another citebot process has been writing to {index} for 0.3 s: try again when it is done, "
+        "or raise index.lock_wait_seconds"]
 
 
 def test_a_free_lock_lets_the_writer_on(fake, monkeypatch, tmp_path):

@@ -169,16 +169,33 @@ def test_questions_are_answered_while_another_process_ingests(make, tmp_path):
     assert len(reader.sources()) == 11  # the reader sees the new generation once it is committed
 
 
-def test_a_second_writer_is_refused_while_one_holds_the_lock(make, tmp_path):
+def test_a_second_writer_waits_for_the_lock_then_gives_up_with_one_line(make, tmp_path, settings_for):
     import fcntl
 
-    answerer = make()
+    answerer = make(index={"dir": str(tmp_path / "index"), "lock_wait_seconds": 0.5})
     answerer.dir.mkdir(parents=True, exist_ok=True)
     with open(answerer.dir / "write.lock", "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
-        with pytest.raises(IndexBusyError, match="wait for it to finish"):
+        started = time.monotonic()
+        with pytest.raises(IndexBusyError, match="for 0.5 s: try again when it is done, or raise "
+                                                 "index.lock_wait_seconds"):
             answerer.ingest([write(tmp_path / "a", ARTICLES)])
+        assert 0.5 <= time.monotonic() - started < 3
     assert answerer.ingest([tmp_path / "a"]).added == 3
+
+
+def test_a_second_writer_goes_on_once_the_first_is_done(make, tmp_path):
+    import fcntl
+    import threading
+
+    answerer = make(index={"dir": str(tmp_path / "index"), "lock_wait_seconds": 30})
+    answerer.dir.mkdir(parents=True, exist_ok=True)
+    held = open(answerer.dir / "write.lock", "w")
+    fcntl.flock(held, fcntl.LOCK_EX)
+    threading.Timer(0.5, held.close).start()  # the first writer finishes
+    started = time.monotonic()
+    assert answerer.ingest([write(tmp_path / "a", ARTICLES)]).added == 3
+    assert time.monotonic() - started >= 0.4
 
 
 def test_a_configured_reranker_orders_the_candidates(make, tmp_path, settings_for):

@@ -63,3 +63,50 @@ def test_one_weight_can_be_changed_and_the_others_stay(settings_for):
     settings = settings_for(reranker={"weights": {"bm25": 2.0}})
     assert settings.reranker.weights["bm25"] == 2.0
     assert settings.reranker.weights["cosine"] == load_settings().reranker.weights["cosine"]
+
+
+def test_without_default_settings_citebot_refuses_to_start(monkeypatch, tmp_path, settings_for):
+    from retrieval import settings as module
+    from retrieval.errors import CitebotError
+
+    monkeypatch.setattr(module, "_CHECKOUT", tmp_path)  # not a checkout, and no package data either
+    monkeypatch.setattr(module, "PACKAGE_DATA", "_missing")
+    with pytest.raises(CitebotError, match="default settings cannot be found.*reinstall citebot"):
+        load_settings()
+
+
+def test_an_installed_citebot_keeps_its_index_in_the_per_user_folder_or_citebot_home(monkeypatch, tmp_path,
+                                                                                      settings_for):
+    from retrieval.settings import Defaults, find_defaults
+
+    checkout = find_defaults()
+    assert not checkout.installed
+    installed = Defaults(checkout.file, installed=True)  # the same file, as a wheel carries it
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    settings = load_settings(defaults=installed)
+    assert settings.index.dir == tmp_path / "data" / "citebot" / "index"
+    assert settings.corpus.paths == load_settings().corpus.paths  # ../seeds, next to the defaults file
+    monkeypatch.setenv("CITEBOT_HOME", str(tmp_path / "home"))
+    assert load_settings(defaults=installed).index.dir == tmp_path / "home" / "index"
+    assert load_settings().index.dir == tmp_path / "home" / "index"  # in a checkout too
+    config = tmp_path / "mine.toml"
+    config.write_text('[index]\ndir = "elsewhere"\n')
+    assert load_settings(config, defaults=installed).index.dir == tmp_path / "elsewhere"
+    monkeypatch.setenv("CITEBOT_INDEX__DIR", str(tmp_path / "env"))
+    assert load_settings(config, defaults=installed).index.dir == tmp_path / "env"
+
+
+def test_environment_lists_and_tables(monkeypatch, settings_for):
+    monkeypatch.setenv("CITEBOT_DISCORD__CHANNELS", "123456789012345678, 234567890123456789")
+    assert load_settings().discord.channels == [123456789012345678, 234567890123456789]
+    monkeypatch.setenv("CITEBOT_DISCORD__CHANNELS", "[123456789012345678]")
+    assert load_settings().discord.channels == [123456789012345678]
+    monkeypatch.setenv("CITEBOT_DISCORD__CHANNELS", "")
+    assert load_settings().discord.channels == []
+    monkeypatch.setenv("CITEBOT_DISCORD__CHANNELS", "[1,")
+    with pytest.raises(SettingsError, match="discord.channels.*not a JSON list"):
+        load_settings()
+    monkeypatch.delenv("CITEBOT_DISCORD__CHANNELS")
+    monkeypatch.setenv("CITEBOT_RERANKER__WEIGHTS", "{bm25: 2}")
+    with pytest.raises(SettingsError, match="write a table in a CITEBOT_ variable as JSON"):
+        load_settings()

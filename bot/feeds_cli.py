@@ -1,0 +1,186 @@
+"""`citebot feeds add|remove|list|poll`, `citebot run`, and URLs given to `citebot ingest`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import signal
+import threading
+
+from retrieval.errors import CitebotError
+
+
+def add_parsers(commands) -> None:
+    """The `feeds` and `run` commands."""
+    p = commands.add_parser(
+        "feeds", help="follow RSS and Atom feeds: add, remove, list, poll",
+        description="Feeds listed here or under [[feeds]] in the settings are polled by `citebot run`, "
+        "by `citebot discord`, or once by `citebot feeds poll` (for cron). Each new entry's page is fetched "
+        "and indexed; where it cannot be had, the entry's own summary is, and the citation says so.")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    a = actions.add_parser("add", help="follow a feed")
+    a.add_argument("url", metavar="URL")
+    a.add_argument("--outlet", help="the outlet to cite its articles by (default: what each page says)")
+    a.add_argument("--every", metavar="DURATION", help="poll interval, e.g. 90s, 15m, 2h (default fetch.feed_every)")
+    r = actions.add_parser("remove", help="stop following a feed (its articles stay indexed)")
+    r.add_argument("url", metavar="URL")
+    ls = actions.add_parser("list", help="each feed with its last poll, last new entry and last error")
+    ls.add_argument("--json", action="store_true", help="one JSON object per feed, one per line")
+    po = actions.add_parser("poll", help="poll every feed once and exit (for cron)")
+    po.add_argument("--json", action="store_true", help="one JSON object per feed, one per line")
+    commands.add_parser(
+        "run", help="keep the index current: poll every feed when it is due, until stopped",
+        description="Polls each followed feed at its interval (conditional GET), indexes new entries "
+        "within one interval of their publication, and logs each poll (-v). Stop with Ctrl-C or SIGTERM.")
+
+
+def _fetch_url_ok(url: str) -> None:
+    from retrieval.web import is_url
+
+    if not is_url(url):
+        raise CitebotError(f"{url!r} is not an http(s) URL: give the feed's address, e.g. https://example.com/rss")
+
+
+def cmd_feeds(args, settings) -> int:
+    from retrieval.feeds import FeedBook
+    from retrieval.poller import parse_interval
+
+    book = FeedBook(settings.index.dir)
+    if args.action == "add":
+        _fetch_url_ok(args.url)
+        every = parse_interval(args.every, what="--every") if args.every else None
+        new = book.add(args.url, outlet=args.outlet, every_s=every)
+        _say(f"{'following' if new else 'updated'} {args.url}: polled by `citebot run`, `citebot discord` "
+             "or `citebot feeds poll`")
+        return 0
+    if args.action == "remove":
+        if not book.remove(args.url):
+            raise CitebotError(f"no feed {args.url!r} was added with `citebot feeds add`: "
+                               "`citebot feeds list` shows them (feeds in the settings are removed there)")
+        _say(f"no longer following {args.url}; its articles stay indexed (`citebot remove` takes them out)")
+        return 0
+    if args.action == "list":
+        return _list(book, settings, args.json)
+    return _poll(settings, book, args.json)
+
+
+def _say(line: str) -> None:
+    from bot.cli import err
+
+    err.print(line, markup=False, soft_wrap=True)
+
+
+def _when(stamp: float | None) -> str | None:
+    if stamp is None:
+        return None
+    return dt.datetime.fromtimestamp(stamp, tz=dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _list(book, settings, as_json: bool) -> int:
+    from bot.cli import _line, out
+    from retrieval.poller import followed
+
+    feeds = followed(settings, book)
+    for feed in feeds:
+        s = book.status(feed)
+        row = {"url": feed.url, "outlet": feed.outlet, "every_s": feed.every_s, "origin": feed.origin,
+               "last_poll": _when(s.last_poll), "last_ok": _when(s.last_ok), "last_new_entry": _when(s.last_new),
+               "last_error": s.last_error, "failures": s.failures, "entries_taken": s.entries,
+               "next_due": _when(s.next_due or None)}
+        if as_json:
+            print(json.dumps(row))
+        else:
+            state = f"error: {_line(s.last_error)}" if s.last_error else ("ok" if s.last_ok else "never polled")
+            out.print(f"{_line(feed.url)}  [{feed.origin}] {state}; last poll {row['last_poll'] or '—'}, "
+                      f"last new entry {row['last_new_entry'] or '—'}, {s.entries} entries taken",
+                      markup=False, soft_wrap=True)
+    if not feeds and not as_json:
+        _say("no feeds: add one with `citebot feeds add URL` or under [[feeds]] in the settings")
+    return 0
+
+
+def _result_row(result) -> dict:
+    return {"url": result.url, "ok": result.ok, "not_modified": result.not_modified, "entries": result.entries,
+            "new": result.new, "added": result.added, "updated": result.updated, "from_summary": result.from_summary,
+            "failed": result.failed, "error": result.error, "errors": result.errors}
+
+
+def _poller(settings, book=None):
+    from bot.cli import _version
+    from retrieval.fetch import Fetcher
+    from retrieval.pipeline import Answerer
+    from retrieval.poller import Poller, policy_for
+
+    return Poller(settings, Answerer.from_settings(settings), fetcher=Fetcher(policy_for(settings, _version())),
+                  book=book)
+
+
+def _poll(settings, book, as_json: bool) -> int:
+    from bot.cli import _line, err
+    from retrieval.poller import followed
+
+    if not followed(settings, book):
+        _say("no feeds to poll: add one with `citebot feeds add URL` or under [[feeds]] in the settings")
+        return 0
+    results = _poller(settings, book).poll_all()
+    for result in results:
+        for line in result.errors:
+            err.print(f"failed: {_line(line)}", markup=False, soft_wrap=True)
+        if as_json:
+            print(json.dumps(_result_row(result)))
+        elif result.error:
+            err.print(f"{_line(result.url)}: {_line(result.error)}", markup=False, soft_wrap=True)
+        else:
+            what = "not modified" if result.not_modified else (
+                f"{result.entries} entries, {result.new} new: {result.added} added, {result.updated} updated, "
+                f"{result.from_summary} from the feed's summary, {result.failed} failed")
+            err.print(f"{_line(result.url)}: {what}", markup=False, soft_wrap=True)
+    return 0 if all(r.ok and not r.failed for r in results) else 1
+
+
+def cmd_run(args, settings) -> int:
+    from bot.cli import err
+
+    poller = _poller(settings)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    feeds = poller.feeds()
+    err.print(f"following {len(feeds)} feeds into {settings.index.dir}; Ctrl-C stops", markup=False)
+    if not feeds:
+        err.print("no feeds yet: `citebot feeds add URL` adds one, and this loop picks it up", markup=False)
+    poller.run(stop)
+    return 0
+
+
+def start_in_thread(settings, writer, stop: threading.Event) -> threading.Thread:
+    """The poller beside the Discord bot: a daemon thread, off the event loop (feeds added later are picked up)."""
+    from bot.cli import _version
+    from retrieval.fetch import Fetcher
+    from retrieval.poller import Poller, policy_for
+
+    poller = Poller(settings, writer, fetcher=Fetcher(policy_for(settings, _version())))
+    thread = threading.Thread(target=poller.run, args=(stop,), name="citebot-poller", daemon=True)
+    thread.start()
+    return thread
+
+
+def ingest_urls(answerer, urls: list[str], settings):
+    """`citebot ingest URL…`: each page fetched, extracted, keyed by its canonical URL, committed."""
+    from bot.cli import _version
+    from retrieval.fetch import Fetcher
+    from retrieval.poller import policy_for
+    from retrieval.web import fetch_article
+
+    fetcher = Fetcher(policy_for(settings, _version()))
+    return answerer.ingest_articles([fetch_article(fetcher, url) for url in urls])
+
+
+def split_targets(values: list[str]) -> tuple[list[str], list]:
+    """`citebot ingest` arguments: (http(s) URLs, paths)."""
+    from pathlib import Path
+
+    from retrieval.web import is_url
+
+    return [v for v in values if is_url(v)], [Path(v) for v in values if not is_url(v)]
+

@@ -1,0 +1,128 @@
+"""`citebot feeds`, `citebot ingest URL` and `citebot run`, as a user runs them, against a real server on 127.0.0.1."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.retrieval.test_feeds import page, rss
+from tests.retrieval.webserver import Route, WebServer
+
+pytestmark = pytest.mark.slow
+
+HTML = {"Content-Type": "text/html; charset=utf-8"}
+RSS = {"Content-Type": "application/rss+xml"}
+
+
+def environment(index, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CITEBOT_")}
+    env.update({"CITEBOT_INDEX__DIR": str(index), "CITEBOT_FETCH__HOST_INTERVAL_SECONDS": "0",
+                "CITEBOT_CORPUS__PATHS": "[]", **extra})
+    return env
+
+
+def citebot(*args, index, private=True):
+    env = environment(index, **({"CITEBOT_FETCH__ALLOW_PRIVATE": "true"} if private else {}))
+    return subprocess.run([sys.executable, "-m", "bot.cli", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.fixture
+def web():
+    with WebServer() as server:
+        yield server
+
+
+def test_follow_a_feed_poll_it_ask_from_it_and_ingest_a_page(web, tmp_path):
+    index = tmp_path / "index"
+    web.routes["/a1"] = Route(page("Strike grows", "Dock workers walked out in Rotterdam on Monday."), headers=HTML)
+    web.routes["/a2"] = Route(page("Ferries", "All ferries to the islands were cancelled by the storm."),
+                              headers=HTML)
+    web.routes["/feed"] = Route(rss([("1", web.url("/a1"), ""), ("2", web.url("/a2"), "")]), headers=RSS)
+
+    added = citebot("feeds", "add", web.url("/feed"), "--outlet", "Harbour Herald", "--every", "15m", index=index)
+    assert added.returncode == 0, added.stderr
+    listed = [json.loads(line) for line in citebot("feeds", "list", "--json", index=index).stdout.splitlines()]
+    assert [(f["url"], f["outlet"], f["every_s"], f["last_poll"]) for f in listed] == [
+        (web.url("/feed"), "Harbour Herald", 900.0, None)]
+
+    polled = citebot("feeds", "poll", "--json", index=index)
+    assert polled.returncode == 0, polled.stderr
+    [result] = [json.loads(line) for line in polled.stdout.splitlines()]
+    assert (result["entries"], result["new"], result["added"], result["error"]) == (2, 2, 2, None)
+
+    asked = citebot("ask", "which ferries were cancelled?", "--json", index=index)
+    answer = json.loads(asked.stdout)
+    assert answer["found"], asked.stderr
+    top = answer["passages"][0]
+    assert "ferries" in top["text"] and top["sources"][0]["outlet"] == "Harbour Herald"
+    assert top["sources"][0]["url"] == web.url("/a2")
+
+    again = [json.loads(line) for line in citebot("feeds", "poll", "--json", index=index).stdout.splitlines()]
+    assert (again[0]["new"], again[0]["added"]) == (0, 0)
+    status = json.loads(citebot("feeds", "list", "--json", index=index).stdout)
+    assert status["entries_taken"] == 2 and status["last_error"] is None and status["last_new_entry"]
+
+    web.routes["/a3"] = Route(page("Talks", "Union and port talks resume on Thursday."), headers=HTML)
+    ingested = citebot("ingest", web.url("/a3?utm_source=x"), "--json", index=index)
+    assert ingested.returncode == 0, ingested.stderr
+    assert json.loads(ingested.stdout)["added"] == 1
+    keys = {row["location"] for row in json.loads(citebot("sources", "--json", index=index).stdout)}
+    assert web.url("/a3") in keys
+
+    refused = citebot("ingest", web.url("/a1"), index=tmp_path / "other", private=False)
+    assert refused.returncode == 1
+    assert "private, loopback or link-local" in refused.stderr and "Traceback" not in refused.stderr
+
+    removed = citebot("feeds", "remove", web.url("/feed"), index=index)
+    assert removed.returncode == 0
+    gone = citebot("feeds", "remove", web.url("/feed"), index=index)
+    assert gone.returncode == 1 and len(gone.stderr.strip().splitlines()) == 1
+
+
+def test_bad_feed_arguments_are_one_line_each(tmp_path):
+    for args in (("feeds", "add", "not-a-url"), ("feeds", "add", "https://example.com/rss", "--every", "soon"),
+                 ("feeds", "add", "https://example.com/rss", "--every", "2s")):
+        result = citebot(*args, index=tmp_path / "index")
+        assert result.returncode != 0
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr, args
+
+
+def test_run_picks_up_a_new_entry_and_stops_on_sigterm(web, tmp_path):
+    index = tmp_path / "index"
+    web.routes["/a1"] = Route(page("First", "The harbour opened at dawn."), headers=HTML)
+    items = [("1", web.url("/a1"), "")]
+    web.routes["/feed"] = lambda handler: Route(rss(items), headers=RSS)
+    assert citebot("feeds", "add", web.url("/feed"), "--every", "10s", index=index).returncode == 0
+    env = environment(index, CITEBOT_FETCH__ALLOW_PRIVATE="true")
+    loop = subprocess.Popen([sys.executable, "-m", "bot.cli", "run", "-v"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while web.paths().count("/feed") < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        web.routes["/a2"] = Route(page("Second", "A zqlighthouse keeper was rescued."), headers=HTML)
+        items.append(("2", web.url("/a2"), ""))
+        while "/a2" not in web.paths() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "/a2" in web.paths(), "the loop never fetched the new entry"
+        while time.monotonic() < deadline:
+            listed = json.loads(citebot("feeds", "list", "--json", index=index).stdout)
+            if listed["entries_taken"] == 2:
+                break
+            time.sleep(0.5)
+        assert listed["entries_taken"] == 2
+        loop.send_signal(signal.SIGTERM)
+        out, err = loop.communicate(timeout=30)
+    finally:
+        if loop.poll() is None:
+            loop.kill()
+    assert loop.returncode == 0, err
+    assert "Traceback" not in err
+    answer = json.loads(citebot("ask", "who was rescued?", "--json", index=index).stdout)
+    assert any("zqlighthouse" in p["text"] for p in answer["passages"])
