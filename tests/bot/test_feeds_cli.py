@@ -126,3 +126,28 @@ def test_run_picks_up_a_new_entry_and_stops_on_sigterm(web, tmp_path):
     assert "Traceback" not in err
     answer = json.loads(citebot("ask", "who was rescued?", "--json", index=index).stdout)
     assert any("zqlighthouse" in p["text"] for p in answer["passages"])
+
+
+def test_the_discord_bot_polls_the_feeds_beside_it_and_stops_them_with_it(monkeypatch, tmp_path):
+    """In this process, with the bot itself replaced: the poller thread runs beside it and ends with it."""
+    import threading
+
+    from bot import cli, discord_app
+
+    for name in [n for n in os.environ if n.startswith("CITEBOT_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("CITEBOT_INDEX__DIR", str(tmp_path / "index"))
+    seen = {}
+
+    def run_bot(settings, answerer):
+        seen["threads"] = {t.name: t for t in threading.enumerate()}
+        return 0
+
+    monkeypatch.setattr(discord_app, "run_bot", run_bot)
+    monkeypatch.setattr(cli, "_answerer", lambda settings: object())
+    monkeypatch.setattr(cli, "check_token", lambda settings: None)
+    assert cli.main(["discord"]) == 0
+    poller = seen["threads"].get("citebot-poller")
+    assert poller is not None, "no poller thread beside the bot"
+    poller.join(timeout=5)
+    assert not poller.is_alive(), "the poller outlived the bot"
