@@ -173,20 +173,36 @@ def _all_subparsers(commands) -> list[argparse.ArgumentParser]:
 
 def _filter_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--outlet", metavar="NAME", help="only articles from this outlet (its exact name, any case)")
-    p.add_argument("--since", metavar="YYYY-MM-DD", help="only articles published on or after this date")
-    p.add_argument("--until", metavar="YYYY-MM-DD", help="only articles published on or before this date")
+    p.add_argument("--since", metavar="DATE", help="only articles published on or after this date: YYYY-MM-DD, "
+                   "today, yesterday, 7d (days ago) or 2w (weeks ago)")
+    p.add_argument("--until", metavar="DATE", help="only articles published on or before this date (same forms)")
 
 
-def parse_date_flag(flag: str, value: str | None) -> dt.date | None:
-    """A --since/--until value as a date; a bad one is a CitebotError naming the flag."""
+_RELATIVE = re.compile(r"(\d{1,4})\s*([dw])")
+
+
+def parse_date_flag(flag: str, value: str | None, *, today: dt.date | None = None) -> dt.date | None:
+    """A --since/--until value as a date: YYYY-MM-DD, `today`, `yesterday`, `7d` (days ago) or `2w` (weeks ago).
+
+    A bad one is a CitebotError naming the flag. Relative dates count from today in UTC.
+    """
     if value is None:
         return None
+    text = value.strip().lower()
+    today = today or dt.datetime.now(dt.timezone.utc).date()
+    if text in ("today", "yesterday"):
+        return today - dt.timedelta(days=text == "yesterday")
+    relative = _RELATIVE.fullmatch(text)
+    if relative:
+        n, unit = int(relative.group(1)), relative.group(2)
+        return today - dt.timedelta(days=n * (7 if unit == "w" else 1))
     try:
-        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
             raise ValueError
-        return dt.date.fromisoformat(value.strip())
+        return dt.date.fromisoformat(text)
     except ValueError:
-        raise CitebotError(f"{flag} must be a date written YYYY-MM-DD, e.g. 2022-03-23, not {value!r}") from None
+        raise CitebotError(f"{flag} must be a date (YYYY-MM-DD, e.g. 2022-03-23), today, yesterday, or days or "
+                           f"weeks ago (7d, 2w), not {value!r}") from None
 
 
 def filters(args) -> dict:

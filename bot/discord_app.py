@@ -423,8 +423,8 @@ def _add_commands(client: CitebotClient) -> None:
         question="What you want to know, e.g. where are the new battlegroups?",
         k="How many passages to cite (1-10)",
         outlet="Only articles from this outlet, e.g. Newsmax",
-        since="Only articles published on or after this date (YYYY-MM-DD)",
-        until="Only articles published on or before this date (YYYY-MM-DD)",
+        since="Only articles published on or after this date: YYYY-MM-DD, today, yesterday, 7d, 2w",
+        until="Only articles published on or before this date: YYYY-MM-DD, today, yesterday, 7d, 2w",
     )
     @app_commands.guild_only()
     async def ask(
@@ -432,8 +432,8 @@ def _add_commands(client: CitebotClient) -> None:
         question: app_commands.Range[str, QUESTION_MIN, QUESTION_MAX],
         k: Optional[app_commands.Range[int, 1, K_MAX]] = None,
         outlet: Optional[app_commands.Range[str, 1, 100]] = None,
-        since: Optional[app_commands.Range[str, 10, 10]] = None,
-        until: Optional[app_commands.Range[str, 10, 10]] = None,
+        since: Optional[app_commands.Range[str, 1, 10]] = None,
+        until: Optional[app_commands.Range[str, 1, 10]] = None,
     ) -> None:
         await client.ask(interaction, question, k, outlet, since, until)
 

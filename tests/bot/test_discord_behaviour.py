@@ -164,7 +164,7 @@ async def test_outlet_and_date_filters_reach_the_answerer(world, answerer):
 async def test_a_bad_date_filter_is_one_private_line(world, answerer):
     result = await world.alice.slash(world.general, "ask", question=QUESTION, since="2022-13-01")
     assert answerer.calls == []
-    assert "since must be a date written YYYY-MM-DD" in result.response.content
+    assert "since must be a date (YYYY-MM-DD" in result.response.content
     assert result.response.ephemeral
 
 

@@ -134,9 +134,18 @@ def test_date_flags_read_yyyy_mm_dd():
     assert parse_date_flag("--until", None) is None
 
 
-@pytest.mark.parametrize("value", ["2022-13-01", "2022-02-30", "yesterday", "20220301", "1/3/2022", ""])
+@pytest.mark.parametrize("value, expected", [
+    ("today", dt.date(2025, 3, 4)), ("Yesterday", dt.date(2025, 3, 3)), ("7d", dt.date(2025, 2, 25)),
+    ("0d", dt.date(2025, 3, 4)), (" 2w ", dt.date(2025, 2, 18)), ("30 d", dt.date(2025, 2, 2)),
+])
+def test_date_flags_read_relative_dates_from_today(value, expected):
+    assert parse_date_flag("--since", value, today=dt.date(2025, 3, 4)) == expected
+
+
+@pytest.mark.parametrize("value", ["2022-13-01", "2022-02-30", "tomorrow", "7", "7y", "-7d", "20220301", "1/3/2022",
+                                   ""])
 def test_a_bad_date_is_an_error_naming_the_flag(value):
-    with pytest.raises(CitebotError, match=r"^--until must be a date written YYYY-MM-DD.*not "):
+    with pytest.raises(CitebotError, match=r"^--until must be a date \(YYYY-MM-DD.*7d, 2w\), not "):
         parse_date_flag("--until", value)
 
 
@@ -159,7 +168,8 @@ def test_a_bad_date_on_the_command_line_is_one_clear_line(command, capsys, tmp_p
     code = main([*command, "--since", "2022-3-1"])
     err = capsys.readouterr().err
     assert code != 0
-    assert err.strip().splitlines() == ["citebot: --since must be a date written YYYY-MM-DD, e.g. 2022-03-23, not '2022-3-1'"]
+    assert err.strip().splitlines() == ["citebot: --since must be a date (YYYY-MM-DD, e.g. 2022-03-23), today, "
+                                        "yesterday, or days or weeks ago (7d, 2w), not '2022-3-1'"]
 
 
 def test_passages_show_the_answer_with_a_sentence_either_side_unless_full():
