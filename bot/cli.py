@@ -79,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
                             "Bad files are reported one line each; the rest go on.")
     p.add_argument("paths", nargs="+", metavar="PATH|URL")
     p.add_argument("--rebuild", action="store_true", help="start a fresh index (e.g. after changing the model)")
+    p.add_argument("--sync", action="store_true", help="also remove what was indexed from under these paths and "
+                   "is no longer there (a deleted file, a record gone from its file)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     p = commands.add_parser("ask", help="answer one question with cited passages",
@@ -322,7 +324,7 @@ def _answerer(settings):
     return Answerer.from_settings(settings)
 
 
-def _ingest_with_progress(answerer, paths, *, rebuild=False, quiet=False):
+def _ingest_with_progress(answerer, paths, *, rebuild=False, quiet=False, sync=False):
     from rich.progress import (
         BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
     )
@@ -338,17 +340,19 @@ def _ingest_with_progress(answerer, paths, *, rebuild=False, quiet=False):
         def progress(done: int, total: int, path: str) -> None:
             bar.update(task, completed=done, total=total, name=_line(Path(path).name))
 
-        return answerer.ingest(paths, progress=progress, rebuild=rebuild)
+        return answerer.ingest(paths, progress=progress, rebuild=rebuild, sync=sync)
 
 
 def _print_report(report, as_json: bool) -> None:
     for line in report.errors:
         err.print(f"failed: {_line(line)}", markup=False, soft_wrap=True)
     if as_json:
-        print(json.dumps({k: getattr(report, k) for k in ("added", "updated", "unchanged", "failed", "errors")}))
+        print(json.dumps({k: getattr(report, k)
+                          for k in ("added", "updated", "unchanged", "removed", "failed", "errors")}))
     else:
         err.print(f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
-                  f"{report.failed} failed", markup=False)
+                  + (f"{report.removed} removed, " if report.removed else "") + f"{report.failed} failed",
+                  markup=False)
 
 
 PIPE_WIDTH = 10_000
@@ -393,7 +397,7 @@ def cmd_ingest(args, settings) -> int:
     answerer = _answerer(settings)
     report = IngestReport()
     if paths or args.rebuild:
-        report = _ingest_with_progress(answerer, paths, rebuild=args.rebuild)
+        report = _ingest_with_progress(answerer, paths, rebuild=args.rebuild, sync=args.sync)
     if urls:
         fetched = ingest_urls(answerer, urls, settings)
         for name in ("added", "updated", "unchanged", "removed", "failed"):

@@ -129,6 +129,9 @@ def _from_2(settings: Settings, *, progress=None) -> int:
             db.execute("DROP TRIGGER IF EXISTS chunks_fts_delete")
             db.execute("DROP TABLE IF EXISTS chunks_fts")
             db.execute("ALTER TABLE documents ADD COLUMN via TEXT")
+            db.execute("CREATE INDEX IF NOT EXISTS documents_path ON documents(path)")
+            db.execute("CREATE INDEX IF NOT EXISTS documents_age ON documents("
+                       "coalesce(published, substr(ingested_at, 1, 10)))")
             db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
             db.execute("COMMIT")
             documents = db.execute("SELECT count(*) FROM documents").fetchone()[0]

@@ -106,9 +106,10 @@ class Answerer:
         return self.store.count_documents() == 0
 
     # -- the write side -------------------------------------------------------------------------
-    def ingest(self, paths: Sequence[Path], *, progress: Progress | None = None, rebuild: bool = False) -> IngestReport:
-        """Add new and changed articles under `paths`; unchanged ones are left alone."""
-        report = self.writer.ingest(paths, progress=progress, rebuild=rebuild)
+    def ingest(self, paths: Sequence[Path], *, progress: Progress | None = None, rebuild: bool = False,
+               sync: bool = False) -> IngestReport:
+        """Add new and changed articles under `paths`; unchanged ones are left alone (see Writer.ingest)."""
+        report = self.writer.ingest(paths, progress=progress, rebuild=rebuild, sync=sync)
         self._export_question_model()
         return report
 

@@ -165,6 +165,12 @@ class FeedSettings(_Section):
     outlet: str | None = Field(None, description="the outlet its articles are cited by")
 
 
+class RetentionSettings(_Section):
+    max_age_days: int | None = Field(None, ge=1, description="articles published (or, undated, ingested) longer "
+                                     "ago than this are removed at each ingest and poll, and not indexed; "
+                                     "unset keeps everything")
+
+
 class DiscordSettings(_Section):
     channels: TextList[int] = Field(default_factory=list, description="channel ids to answer in; empty means all")
     cooldown_seconds: float = Field(5.0, ge=0)
@@ -184,6 +190,7 @@ class Settings(BaseSettings):
     reranker: RerankerSettings = RerankerSettings()
     answer: AnswerSettings = AnswerSettings()
     fetch: FetchSettings = FetchSettings()
+    retention: RetentionSettings = RetentionSettings()
     feeds: list[FeedSettings] = Field(default_factory=list, description="[[feeds]] tables: url, every, outlet")
     discord: DiscordSettings = DiscordSettings()
     discord_token: SecretStr | None = Field(None, exclude=True, repr=False)

@@ -43,6 +43,8 @@ CREATE TABLE IF NOT EXISTS documents (
 );
 CREATE INDEX IF NOT EXISTS documents_doc_id ON documents(doc_id);
 CREATE INDEX IF NOT EXISTS documents_published ON documents(published);
+CREATE INDEX IF NOT EXISTS documents_path ON documents(path);
+CREATE INDEX IF NOT EXISTS documents_age ON documents(coalesce(published, substr(ingested_at, 1, 10)));
 -- AUTOINCREMENT: a chunk id (which is also its FAISS id) is never given out twice.
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -255,6 +257,19 @@ class Store:
             rows = self._db.execute(
                 "SELECT key FROM documents WHERE doc_id >= ? AND doc_id < ?", (prefix, prefix + "g")
             ).fetchall()
+        return [row[0] for row in rows]
+
+    def documents_under(self, root: str) -> list[tuple[str, str]]:
+        """(key, path) of the documents read from `root` or from anywhere below it (by index, not LIKE)."""
+        rows = self._db.execute("SELECT key, path FROM documents WHERE path = ? OR (path >= ? AND path < ?)",
+                                (root, root + "/", root + "0"))  # "0" sorts right after "/"
+        return [(key, path) for key, path in rows]
+
+    def keys_older_than(self, day: dt.date, limit: int = 10_000) -> list[str]:
+        """Keys of documents published (or, without a date, ingested) before `day`, oldest first."""
+        rows = self._db.execute(
+            "SELECT key FROM documents WHERE coalesce(published, substr(ingested_at, 1, 10)) < ?"
+            " ORDER BY coalesce(published, substr(ingested_at, 1, 10)) LIMIT ?", (day.isoformat(), limit))
         return [row[0] for row in rows]
 
     def document_text(self, doc_id: str) -> str | None:

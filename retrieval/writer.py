@@ -80,6 +80,9 @@ class _Run:
     pending: _Pending = field(default_factory=_Pending)
     seen: dict[str, str] = field(default_factory=dict)  # key -> doc id, for this run
     first: bool = False  # the first commit of a rebuild replaces everything
+    read: set[str] = field(default_factory=set)  # every key read, taken or not (for --sync)
+    unreadable: set[str] = field(default_factory=set)  # files that failed as a whole: their documents stay
+    removals: list[str] = field(default_factory=list)  # keys to take out in this run's last commit
 
     def __post_init__(self):
         self.first = self.rebuild
@@ -194,8 +197,14 @@ class Writer:
                 writer.forget_retired(old)
 
     # -- ingest ---------------------------------------------------------------------------------
-    def ingest(self, paths: Sequence[Path], *, progress: Progress | None = None, rebuild: bool = False) -> IngestReport:
-        """Add new and changed articles under `paths`; unchanged ones are left alone."""
+    def ingest(self, paths: Sequence[Path], *, progress: Progress | None = None, rebuild: bool = False,
+               sync: bool = False) -> IngestReport:
+        """Add new and changed articles under `paths`; unchanged ones are left alone.
+
+        With `sync`, documents indexed from under `paths` that are no longer there (a deleted file, a
+        record gone from its feed file) are removed in the same run; a file that cannot be read at all
+        keeps its documents.
+        """
         report = IngestReport()
         files, errors = ingest_files.discover(paths)
         for error in errors:
@@ -210,13 +219,31 @@ class Writer:
             for done, path in enumerate(files, start=1):
                 budget = TimeBudget(self.settings.corpus.max_file_seconds)  # for reading and chunking this file
                 for number, item in enumerate(self._read(path, budget)):
-                    if isinstance(item, Article) and last.get(item.key, (done, number)) != (done, number):
-                        continue  # a later record with this key wins: this one is never indexed
+                    if isinstance(item, Article):
+                        run.read.add(item.key)
+                        if last.get(item.key, (done, number)) != (done, number):
+                            continue  # a later record with this key wins: this one is never indexed
+                    elif item.path == str(path):
+                        run.unreadable.add(str(path))
                     self._take(item, run, budget)
                 if progress:
                     progress(done, len(files), str(path))
+            if sync:
+                run.removals += self._gone(paths, files, run)
             self._finish(run)
         return report
+
+    def _gone(self, paths: Sequence[Path], files: list[Path], run: _Run) -> list[str]:
+        """Keys indexed from under `paths` whose file or record was not there in this run."""
+        kept = {str(f) for f in files} - run.unreadable
+        gone = []
+        for root in dict.fromkeys(_resolved(str(p)) for p in paths):
+            for key, path in self.store.documents_under(root):
+                if key in run.read or path in run.unreadable:
+                    continue
+                if path not in kept or key not in run.read:
+                    gone.append(key)
+        return list(dict.fromkeys(gone))
 
     def ingest_articles(self, items: Sequence[Article | IngestError]) -> IngestReport:
         """Add articles made elsewhere (fetched pages, feed entries) as `ingest` adds files' articles.
@@ -273,6 +300,12 @@ class Writer:
             report.failed += 1
             report.errors.append(f"{item.key}: empty: no article text")
             return
+        cutoff = self._cutoff()
+        if cutoff is not None and item.published is not None and item.published < cutoff:
+            report.failed += 1
+            report.errors.append(f"{item.key}: published {item.published.isoformat()}, more than "
+                                 f"retention.max_age_days ({self.settings.retention.max_age_days}) ago: not indexed")
+            return
         if item.key not in run.seen:
             if known is None:
                 report.added += 1
@@ -285,9 +318,23 @@ class Writer:
             run.pending, run.first = _Pending(), False
 
     def _finish(self, run: _Run) -> None:
-        if run.pending.articles or run.first:
-            self._commit(run.pending, replace_all=run.first)
+        removals = [k for k in dict.fromkeys(run.removals + self._expired()) if k not in run.seen]
+        if run.pending.articles or run.first or removals:
+            run.report.removed += self._commit(run.pending, removals, replace_all=run.first)
         self.merge()
+
+    def _cutoff(self):
+        days = self.settings.retention.max_age_days
+        if days is None:
+            return None
+        import datetime as dt
+
+        return dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=days)
+
+    def _expired(self) -> list[str]:
+        """Keys older than retention.max_age_days (by publication date, or ingestion date without one)."""
+        cutoff = self._cutoff()
+        return [] if cutoff is None else self.store.keys_older_than(cutoff)
 
     def _read(self, path: Path, budget: TimeBudget) -> list:
         """The file's articles and errors; whatever goes wrong reading it costs this file only."""

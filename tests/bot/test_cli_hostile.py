@@ -294,7 +294,7 @@ FULL = "citebot: the disk is full (no space left on device{}): free some space t
 
 
 def test_a_full_disk_writing_a_file_is_one_line(fake, monkeypatch, tmp_path):
-    def ingest(paths, progress=None, rebuild=False):
+    def ingest(paths, progress=None, rebuild=False, sync=False):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/index/seg-000007.faiss")
 
     monkeypatch.setattr(fake, "ingest", ingest, raising=False)
@@ -303,7 +303,7 @@ def test_a_full_disk_writing_a_file_is_one_line(fake, monkeypatch, tmp_path):
 
 
 def test_a_full_disk_under_sqlite_is_one_line(fake, monkeypatch, tmp_path):
-    def ingest(paths, progress=None, rebuild=False):
+    def ingest(paths, progress=None, rebuild=False, sync=False):
         db = sqlite3.connect(tmp_path / "small.sqlite")
         db.execute("PRAGMA max_page_count = 2")  # SQLite's own "database or disk is full", for real
         db.execute("CREATE TABLE t (x)")

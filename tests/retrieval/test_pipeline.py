@@ -349,3 +349,61 @@ def test_an_article_over_the_length_limit_or_one_that_trips_a_bug_costs_only_its
     assert "RuntimeError: a bug the chunker never met" in bug_line
     assert {s.key.rsplit("/", 1)[-1] for s in answerer.sources()} == {"nato.txt", "ships.txt"}
     assert answerer.check() == []
+
+
+# -- sync and retention ---------------------------------------------------------------------------
+def test_sync_removes_deleted_files_and_records_gone_from_their_file_only_under_the_roots(make, tmp_path):
+    import json as json_
+
+    answerer = make()
+    corpus = write(tmp_path / "corpus", ARTICLES)
+    other = write(tmp_path / "other", {"keep.txt": "The harbour master keeps a log of every ship."})
+    feed = corpus / "feed.jsonl"
+    feed.write_text("\n".join(json_.dumps({"id": f"s{n}", "title": f"S{n}", "text": f"Story {n} about zqtides."})
+                              for n in range(3)) + "\n")
+    assert answerer.ingest([corpus, other]).added == 7
+    (corpus / "bread.txt").unlink()
+    feed.write_text(json_.dumps({"id": "s0", "title": "S0", "text": "Story 0 about zqtides."}) + "\n")
+    plain = answerer.ingest([corpus])
+    assert (plain.removed, plain.unchanged) == (0, 3)  # without --sync nothing goes
+    report = answerer.ingest([corpus], sync=True)
+    assert (report.added, report.unchanged, report.removed, report.failed) == (0, 3, 3, 0)
+    keys = {row.key for row in answerer.sources()}
+    assert keys == {str((corpus / "nato.txt").resolve()), str((corpus / "ships.txt").resolve()), "s0",
+                    str((other / "keep.txt").resolve())}
+    assert answerer.check() == []
+
+
+def test_sync_keeps_the_documents_of_a_file_that_cannot_be_read_now(make, tmp_path):
+    answerer = make()
+    corpus = write(tmp_path / "corpus", ARTICLES)
+    assert answerer.ingest([corpus]).added == 3
+    (corpus / "nato.txt").write_bytes(b"\xff\xfe broken now")
+    report = answerer.ingest([corpus], sync=True)
+    assert (report.removed, report.failed) == (0, 1)
+    assert len(answerer.sources()) == 3
+
+
+def test_retention_removes_old_articles_and_does_not_index_them(make, tmp_path):
+    import datetime as dt
+    import json as json_
+
+    today = dt.datetime.now(dt.timezone.utc).date()
+    records = [{"id": "old", "title": "Old", "text": "An old story of zqold times.", "published": "2001-01-01"},
+               {"id": "new", "title": "New", "text": "A new story of zqnew times.", "published": today.isoformat()}]
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "feed.jsonl").write_text("\n".join(json_.dumps(r) for r in records) + "\n")
+    keeper = make()
+    assert keeper.ingest([corpus]).added == 2
+    keeper.store.close()
+    answerer = make(retention={"max_age_days": 30})
+    assert {r.key for r in answerer.sources()} == {"old", "new"}
+    (corpus / "later.jsonl").write_text(json_.dumps({"id": "later", "title": "L", "text": "zqlater news.",
+                                                     "published": today.isoformat()}) + "\n")
+    report = answerer.ingest([corpus / "later.jsonl"])
+    assert (report.added, report.removed) == (1, 1)
+    assert {r.key for r in answerer.sources()} == {"new", "later"}
+    again = answerer.ingest([corpus / "feed.jsonl"])
+    assert again.failed == 1 and "more than retention.max_age_days (30) ago: not indexed" in again.errors[0]
+    assert answerer.check() == []
