@@ -634,6 +634,12 @@ def cmd_run(args, settings) -> int:
     return loop(args, settings)
 
 
+def cmd_watch(args, settings) -> int:
+    from bot.feeds_cli import cmd_watch as watch
+
+    return watch(args, settings)
+
+
 def cmd_config(args, settings) -> int:
     from bot.config_show import as_json, as_lines
     from retrieval.settings import load_settings_with_origins
@@ -666,7 +672,7 @@ COMMANDS = {
     "ingest": cmd_ingest, "ask": cmd_ask, "chat": cmd_chat, "sources": cmd_sources,
     "remove": cmd_remove, "check": cmd_check, "migrate": cmd_migrate, "eval": cmd_eval,
     "config": cmd_config, "doctor": cmd_doctor, "discord": cmd_discord,
-    "feeds": cmd_feeds, "run": cmd_run,
+    "feeds": cmd_feeds, "run": cmd_run, "watch": cmd_watch,
 }
 
 

@@ -1,4 +1,4 @@
-"""`citebot feeds add|remove|list|poll`, `citebot run`, and URLs given to `citebot ingest`."""
+"""`citebot feeds add|remove|list|poll`, `citebot watch`, `citebot run`, and URLs given to `citebot ingest`."""
 
 from __future__ import annotations
 
@@ -28,10 +28,15 @@ def add_parsers(commands) -> None:
     ls.add_argument("--json", action="store_true", help="one JSON object per feed, one per line")
     po = actions.add_parser("poll", help="poll every feed once and exit (for cron)")
     po.add_argument("--json", action="store_true", help="one JSON object per feed, one per line")
+    w = commands.add_parser(
+        "watch", help="keep folders indexed: new and changed files within seconds, deleted ones removed",
+        description="Catches up once (as `ingest --sync`), then follows the folders until Ctrl-C or SIGTERM.")
+    w.add_argument("paths", nargs="+", metavar="FOLDER")
     commands.add_parser(
-        "run", help="keep the index current: poll every feed when it is due, until stopped",
+        "run", help="keep the index current: poll every feed when it is due, watch the folders, until stopped",
         description="Polls each followed feed at its interval (conditional GET), indexes new entries "
-        "within one interval of their publication, and logs each poll (-v). Stop with Ctrl-C or SIGTERM.")
+        "within one interval of their publication, watches the folders in watch.paths, and logs what it "
+        "does (-v). Stop with Ctrl-C or SIGTERM.")
 
 
 def _fetch_url_ok(url: str) -> None:
@@ -138,31 +143,78 @@ def _poll(settings, book, as_json: bool) -> int:
     return 0 if all(r.ok and not r.failed for r in results) else 1
 
 
-def cmd_run(args, settings) -> int:
-    from bot.cli import err
-
-    poller = _poller(settings)
+def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    feeds = poller.feeds()
-    err.print(f"following {len(feeds)} feeds into {settings.index.dir}; Ctrl-C stops", markup=False)
-    if not feeds:
-        err.print("no feeds yet: `citebot feeds add URL` adds one, and this loop picks it up", markup=False)
-    poller.run(stop)
+    return stop
+
+
+def _folders(paths) -> list:
+    from pathlib import Path
+
+    folders = [Path(p) for p in paths]
+    missing = [str(p) for p in folders if not p.is_dir()]
+    if missing:
+        raise CitebotError(f"{missing[0]} is not a folder: give folders to watch (files are ingested with "
+                           "`citebot ingest`)")
+    return folders
+
+
+def cmd_watch(args, settings) -> int:
+    from bot.cli import _answerer, err
+    from retrieval.watcher import FolderWatcher
+
+    folders = _folders(args.paths)
+    stop = _stop_on_signals()
+    err.print(f"watching {', '.join(map(str, folders))} into {settings.index.dir}; Ctrl-C stops", markup=False)
+    FolderWatcher(_answerer(settings), folders).run(stop)
     return 0
 
 
-def start_in_thread(settings, writer, stop: threading.Event) -> threading.Thread:
-    """The poller beside the Discord bot: a daemon thread, off the event loop (feeds added later are picked up)."""
+def cmd_run(args, settings) -> int:
+    from bot.cli import _answerer, err
+
+    answerer = _answerer(settings)
+    stop = _stop_on_signals()
+    threads = start_in_thread(settings, answerer, stop, poll=False)
+    poller = _poller_for(settings, answerer)
+    feeds = poller.feeds()
+    err.print(f"following {len(feeds)} feeds and {len(settings.watch.paths)} folders into {settings.index.dir}; "
+              "Ctrl-C stops", markup=False)
+    if not feeds:
+        err.print("no feeds yet: `citebot feeds add URL` adds one, and this loop picks it up", markup=False)
+    poller.run(stop)
+    for thread in threads:
+        thread.join(timeout=10)
+    return 0
+
+
+def _poller_for(settings, writer):
     from bot.cli import _version
     from retrieval.fetch import Fetcher
     from retrieval.poller import Poller, policy_for
 
-    poller = Poller(settings, writer, fetcher=Fetcher(policy_for(settings, _version())))
-    thread = threading.Thread(target=poller.run, args=(stop,), name="citebot-poller", daemon=True)
-    thread.start()
-    return thread
+    return Poller(settings, writer, fetcher=Fetcher(policy_for(settings, _version())))
+
+
+def start_in_thread(settings, writer, stop: threading.Event, *, poll: bool = True) -> list[threading.Thread]:
+    """The feed poller and the folder watcher beside the Discord bot: daemon threads, off the event loop.
+
+    Feeds added later are picked up; the folders are those in watch.paths.
+    """
+    threads = []
+    if poll:
+        poller = _poller_for(settings, writer)
+        threads.append(threading.Thread(target=poller.run, args=(stop,), name="citebot-poller", daemon=True))
+    if settings.watch.paths:
+        from retrieval.watcher import FolderWatcher
+
+        watcher = FolderWatcher(writer, _folders(settings.watch.paths))
+        threads.append(threading.Thread(target=watcher.run, args=(stop,), name="citebot-watcher", daemon=True))
+    for thread in threads:
+        thread.start()
+    return threads
 
 
 def ingest_urls(answerer, urls: list[str], settings):

@@ -119,6 +119,10 @@ class Answerer:
         self._export_question_model()
         return report
 
+    def forget_under(self, paths: Sequence[Path]) -> int:
+        """Remove the documents of deleted files or folders (see Writer.forget_under)."""
+        return self.writer.forget_under(paths)
+
     def remove(self, refs: Sequence[str], *, all_matching: bool = False) -> list[str]:
         """Take documents out by key, path, url or doc id (prefix); returns the keys removed (see Writer.remove)."""
         return self.writer.remove(refs, all_matching=all_matching)

@@ -35,7 +35,7 @@ _CHECKOUT = Path(__file__).resolve().parent.parent
 HOME_VARIABLE = "CITEBOT_HOME"
 
 # Fields holding paths, as (section, field): resolved against the file that sets them.
-_PATH_FIELDS = {("index", "dir"), ("corpus", "paths"), ("reranker", "cross_encoder")}
+_PATH_FIELDS = {("index", "dir"), ("corpus", "paths"), ("reranker", "cross_encoder"), ("watch", "paths")}
 
 
 def _list_from_text(value: Any) -> Any:
@@ -165,6 +165,11 @@ class FeedSettings(_Section):
     outlet: str | None = Field(None, description="the outlet its articles are cited by")
 
 
+class WatchSettings(_Section):
+    paths: TextList[Path] = Field(default_factory=list, description="folders `citebot run` and `citebot discord` "
+                                  "keep indexed: new and changed files within seconds, deleted ones removed")
+
+
 class RetentionSettings(_Section):
     max_age_days: int | None = Field(None, ge=1, description="articles published (or, undated, ingested) longer "
                                      "ago than this are removed at each ingest and poll, and not indexed; "
@@ -191,6 +196,7 @@ class Settings(BaseSettings):
     answer: AnswerSettings = AnswerSettings()
     fetch: FetchSettings = FetchSettings()
     retention: RetentionSettings = RetentionSettings()
+    watch: WatchSettings = WatchSettings()
     feeds: list[FeedSettings] = Field(default_factory=list, description="[[feeds]] tables: url, every, outlet")
     discord: DiscordSettings = DiscordSettings()
     discord_token: SecretStr | None = Field(None, exclude=True, repr=False)

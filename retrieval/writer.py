@@ -430,6 +430,15 @@ class Writer:
                 self.merge()
             return keys
 
+    def forget_under(self, paths: Sequence[Path]) -> int:
+        """Remove the documents read from `paths` or from below them (deleted files or folders); returns how many."""
+        with self.lock():
+            keys = list(dict.fromkeys(key for p in paths for key, _ in self.store.documents_under(_resolved(str(p)))))
+            removed = self._commit(_Pending(), removals=keys) if keys else 0
+            if keys:
+                self.merge()
+            return removed
+
     # -- merging --------------------------------------------------------------------------------
     def merge(self) -> int:
         """Merge segments until the layout is fine (see index.plan_merge); returns the merges made."""

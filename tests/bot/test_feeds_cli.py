@@ -151,3 +151,33 @@ def test_the_discord_bot_polls_the_feeds_beside_it_and_stops_them_with_it(monkey
     assert poller is not None, "no poller thread beside the bot"
     poller.join(timeout=5)
     assert not poller.is_alive(), "the poller outlived the bot"
+
+
+def test_watch_follows_a_folder_and_stops_on_sigterm(tmp_path):
+    index, folder = tmp_path / "index", tmp_path / "news"
+    folder.mkdir()
+    (folder / "a.txt").write_text("The harbour opened at dawn, officials said.")
+    loop = subprocess.Popen([sys.executable, "-m", "bot.cli", "watch", str(folder)], cwd=ROOT,
+                            env=environment(index), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def listed() -> set:
+        result = citebot("sources", "--json", index=index)
+        return {row["location"] for row in json.loads(result.stdout or "[]")} if result.returncode == 0 else set()
+
+    try:
+        deadline = time.monotonic() + 180
+        while str((folder / "a.txt").resolve()) not in listed() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        (folder / "b.txt").write_text("A lighthouse keeper was rescued from the rocks.")
+        while str((folder / "b.txt").resolve()) not in listed() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert listed() == {str((folder / "a.txt").resolve()), str((folder / "b.txt").resolve())}
+        loop.send_signal(signal.SIGTERM)
+        _, err = loop.communicate(timeout=30)
+    finally:
+        if loop.poll() is None:
+            loop.kill()
+    assert loop.returncode == 0 and "Traceback" not in err, err
+    refused = citebot("watch", str(folder / "a.txt"), index=index)
+    assert refused.returncode != 0 and "is not a folder" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
