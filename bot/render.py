@@ -50,7 +50,8 @@ def source_line(source: Source) -> str:
 def version_line(version: Version) -> str:
     """`— Newsmax, date unknown: Hungary, Slovakia [1]`: who says what, and where it is quoted."""
     who = "; ".join(f"{clean_line(s.outlet or '') or 'outlet unknown'}, {_date(s)}" for s in version.sources)
-    return f"— {who}: {', '.join(clean_line(v) for v in version.values)} [{version.passage}]"
+    latest = " (the latest report)" if version.newest else ""
+    return f"— {who}: {', '.join(clean_line(v) for v in version.values)} [{version.passage}]{latest}"
 
 
 def _head(answer: Answer) -> Text:

@@ -257,7 +257,7 @@ def version_text(version: Version) -> str:
     """`— Newsmax, date unknown: Hungary, Slovakia [1]`, escaped: who says what, and where it is quoted."""
     who = "; ".join(f"{s.outlet or 'outlet unknown'}, {_date(s.published)}" for s in version.sources)
     said = _inert(f"— {who}: {', '.join(version.values)}", FIELD_VALUE_LIMIT, at_line_start=False)
-    return f"{said} [{version.passage}]"
+    return f"{said} [{version.passage}]" + (" (the latest report)" if version.newest else "")
 
 
 def versions_field(answer: Answer) -> dict[str, Any]:

@@ -86,7 +86,7 @@ hard() { local v; v=$(ulimit -H "$1"); if [ "$v" = unlimited ]; then echo 104857
 if ! try; then
     nofile=$(hard -n)
     nproc=$(hard -u)
-    pid_max=$(cat /proc/sys/kernel/pid_max)  # podman caps its own nproc at pid_max
+    pid_max=$(cat /proc/sys/kernel/pid_max)  # podman lowers its own nproc to this (32768 where it was written)
     [ "$nproc" -le "$pid_max" ] || nproc=$pid_max
     ulimits=(--ulimit "nofile=$nofile:$nofile" --ulimit "nproc=$nproc:$nproc")
     try --runtime runc "${ulimits[@]}" ||
@@ -97,8 +97,9 @@ if ! try; then
     say "podman's defaults cannot run a container here; writing runc and rlimits to $CONF"
     mkdir -p "$(dirname "$CONF")"
     cat >"$CONF" <<EOF
-$MARK: podman's defaults could not run a container on
-# this machine (crun and hybrid cgroups; rlimits above the hard limits). runc with these limits could.
+$MARK
+# podman's defaults could not run a container on this machine (crun and hybrid cgroups; rlimits
+# above the hard limits). runc with these limits could.
 [containers]
 default_ulimits = ["nofile=$nofile:$nofile", "nproc=$nproc:$nproc"]
 

@@ -126,10 +126,11 @@ def build_answer(
     versions = _versions([
         c for c in claims if c.item.sentence_score >= best_score - VERSION_MARGIN and c.coverage >= MIN_COVERAGE
     ])
-    dates = [s.published for p in passages for s in p.sources if s.published is not None]
+    # "As of" is the date of the report the answer is quoted from, not the newest of all those cited:
+    # an older report's figure must not pass for the latest one.
     return Answer(
         question=question, found=True, answer=first.highlight, passages=passages, phrase=phrase,
-        versions=versions, disagreement=bool(versions), as_of=max(dates, default=None),
+        versions=versions, disagreement=bool(versions), as_of=first.sources[0].published,
     )
 
 
@@ -173,6 +174,12 @@ def _versions(claims: list[_Claim]) -> list[Version]:
                 sources=[c.item.hit.source for c in _newest_first(side, key=lambda c: c.item.hit.source)],
             )
         )
+    # The latest report first. It is called the latest only when it is newer than every other, each
+    # dated: beside a report of unknown date, no one can say which came later.
+    versions = _newest_first(versions, key=lambda v: v.sources[0])
+    dates = [v.sources[0].published for v in versions]
+    if dates[0] is not None and all(d is not None and d < dates[0] for d in dates[1:]):
+        versions[0] = versions[0].model_copy(update={"newest": True})
     return versions
 
 

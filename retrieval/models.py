@@ -151,6 +151,8 @@ class Version(_Frozen):
     values: list[str] = Field(description="the entities it names, in the passage's order")
     passage: int = Field(description="the number n of the passage [n] it is quoted from")
     sources: list[Source] = Field(description="the articles that say it, newest first")
+    newest: bool = Field(False, description="its newest article is newer than every other version's, each "
+                         "dated: the latest report")
 
 
 class Answer(_Frozen):
@@ -164,7 +166,8 @@ class Answer(_Frozen):
     phrase: Span | None = Field(None, description="the exact phrase inside `answer` that the question asks for")
     versions: list[Version] = Field(default_factory=list, description="each version when sources differ")
     disagreement: bool = Field(False, description="articles give different values for what was asked")
-    as_of: dt.date | None = Field(None, description="the newest publication date among the cited articles")
+    as_of: dt.date | None = Field(None, description="the publication date of the article the answer is quoted "
+                                  "from (the newest of its copies)")
 
     @property
     def sources(self) -> list[Source]:

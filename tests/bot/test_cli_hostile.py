@@ -244,7 +244,7 @@ def test_ingest_failures_and_removed_keys_are_printed_inert(fake, monkeypatch, t
 
     bad = f"/news/{CLEAR}[/x]{WINDOW}.txt"
     not_utf8 = os.fsdecode(b"/news/b\xffd.txt")  # a file name in another encoding
-    monkeypatch.setattr(fake, "ingest", lambda paths, progress=None, rebuild=False: IngestReport(
+    monkeypatch.setattr(fake, "ingest", lambda paths, progress=None, rebuild=False, sync=False: IngestReport(
         failed=2, errors=[f"{bad}: not UTF-8 text\x07", f"{not_utf8}: empty"]), raising=False)
     monkeypatch.setattr(fake, "remove", lambda refs, **kw: [bad], raising=False)
     assert cli.main(["ingest", str(tmp_path)]) == 1
@@ -511,7 +511,7 @@ def test_a_line_says_the_model_is_loading_before_an_ingest_that_must_load_it(fak
     from retrieval.writer import IngestReport
 
     monkeypatch.setattr(fake, "embedder", SimpleNamespace(_model=None), raising=False)
-    monkeypatch.setattr(fake, "ingest", lambda paths, progress=None, rebuild=False: IngestReport(added=1),
+    monkeypatch.setattr(fake, "ingest", lambda paths, progress=None, rebuild=False, sync=False: IngestReport(added=1),
                         raising=False)
     assert cli.main(["ingest", str(tmp_path)]) == 0
     assert err_lines() == ["Loading the embedding model …", "1 added, 0 updated, 0 unchanged, 0 failed"]

@@ -121,11 +121,13 @@ def test_articles_naming_different_places_differ_and_each_version_names_its_outl
         k=5, min_score=0.3, phrases=PHRASES,
     )
     assert answer.disagreement is True
-    first, second = answer.versions
-    assert (first.text, first.passage, first.values) == (SEVEN, 1, SEVEN.replace(" and", ",").split(", "))
-    assert [(s.outlet, s.published) for s in first.sources] == [("Newsmax", None)]
-    assert (second.text, second.passage, second.values) == (FOUR, 2, ["Bulgaria", "Hungary", "Romania", "Slovakia"])
-    assert [(s.outlet, s.published) for s in second.sources] == [("The Daily", MARCH_23)]
+    latest, other = answer.versions  # the dated report first, and it is the latest
+    assert (latest.text, latest.passage, latest.values) == (FOUR, 2, ["Bulgaria", "Hungary", "Romania", "Slovakia"])
+    assert [(s.outlet, s.published) for s in latest.sources] == [("The Daily", MARCH_23)]
+    assert (other.text, other.passage, other.values) == (SEVEN, 1, SEVEN.replace(" and", ",").split(", "))
+    assert [(s.outlet, s.published) for s in other.sources] == [("Newsmax", None)]
+    assert (latest.newest, other.newest) == (False, False)  # beside an undated report, none is the latest
+    assert answer.as_of is None  # the answer is quoted from Newsmax, which gives no date
 
 
 def test_the_same_places_in_another_order_agree():
@@ -210,5 +212,27 @@ def test_outlets_that_agree_share_one_version_newest_first():
     )
     assert len(answer.passages) == 3 and answer.disagreement
     assert [(v.passage, [s.outlet for s in v.sources]) for v in answer.versions] == [
-        (1, ["Newsmax"]), (2, ["AP", "The Daily"]),
+        (2, ["AP", "The Daily"]), (1, ["Newsmax"]),
     ]
+
+
+def test_as_of_is_the_date_of_the_report_the_answer_comes_from_and_the_latest_report_is_named():
+    """The Rotterdam case: the best passage is the older report; the newer one says another number."""
+    def says(text, doc, published, score):
+        return scored(hit(doc, text, score, outlet="Herald", published=published), score)
+
+    older, newer = dt.date(2025, 3, 3), dt.date(2025, 3, 4)
+    first = "About 2300 dock workers joined the Rotterdam strike on Monday, the union said."
+    second = "Police counted 1900 strikers at the Rotterdam port gates by Tuesday evening."
+    numbers = KnownPhrases("2300", "1900")
+    question = "how many workers joined the Rotterdam strike?"
+    answer = build_answer(question, [says(first, "a", older, 0.8), says(second, "b", newer, 0.78)], k=5,
+                          min_score=0.3, phrases=numbers)
+    assert "2300" in answer.passages[0].text and len(answer.passages) == 2
+    assert answer.as_of == older  # not the newest date among the cited
+    assert answer.disagreement
+    assert [(v.values, v.newest, v.sources[0].published) for v in answer.versions] == [
+        (["1900"], True, newer), (["2300"], False, older)]
+    same_day = build_answer(question, [says(first, "a", newer, 0.8), says(second, "b", newer, 0.78)], k=5,
+                            min_score=0.3, phrases=numbers)
+    assert not any(v.newest for v in same_day.versions)  # neither is the later report
