@@ -31,17 +31,27 @@ _NOT_REGULAR = "not a regular file (a named pipe, a socket, a device or a folder
 
 # --- patterns for plain text -------------------------------------------------------------------
 
-_NAME = r"[A-Z][\w.'’-]*(?:\s+[A-Z][\w.'’-]*){1,3}"  # 2-4 capitalised words: "Solange Reyner"
+# 2-4 capitalised words, with the particles names carry: "Solange Reyner", "Maria de Vries",
+# "Ludwig van der Berg", "Omar al-Sharif".
+_PARTICLE = r"(?:de|da|di|du|del|della|der|den|van|von|ter|ten|la|le|dos|das|bin|ibn|ben)"
+_NAME_WORD = r"(?:[A-Z][\w.'’-]*|(?:al|el)-[A-Z][\w'’-]*)"
+_NAME = rf"[A-Z][\w.'’-]*(?:\s+(?:{_PARTICLE}\s+){{0,2}}{_NAME_WORD}){{1,3}}"
 _MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
 _DATE_IN_TEXT = re.compile(
-    rf"\b(\d{{4}}-\d{{2}}-\d{{2}})\b|\b({_MONTH}\s+\d{{1,2}},?\s+\d{{4}})\b|\b(\d{{1,2}}\s+{_MONTH},?\s+\d{{4}})\b"
+    rf"\b(\d{{4}}-\d{{2}}-\d{{2}})(?=T\d|\b)|\b({_MONTH}\s+\d{{1,2}},?\s+\d{{4}})\b|\b(\d{{1,2}}\s+{_MONTH},?\s+\d{{4}})\b"
 )
 _HEADER = re.compile(
-    r"^(title|headline|date|published|author|by|source|outlet|publisher|url)\s*:\s*(.+)$", re.IGNORECASE
+    r"^(title|headline|date|published|updated|last updated|modified|author|by|source|outlet|publisher|url)"
+    r"\s*:\s*(.+)$", re.IGNORECASE
 )
 _HEADER_FIELD = {"title": "title", "headline": "title", "date": "published", "published": "published",
+                 "updated": "updated", "last updated": "updated", "modified": "updated",
                  "author": "author", "by": "author", "source": "outlet", "outlet": "outlet",
                  "publisher": "outlet", "url": "url"}
+# 04.03.2025 is 4 March in Europe and April 3 in the US: a date written only in numbers is not guessed.
+_NUMERIC_DATE = re.compile(r"^\s*\d{1,2}\s*[./-]\s*\d{1,2}\s*[./-]\s*\d{2,4}\b")
+_DATEPARSER = {"STRICT_PARSING": True, "REQUIRE_PARTS": ["day", "month", "year"], "RETURN_AS_TIMEZONE_AWARE": False,
+               "PARSERS": ["absolute-time"]}
 # "Published 23 March 2022" / "Posted on March 23, 2022": a date line without a colon.
 _DATE_LINE = re.compile(r"^(?:date|published|posted)(?:\s+on)?\s+(.+)$", re.IGNORECASE)
 _MD_HEADING = re.compile(r"^#\s+(.+?)\s*#*$")
@@ -70,15 +80,28 @@ def _normalise(raw: str) -> str:
     return text.strip("\n")
 
 
-def _parse_date(value: str) -> dt.date | None:
-    """The first ISO or named-month date in `value`; a bare year (a copyright line) is not a date."""
+def _parse_date(value: str, *, whole: bool = False) -> dt.date | None:
+    """The first ISO or named-month date in `value`; a bare year (a copyright line) is not a date.
+
+    With `whole` (a header's value, e.g. `Updated: March 4, 2025, 9:12 a.m. EST`), forms the pattern
+    misses go to dateparser, absolute dates only: never "last week", never a numbers-only date. The
+    date is the one written, in the writer's time zone.
+    """
     match = _DATE_IN_TEXT.search(value)
-    if not match:
+    if match:
+        try:
+            return dateparser.parse(match.group(0)).date()
+        except (ValueError, OverflowError):
+            return None
+    if not whole or _NUMERIC_DATE.match(value) or len(value) > 80:
         return None
+    import dateparser as named_dates  # imported on first use: about 0.1 s
+
     try:
-        return dateparser.parse(match.group(0)).date()
-    except (ValueError, OverflowError):
+        found = named_dates.parse(value, languages=["en"], settings=_DATEPARSER)
+    except (ValueError, OverflowError, TypeError):
         return None
+    return found.date() if found else None
 
 
 def _is_photo_credit(line: str) -> bool:
@@ -111,8 +134,8 @@ def _clean(raw: str, *, find_title: bool = True, budget: TimeBudget | None = Non
             if (m := _HEADER.match(s)) and len(m.group(2).split()) <= 25:
                 field = _HEADER_FIELD[m.group(1).lower()]
                 value = m.group(2).strip()
-                if field == "published":
-                    value = _parse_date(value)
+                if field in ("published", "updated"):
+                    value = _parse_date(value, whole=True)
                     if value is None:  # "Date: soon" is not a header we understand; keep it as text
                         top = False
                         kept.append(line)
@@ -156,6 +179,9 @@ def _clean(raw: str, *, find_title: bool = True, budget: TimeBudget | None = Non
         kept.append(line)
     if bio_outlet:  # a © line names the outlet more surely than a bio does
         first("outlet", bio_outlet)
+    updated = meta.pop("updated", None)
+    if updated is not None:  # the update's date stands in only for a publication date the article lacks
+        first("published", updated)
     return _normalise("\n".join(kept)), meta
 
 
@@ -179,8 +205,52 @@ def parse_text_article(raw: str, *, key: str, path: str | None, budget: TimeBudg
         An Article whose text may be empty when the file held only boilerplate; fields that
         could not be found stay None.
     """
-    text, meta = _clean(raw, budget=budget)
-    return Article(key=key, text=text, path=path, **meta)
+    front, raw = _front_matter(raw)
+    text, meta = _clean(raw, budget=budget, find_title="title" not in front)
+    return Article(key=key, text=text, path=path, **{**meta, **front})
+
+
+_FRONT_FIELDS = {"title": "title", "headline": "title", "date": "published", "published": "published",
+                 "pubdate": "published", "updated": "updated", "author": "author", "authors": "author",
+                 "byline": "author", "source": "outlet", "outlet": "outlet", "publisher": "outlet",
+                 "site_name": "outlet", "url": "url", "canonical_url": "url", "link": "url"}
+
+
+def _front_matter(raw: str) -> tuple[dict[str, Any], str]:
+    """YAML front matter (`---` … `---` at the top, as static sites and exporters write it) -> (fields, body).
+
+    Read with python-frontmatter (safe YAML). Unknown keys are ignored; a block that is not valid YAML
+    is left in the text, as written.
+    """
+    if not raw.lstrip("\ufeff").startswith("---"):
+        return {}, raw
+    import frontmatter
+
+    try:
+        post = frontmatter.loads(raw.lstrip("\ufeff"))
+    except Exception:  # noqa: BLE001 - yaml raises several kinds on a malformed block
+        return {}, raw
+    found: dict[str, Any] = {}
+    for name, value in post.metadata.items():
+        field = _FRONT_FIELDS.get(str(name).lower())
+        if field is None or value in (None, "", []):
+            continue
+        if isinstance(value, list):  # authors: [A, B]
+            value = ", ".join(str(v) for v in value if v)
+        if field in ("published", "updated"):
+            if isinstance(value, dt.datetime):
+                value = value.date()
+            elif not isinstance(value, dt.date):
+                value = _parse_date(str(value), whole=True)
+            if value is None:
+                continue
+        elif not isinstance(value, str):
+            value = str(value)
+        found.setdefault(field, value.strip() if isinstance(value, str) else value)
+    updated = found.pop("updated", None)
+    if "published" not in found and updated is not None:
+        found["published"] = updated
+    return found, post.content
 
 
 # --- files -------------------------------------------------------------------------------------
@@ -295,12 +365,14 @@ def _read_regular(path: Path, max_bytes: int | None) -> bytes | IngestError:
 
 
 def _parse(data: bytes, path: Path, where: str, budget: TimeBudget | None) -> list[Article | IngestError]:
+    suffix = path.suffix.lower()
     try:
         raw = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        return [IngestError(where, f"not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start}): "
-                                   "save the file as UTF-8")]
-    suffix = path.suffix.lower()
+        raw = _legacy_text(data) if suffix not in (".json", ".jsonl") else None  # JSON is UTF-8 by definition
+        if raw is None:
+            return [IngestError(where, f"not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start}), "
+                                       "nor text in another encoding citebot could tell: save the file as UTF-8")]
     if suffix == ".jsonl":
         items = _read_jsonl(raw, where, budget)
     elif suffix == ".json":
@@ -315,6 +387,31 @@ def _parse(data: bytes, path: Path, where: str, budget: TimeBudget | None) -> li
         return [IngestError(where, "empty: no article text")]
     return [IngestError(where, "empty: no article text") if isinstance(i, Article) and not i.text else i
             for i in items]
+
+
+# Western news archives are mostly Windows-1252; among equally good readings, it is taken first.
+_PREFERRED_ENCODINGS = ("cp1252", "latin_1", "iso8859_15")
+MAX_CHAOS = 0.2
+MIN_LEGACY_BYTES = 32
+
+
+def _legacy_text(data: bytes) -> str | None:
+    """Text that is not UTF-8 (Windows-1252, Latin-1, UTF-16 with its mark, Cyrillic …), read by
+    charset-normalizer; None for bytes that read as no text (a binary file with a text suffix)."""
+    if len(data) < MIN_LEGACY_BYTES:  # too little to tell an encoding from noise
+        return None
+    from charset_normalizer import from_bytes
+
+    matches = list(from_bytes(data))
+    if not matches or matches[0].chaos > MAX_CHAOS:
+        return None
+    best = matches[0]
+    tied = [m for m in matches if m.chaos <= best.chaos and m.coherence >= best.coherence]
+    for encoding in _PREFERRED_ENCODINGS:
+        for match in tied:
+            if match.encoding == encoding:
+                return str(match)
+    return str(best)
 
 
 def _read_html(raw: str, where: str, budget: TimeBudget | None = None) -> Article:

@@ -1,6 +1,10 @@
 import datetime as dt
 import json
+from pathlib import Path
 
+import pytest
+
+from retrieval import ingest as _ingest
 from retrieval.errors import IngestError
 from retrieval.ingest import SUPPORTED_SUFFIXES, discover, parse_text_article, read_articles
 from retrieval.models import Article
@@ -306,3 +310,68 @@ def test_a_file_over_the_size_limit_is_refused_unread(tmp_path):
     assert isinstance(error, IngestError) and "1.4 MB, more than the limit of 1 MB" in error.reason
     assert "corpus.max_file_mb" in error.reason
     assert isinstance(read_articles(path, max_bytes=2 * 2**20)[0], Article)
+
+
+# -- metadata from libraries: front matter, dates as news sites write them, encodings, bylines ----------
+
+
+def _one(name: str, data: bytes):
+    [item] = _ingest._parse(data, Path(name), name, None)
+    return item
+
+
+def test_yaml_front_matter_gives_the_fields_and_is_not_text():
+    article = _one("post.md", b"---\ntitle: Strike grows\ndate: 2025-03-03T10:00:00Z\nauthors: [Maria de Vries, "
+                              b"Omar al-Sharif]\nsource: Harbour Herald\nurl: https://herald.example/strike\ntags: [x]\n"
+                              b"---\n\n# Not the title\n\nDock workers walked out.\n")
+    assert (article.title, article.published, article.author, article.outlet, article.url) == (
+        "Strike grows", dt.date(2025, 3, 3), "Maria de Vries, Omar al-Sharif", "Harbour Herald",
+        "https://herald.example/strike")
+    assert "title:" not in article.text and "Dock workers walked out." in article.text
+    broken = _one("bad.md", b"---\ntitle: [unclosed\n---\nBody.\n")
+    assert "Body." in broken.text  # not YAML: left as written, nothing lost
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("Published: 2025-03-03T10:00:00Z", dt.date(2025, 3, 3)),
+    ("Date: March 3, 2025 10:45 AM ET", dt.date(2025, 3, 3)),
+    ("Updated: March 4, 2025, 9:12 a.m. EST", dt.date(2025, 3, 4)),
+    ("Published: Tuesday 4th of March 2025 at 10:00 CET", dt.date(2025, 3, 4)),
+    ("Date: Tue, 04 Mar 2025 10:00:00 GMT", dt.date(2025, 3, 4)),
+    ("Date: 04.03.2025", None),  # 4 March or April 3: not guessed
+    ("Date: last week", None),
+])
+def test_dates_in_the_forms_news_sites_write_them(line, expected):
+    article = _one("a.txt", f"Port talks\n\n{line}\n\nTalks resumed on Tuesday.\n".encode())
+    assert article.published == expected
+
+
+def test_an_update_date_stands_in_only_for_a_missing_publication_date():
+    both = _one("a.txt", b"Port talks\n\nPublished: March 3, 2025\nUpdated: March 4, 2025\n\nTalks resumed.\n")
+    assert both.published == dt.date(2025, 3, 3) and "Updated" not in both.text
+
+
+@pytest.mark.parametrize("encoding, text", [
+    ("cp1252", "Café crème at the harbour, said Müller. The strike in Rotterdam entered its third day."),
+    ("utf-16", "Straße und Grüße aus München: the strike in Rotterdam entered its third day on Tuesday."),
+    ("cp1251", "Забастовка в Роттердаме продолжается третий день, сообщил профсоюз во вторник утром."),
+])
+def test_text_that_is_not_utf8_is_read_in_its_own_encoding(encoding, text):
+    assert _one("a.txt", f"Port news\n\n{text}\n".encode(encoding)).text == text
+
+
+def test_bytes_that_are_no_text_in_any_encoding_are_one_line():
+    error = _one("a.txt", bytes(range(256)) * 4)
+    assert "not UTF-8 text" in error.reason and "save the file as UTF-8" in error.reason
+    assert "not UTF-8" in _one("a.jsonl", "{\"text\": \"Caf\xe9\"}\n".encode("cp1252")).reason  # JSON is UTF-8
+
+
+@pytest.mark.parametrize("byline, author", [
+    ("By Maria de Vries", "Maria de Vries"),
+    ("By Omar al-Sharif", "Omar al-Sharif"),
+    ("By Ludwig van der Berg and Ana dos Santos", "Ludwig van der Berg and Ana dos Santos"),
+    ("By Jean-Luc Picard", "Jean-Luc Picard"),
+])
+def test_bylines_with_particles(byline, author):
+    article = _one("a.txt", f"Port talks\n\n{byline}\n\nTalks resumed on Tuesday at the harbour.\n".encode())
+    assert article.author == author and byline not in article.text
