@@ -110,14 +110,20 @@ def _result_row(result) -> dict:
             "failed": result.failed, "error": result.error, "errors": result.errors}
 
 
-def _poller(settings, book=None):
+def _fetcher(settings):
     from bot.cli import _version
     from retrieval.fetch import Fetcher
-    from retrieval.pipeline import Answerer
-    from retrieval.poller import Poller, policy_for
+    from retrieval.poller import policy_for
 
-    return Poller(settings, Answerer.from_settings(settings), fetcher=Fetcher(policy_for(settings, _version())),
-                  book=book)
+    return Fetcher(policy_for(settings, _version()))
+
+
+def _poller(settings, writer=None, book=None):
+    """The poller over `writer` (by default a new Answerer for the settings' index)."""
+    from retrieval.pipeline import Answerer
+    from retrieval.poller import Poller
+
+    return Poller(settings, writer or Answerer.from_settings(settings), fetcher=_fetcher(settings), book=book)
 
 
 def _poll(settings, book, as_json: bool) -> int:
@@ -127,7 +133,7 @@ def _poll(settings, book, as_json: bool) -> int:
     if not followed(settings, book):
         _say("no feeds to poll: add one with `citebot feeds add URL` or under [[feeds]] in the settings")
         return 0
-    results = _poller(settings, book).poll_all()
+    results = _poller(settings, book=book).poll_all()
     for result in results:
         for line in result.errors:
             err.print(f"failed: {_line(line)}", markup=False, soft_wrap=True)
@@ -178,7 +184,7 @@ def cmd_run(args, settings) -> int:
     answerer = _answerer(settings)
     stop = _stop_on_signals()
     threads = start_in_thread(settings, answerer, stop, poll=False)
-    poller = _poller_for(settings, answerer)
+    poller = _poller(settings, answerer)
     feeds = poller.feeds()
     err.print(f"following {len(feeds)} feeds and {len(settings.watch.paths)} folders into {settings.index.dir}; "
               "Ctrl-C stops", markup=False)
@@ -190,14 +196,6 @@ def cmd_run(args, settings) -> int:
     return 0
 
 
-def _poller_for(settings, writer):
-    from bot.cli import _version
-    from retrieval.fetch import Fetcher
-    from retrieval.poller import Poller, policy_for
-
-    return Poller(settings, writer, fetcher=Fetcher(policy_for(settings, _version())))
-
-
 def start_in_thread(settings, writer, stop: threading.Event, *, poll: bool = True) -> list[threading.Thread]:
     """The feed poller and the folder watcher beside the Discord bot: daemon threads, off the event loop.
 
@@ -205,7 +203,7 @@ def start_in_thread(settings, writer, stop: threading.Event, *, poll: bool = Tru
     """
     threads = []
     if poll:
-        poller = _poller_for(settings, writer)
+        poller = _poller(settings, writer)
         threads.append(threading.Thread(target=poller.run, args=(stop,), name="citebot-poller", daemon=True))
     if settings.watch.paths:
         from retrieval.watcher import FolderWatcher
@@ -219,12 +217,9 @@ def start_in_thread(settings, writer, stop: threading.Event, *, poll: bool = Tru
 
 def ingest_urls(answerer, urls: list[str], settings):
     """`citebot ingest URL…`: each page fetched, extracted, keyed by its canonical URL, committed."""
-    from bot.cli import _version
-    from retrieval.fetch import Fetcher
-    from retrieval.poller import policy_for
     from retrieval.web import fetch_article
 
-    fetcher = Fetcher(policy_for(settings, _version()))
+    fetcher = _fetcher(settings)
     return answerer.ingest_articles([fetch_article(fetcher, url) for url in urls])
 
 
