@@ -19,7 +19,8 @@ import datetime as dt
 import logging
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -179,17 +180,15 @@ class FeedBook:
         row = self._db.execute("SELECT next_due FROM feeds WHERE url = ?", (feed.url,)).fetchone()
         return row is None or row[0] <= (now if now is not None else time.time())
 
-    def _transaction(self):
-        db = self._db
-
-        class _Tx:
-            def __enter__(self):
-                db.execute("BEGIN IMMEDIATE")
-
-            def __exit__(self, kind, *rest):
-                db.execute("ROLLBACK" if kind else "COMMIT")
-
-        return _Tx()
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
 
 # -- one poll -------------------------------------------------------------------------------------
