@@ -22,3 +22,12 @@ def settings_for(tmp_path, monkeypatch):
         return load_settings(**sections)
 
     return make
+
+
+@pytest.fixture
+def web():
+    """A real HTTP server on 127.0.0.1 (tests/retrieval/webserver.py); each test sets its routes."""
+    from tests.retrieval.webserver import WebServer
+
+    with WebServer() as server:
+        yield server

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.retrieval.test_feeds import page, rss
-from tests.retrieval.webserver import Route, WebServer
+from tests.retrieval.webserver import Route
 
 pytestmark = pytest.mark.slow
 
@@ -30,12 +30,6 @@ def citebot(*args, index, private=True):
     env = environment(index, **({"CITEBOT_FETCH__ALLOW_PRIVATE": "true"} if private else {}))
     return subprocess.run([sys.executable, "-m", "bot.cli", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=300)
-
-
-@pytest.fixture
-def web():
-    with WebServer() as server:
-        yield server
 
 
 def test_follow_a_feed_poll_it_ask_from_it_and_ingest_a_page(web, tmp_path):

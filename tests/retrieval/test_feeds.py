@@ -7,11 +7,9 @@ import pytest
 from bot.render import source_line
 from retrieval import fetch
 from retrieval.feeds import VIA_FEED, Feed, FeedBook, poll
-from retrieval.fetch import Fetcher, Policy
-from retrieval.pipeline import Answerer
 from retrieval.web import canonical_key, fetch_article, normalise_url
-from tests.fakes import FakeEmbedder
-from tests.retrieval.webserver import Route, WebServer
+from tests.retrieval.webserver import Route
+from tests.retrieval.webserver import local_fetcher as fetcher
 
 HTML = {"Content-Type": "text/html; charset=utf-8"}
 RSS = {"Content-Type": "application/rss+xml"}
@@ -32,23 +30,6 @@ def rss(items: list[tuple[str, str, str]]) -> bytes:
                       f"<description>{summary}</description><pubDate>Tue, 04 Mar 2025 10:00:00 GMT</pubDate>"
                       f"<author>desk@herald.example (Desk)</author></item>" for g, link, summary in items)
     return f'<?xml version="1.0"?><rss version="2.0"><channel><title>Herald</title>{entries}</channel></rss>'.encode()
-
-
-@pytest.fixture
-def web():
-    with WebServer() as server:
-        yield server
-
-
-@pytest.fixture
-def answerer(settings_for):
-    settings = settings_for(embedding={"model": "fake"}, chunking={"max_tokens": 40},
-                            answer={"min_score": 0.0, "min_mixed_score": -100.0})
-    return Answerer(settings, FakeEmbedder())
-
-
-def fetcher(**policy) -> Fetcher:
-    return Fetcher(Policy(**{"allow_private": True, "host_interval_s": 0.0, "timeout_s": 5.0, **policy}))
 
 
 def cites(answerer, word: str) -> list:

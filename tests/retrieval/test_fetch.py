@@ -8,20 +8,11 @@ import pytest
 
 from retrieval import fetch
 from retrieval.fetch import Fetcher, FetchError, Policy
-from tests.retrieval.webserver import Route, WebServer
+from tests.retrieval.webserver import Route
+from tests.retrieval.webserver import local_fetcher as fetcher
 
 HTML = frozenset({"text/html"})
 PAGE = b"<html><head><title>T</title></head><body><p>Hello.</p></body></html>"
-
-
-@pytest.fixture
-def web():
-    with WebServer() as server:
-        yield server
-
-
-def fetcher(**policy) -> Fetcher:
-    return Fetcher(Policy(**{"allow_private": True, "host_interval_s": 0.0, "timeout_s": 5.0, **policy}))
 
 
 @pytest.mark.parametrize("address, public", [

@@ -3,11 +3,8 @@
 import threading
 import time
 
-import pytest
 
-from retrieval.pipeline import Answerer
 from retrieval.watcher import FolderWatcher, watched
-from tests.fakes import FakeEmbedder
 
 
 def wait_for(condition, timeout=20.0):
@@ -17,13 +14,6 @@ def wait_for(condition, timeout=20.0):
             return True
         time.sleep(0.1)
     return False
-
-
-@pytest.fixture
-def answerer(settings_for):
-    settings = settings_for(embedding={"model": "fake"}, chunking={"max_tokens": 40},
-                            answer={"min_score": 0.0, "min_mixed_score": -100.0})
-    return Answerer(settings, FakeEmbedder())
 
 
 def keys(answerer) -> set[str]:

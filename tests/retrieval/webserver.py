@@ -17,6 +17,13 @@ class Route:
     stream: object = None  # an iterator of byte blocks, written as they come
 
 
+def local_fetcher(**policy):
+    """A Fetcher for the test server: 127.0.0.1 allowed, no spacing between requests, a short time budget."""
+    from retrieval.fetch import Fetcher, Policy
+
+    return Fetcher(Policy(**{"allow_private": True, "host_interval_s": 0.0, "timeout_s": 5.0, **policy}))
+
+
 class WebServer:
     def __init__(self):
         self.routes: dict[str, Route] = {}
