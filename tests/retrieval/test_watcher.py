@@ -3,7 +3,6 @@
 import threading
 import time
 
-
 from retrieval.watcher import FolderWatcher, watched
 
 
