@@ -8,6 +8,7 @@ no commit copies the corpus. Only one process writes at a time (a lock file).
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 import logging
 import os
@@ -323,12 +324,10 @@ class Writer:
             run.report.removed += self._commit(run.pending, removals, replace_all=run.first)
         self.merge()
 
-    def _cutoff(self):
+    def _cutoff(self) -> dt.date | None:
         days = self.settings.retention.max_age_days
         if days is None:
             return None
-        import datetime as dt
-
         return dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=days)
 
     def _expired(self) -> list[str]:
