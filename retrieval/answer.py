@@ -27,13 +27,16 @@ class ScoredHit:
     sentence: tuple[int, int]
     sentence_score: float
     rank_score: float = 0.0  # what the candidates were ordered by (see pipeline rescoring)
+    # Wire copies of this passage in other documents of its story, searched once with it
+    # (Reader._collapse): cited beside it, and quoted instead when newer.
+    copies: tuple[ScoredHit, ...] = ()
 
 
 def not_found(question: str, message: str = NOT_FOUND) -> Answer:
     return Answer(question=question, found=False, message=message)
 
 
-def _shingles(text: str, n: int = 3) -> set[tuple[str, ...]]:
+def trigrams(text: str, n: int = 3) -> set[tuple[str, ...]]:
     words = re.findall(r"\w+", text.lower())
     if len(words) < n:
         return {tuple(words)} if words else set()
@@ -42,7 +45,7 @@ def _shingles(text: str, n: int = 3) -> set[tuple[str, ...]]:
 
 def near_duplicate(a: str, b: str, threshold: float) -> bool:
     """True when most word trigrams of the shorter text also occur in the longer one."""
-    sa, sb = _shingles(a), _shingles(b)
+    sa, sb = trigrams(a), trigrams(b)
     if not sa or not sb:
         return False
     return len(sa & sb) / min(len(sa), len(sb)) >= threshold
@@ -98,6 +101,11 @@ def build_answer(
             continue
         if len(groups) < k:
             groups.append([item])
+    for group in groups:
+        for item in list(group):
+            for copy in item.copies:
+                if all(member.hit.doc_id != copy.hit.doc_id for member in group):
+                    group.append(copy)
 
     passages: list[Passage] = []
     claims: list[_Claim] = []

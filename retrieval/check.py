@@ -2,7 +2,7 @@
 
 Every chunk has exactly one live vector, in the segment the store names, and every live vector
 belongs to a chunk; segment files (vectors and postings) hold what the store says; word counts
-and counters match the chunks. This reads the whole index once: it is a check, not part of any question or commit.
+and counters match the chunks; story rows name documents. This reads the whole index once: it is a check, not part of any question or commit.
 """
 
 from __future__ import annotations
@@ -84,6 +84,22 @@ def check(store: Store, folder: Path) -> list[str]:
         if kept != dict(df):
             wrong = sorted(set(kept.items()) ^ set(df.items()))[:1]
             problems.append(f"word counts differ from the chunks, e.g. {wrong}")
+        problems += _check_stories(store)
+    return problems
+
+
+def _check_stories(store: Store) -> list[str]:
+    """Wire copies: every story row and band names a document, and the copies counter adds up."""
+    db = store._db
+    problems = []
+    stray = db.execute("SELECT count(*) FROM stories WHERE document NOT IN (SELECT id FROM documents)").fetchone()[0]
+    stray += db.execute("SELECT count(*) FROM story_bands WHERE document NOT IN (SELECT document FROM stories)"
+                        ).fetchone()[0]
+    if stray:
+        problems.append(f"{stray} story rows or bands name no document")
+    members, stories = db.execute("SELECT count(*), count(DISTINCT story) FROM stories").fetchone()
+    if store.count_copies() != members - stories:
+        problems.append(f"the copies counter says {store.count_copies()}; the stories hold {members - stories}")
     return problems
 
 

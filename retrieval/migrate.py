@@ -28,7 +28,7 @@ from retrieval.embed import Embedder
 from retrieval.errors import CitebotError
 from retrieval.models import Article, Chunk
 from retrieval.settings import Settings
-from retrieval.store import SCHEMA_VERSION, Store, _schema_of
+from retrieval.store import SCHEMA_VERSION, Store, _schema_of, connect
 from retrieval.writer import BATCH_ARTICLES, Writer, _Pending, _take_lock
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,10 @@ def migrate(settings: Settings, embedder: Embedder, *, progress=None) -> int:
     if version is None or version == SCHEMA_VERSION:
         return 0
     if version == 2:
-        return _from_2(settings, progress=progress)
+        documents = _from_2(settings, progress=progress)
+        return _from_3(settings, progress=progress) if SCHEMA_VERSION > 3 else documents
+    if version == 3:
+        return _from_3(settings, progress=progress)
     if version != 1:
         raise CitebotError(f"the index in {folder} has schema {version}, which this citebot cannot upgrade: "
                            "rebuild it with `citebot ingest --rebuild PATH…`")
@@ -132,10 +135,57 @@ def _from_2(settings: Settings, *, progress=None) -> int:
             db.execute("CREATE INDEX IF NOT EXISTS documents_path ON documents(path)")
             db.execute("CREATE INDEX IF NOT EXISTS documents_age ON documents("
                        "coalesce(published, substr(ingested_at, 1, 10)))")
-            db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
+            db.execute("UPDATE meta SET value = '3' WHERE key = 'schema'")
             db.execute("COMMIT")
             documents = db.execute("SELECT count(*) FROM documents").fetchone()[0]
     finally:
         db.close()
-    log.info("migrated %d documents in %s from schema 2 to %d", documents, folder, SCHEMA_VERSION)
+    log.info("migrated %d documents in %s from schema 2 to 3", documents, folder)
     return documents
+
+
+def _from_3(settings: Settings, *, progress=None) -> int:
+    """Schema 3 -> 4: every document grouped into its story, in the order they were added, in one transaction.
+
+    Needs no model: the MinHash of each stored text (retrieval/stories.py). A kill before the
+    commit leaves schema 3.
+    """
+    from retrieval.store import STORIES_SCHEMA
+    from retrieval.store_writer import Writer as StoreWriter
+
+    folder = settings.index.dir
+    db = connect(folder / "citebot.sqlite")
+    copies = settings.copies
+    try:
+        with open(folder / "write.lock", "w") as lock:
+            _take_lock(lock, folder)
+            total = db.execute("SELECT count(*) FROM documents").fetchone()[0]
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in STORIES_SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                writer = StoreWriter(db, 0, copies_threshold=copies.threshold if copies.enabled else None)
+                last, done = 0, 0
+                while True:
+                    rows = db.execute("SELECT id, text FROM documents WHERE id > ? ORDER BY id LIMIT 500",
+                                      (last,)).fetchall()
+                    if not rows:
+                        break
+                    for document, text in rows:
+                        if writer.copies_threshold is not None:
+                            writer.join_story(document, text)
+                        done += 1
+                        if progress:
+                            progress(done, total, str(document))
+                    last = rows[-1][0]
+                db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('copies', ?)", (str(writer.copies),))
+                db.execute("UPDATE meta SET value = '4' WHERE key = 'schema'")
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+    finally:
+        db.close()
+    log.info("migrated %d documents in %s from schema 3 to 4 (%d wire copies grouped)", total, folder, writer.copies)
+    return total

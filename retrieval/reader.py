@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.answer import ScoredHit, build_answer, not_found
+from retrieval.answer import ScoredHit, trigrams, build_answer, near_duplicate, not_found
 from retrieval.embed import Embedder
 from retrieval.errors import QuestionError
 from retrieval.features import (
@@ -37,6 +37,8 @@ from retrieval.store import StoredChunk, Store
 # Chunks whose word profiles, and sentences whose word-piece vectors, stay in memory between questions.
 PROFILE_CACHE = 5_000
 TOKEN_CACHE = 4_000
+# How much deeper than `search.candidates` a question searches when wire copies crowd its candidates.
+MAX_DEPTH = 8
 _TOKEN_FEATURES = [FEATURES.index("token_match"), FEATURES.index("token_match_strong")]
 
 
@@ -229,21 +231,75 @@ class Reader:
         else:
             vector, question_tokens = self.embedder.embed_queries([query])[0], None
         wanted = max(self.settings.reranker.candidates, k or self.settings.search.k)
-        ranked_list = self.retrieve(query, vector=vector, allowed=allowed)[:wanted]
+        # Wire copies of one passage count once: when the index holds copies, keep one chunk of
+        # each set (the rest ride along with it, see _collapse), searching deeper while copies
+        # leave fewer than `wanted` candidates, down to MAX_DEPTH times the usual depth.
+        depth = self.settings.search.candidates
+        while True:
+            found = self.retrieve(query, candidates=depth, vector=vector, allowed=allowed)
+            ranked_list, copies = self._collapse(found, wanted)
+            if not copies or len(ranked_list) >= wanted or len(found) < depth \
+                    or depth >= MAX_DEPTH * self.settings.search.candidates:
+                break
+            depth *= 2
         ids = [r.id for r in ranked_list]
         if allowed is not None and len(allowed) <= wanted:
-            ids += sorted(allowed.difference(ids))  # a small matching set is scored whole
+            ids += sorted(allowed.difference(ids, *copies.values()))  # a small matching set is scored whole
         ranked = {r.id: r for r in ranked_list}
-        stored = self.store.chunks(ids)
+        stored = self.store.chunks(ids + [c for cs in copies.values() for c in cs])
         ids = [i for i in ids if i in stored]
         if self.mixing:
-            return self._rescore(query, vector, question_tokens, ids, ranked, stored)
-        scored = [self._best_sentence(query, vector, stored[i], ranked) for i in ids]
-        if self.reranker is None:
+            scored = self._rescore(query, vector, question_tokens, ids, ranked, stored)
+        else:
+            scored = [self._best_sentence(query, vector, stored[i], ranked) for i in ids]
+            if self.reranker is not None:
+                order = self.reranker.score(query, [item.hit.text for item in scored])
+                rescored = [replace(item, rank_score=score) for item, score in zip(scored, order)]
+                scored = sorted(rescored, key=lambda item: item.rank_score, reverse=True)
+        half_life = self.settings.search.recency_half_life_days
+        if half_life and self.mixing:
+            scored = _by_recency(scored, half_life)
+        if not copies:
             return scored
-        order = self.reranker.score(query, [item.hit.text for item in scored])
-        rescored = [replace(item, rank_score=score) for item, score in zip(scored, order)]
-        return sorted(rescored, key=lambda item: item.rank_score, reverse=True)
+        row_of = {stored[i].chunk_id: i for i in copies if i in stored}
+        return [_with_copies(item, copies.get(row_of.get(item.hit.chunk_id), ()), stored, ranked) for item in scored]
+
+    def _collapse(self, ranked: list[Ranked], wanted: int) -> tuple[list[Ranked], dict[int, list[int]]]:
+        """The best `wanted` candidates with each set of wire copies as one: its best-ranked chunk.
+
+        Chunks of two documents of one story (grouped at ingest, retrieval/stories.py) are copies
+        when their texts nearly match (answer.duplicate_threshold). Returns the kept candidates and,
+        for each kept chunk with copies, the chunk ids of its copies.
+        """
+        if not self.store.count_copies():
+            return ranked[:wanted], {}
+        story_of = self.store.stories_of(r.id for r in ranked)
+        counts: dict[int, set[int]] = {}
+        for story, document in story_of.values():
+            counts.setdefault(story, set()).add(document)
+        shared = [r.id for r in ranked if r.id in story_of and len(counts[story_of[r.id][0]]) > 1]
+        if not shared:
+            return ranked[:wanted], {}
+        texts = self.store.chunk_texts(shared)
+        threshold = self.settings.answer.duplicate_threshold
+        leaders: dict[int, list[int]] = {}  # story -> kept chunk ids
+        copies: dict[int, list[int]] = {}
+        kept = []
+        for r in ranked:
+            if r.id in texts:
+                story, document = story_of[r.id]
+                leader = next((lead for lead in leaders.get(story, ())
+                               if story_of[lead][1] != document and near_duplicate(texts[r.id], texts[lead], threshold)),
+                              None)
+                if leader is not None:
+                    if all(story_of[c][1] != document for c in copies.get(leader, ())):
+                        copies.setdefault(leader, []).append(r.id)
+                    continue
+                leaders.setdefault(story, []).append(r.id)
+            if len(kept) < wanted:
+                kept.append(r)
+        kept_ids = {r.id for r in kept}
+        return kept, {lead: ids for lead, ids in copies.items() if lead in kept_ids}
 
     def _rescore(self, query: str, vector: np.ndarray, question_tokens: np.ndarray, ids: list[int],
                  ranked: dict[int, Ranked], stored: dict[int, StoredChunk]) -> list[ScoredHit]:
@@ -334,6 +390,43 @@ class Reader:
         best = int(np.argmax(choice))
         return ScoredHit(hit=_hit(chunk, ranked), sentence=chunk.sentences[best],
                          sentence_score=float(similarity.max()))
+
+
+def _by_recency(scored: list[ScoredHit], half_life: float) -> list[ScoredHit]:
+    """`scored` reordered with each article's weight halved per `half_life` days of age.
+
+    The rescoring score is a softmax logit (benchmarks/train_ranker.py), so halving a weight is
+    subtracting ln 2. Ages count from the newest dated candidate; an undated one counts as the
+    oldest. The scores themselves, which decide "not found", are left as they are.
+    """
+    dates = [item.hit.source.published for item in scored if item.hit.source.published is not None]
+    if not dates:
+        return scored
+    newest, oldest = max(dates), min(dates)
+
+    def weighed(item: ScoredHit) -> float:
+        age = (newest - (item.hit.source.published or oldest)).days
+        return item.rank_score - math.log(2) * age / half_life
+
+    return sorted(scored, key=weighed, reverse=True)
+
+
+def _with_copies(item: ScoredHit, copy_ids, stored: dict[int, StoredChunk], ranked: dict[int, Ranked]) -> ScoredHit:
+    """`item` with its wire copies, each at the sentence that best matches the item's answering sentence."""
+    if not copy_ids:
+        return item
+    start, end = item.sentence
+    sentence = trigrams(item.hit.text[start:end])
+    copies = []
+    for i in copy_ids:
+        chunk = stored.get(i)
+        if chunk is None:
+            continue
+        spans = chunk.sentences
+        best = max(range(len(spans)), key=lambda j: len(sentence & trigrams(chunk.text[slice(*spans[j])])))
+        copies.append(ScoredHit(hit=_hit(chunk, ranked), sentence=spans[best], sentence_score=item.sentence_score,
+                                rank_score=item.rank_score))
+    return replace(item, copies=tuple(copies))
 
 
 def _hit(chunk: StoredChunk, ranked: dict[int, Ranked]) -> Hit:

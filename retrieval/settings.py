@@ -102,6 +102,9 @@ class SearchSettings(_Section):
     candidates: int = Field(40, ge=1, le=1000, description="hits fetched from each retriever before fusion")
     mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
     rrf_k: int = Field(60, ge=1)
+    recency_half_life_days: float | None = Field(
+        None, gt=0, description="with rescoring, an article this many days older than the newest candidate "
+        "weighs half as much in the ordering (for ongoing events); unset: dates do not count")
 
 
 class RerankerSettings(_Section):
@@ -176,6 +179,12 @@ class RetentionSettings(_Section):
                                      "unset keeps everything")
 
 
+class CopiesSettings(_Section):
+    enabled: bool = Field(True, description="group wire copies into stories as they arrive")
+    threshold: float = Field(0.7, ge=0.3, le=1.0, description="share of the shorter article's word 5-grams the "
+                             "other must hold for the two to be one story (retrieval/stories.py)")
+
+
 class DiscordSettings(_Section):
     channels: TextList[int] = Field(default_factory=list, description="channel ids to answer in; empty means all")
     cooldown_seconds: float = Field(5.0, ge=0)
@@ -196,6 +205,7 @@ class Settings(BaseSettings):
     answer: AnswerSettings = AnswerSettings()
     fetch: FetchSettings = FetchSettings()
     retention: RetentionSettings = RetentionSettings()
+    copies: CopiesSettings = CopiesSettings()
     watch: WatchSettings = WatchSettings()
     feeds: list[FeedSettings] = Field(default_factory=list, description="[[feeds]] tables: url, every, outlet")
     discord: DiscordSettings = DiscordSettings()

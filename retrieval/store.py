@@ -28,7 +28,8 @@ from retrieval.errors import IndexMismatchError, IndexSchemaError
 from retrieval.models import Source
 
 # 3: BM25 postings in segment files beside the vectors instead of an FTS5 table; documents.via.
-SCHEMA_VERSION = 3
+# 4: stories and story_bands, the wire copies found at ingest (retrieval/stories.py).
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -79,6 +80,26 @@ CREATE TABLE IF NOT EXISTS tombstones (
 CREATE INDEX IF NOT EXISTS tombstones_generation ON tombstones(generation);
 -- Segment files no commit names any more; deleted by a later writer once no reader can want them.
 CREATE TABLE IF NOT EXISTS retired (file TEXT PRIMARY KEY, since REAL NOT NULL) WITHOUT ROWID;
+"""
+
+# Wire copies (retrieval/stories.py): the story each document was grouped into when it arrived,
+# its MinHash, and the band hashes through which a later copy finds it. A document without a
+# word has no row and is a story of its own.
+STORIES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS stories (
+    document INTEGER PRIMARY KEY REFERENCES documents(id) ON DELETE CASCADE,
+    story INTEGER NOT NULL,
+    signature BLOB NOT NULL,         -- uint32 MinHash values
+    shingles INTEGER NOT NULL        -- how many word 5-grams the text has
+);
+CREATE INDEX IF NOT EXISTS stories_story ON stories(story);
+CREATE TABLE IF NOT EXISTS story_bands (
+    band INTEGER NOT NULL,
+    hash INTEGER NOT NULL,
+    document INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    PRIMARY KEY (band, hash, document)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS story_bands_document ON story_bands(document);
 """
 
 
@@ -160,7 +181,7 @@ class Store:
         db = self._db
         version = _schema_of(db)
         if version is None:
-            db.executescript(_SCHEMA)
+            db.executescript(_SCHEMA + STORIES_SCHEMA)
             db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
         elif version != SCHEMA_VERSION:
             raise IndexSchemaError(path.parent, version)
@@ -221,16 +242,24 @@ class Store:
     def count_documents(self) -> int:
         return int(self.get_meta("documents") or 0)
 
+    def count_copies(self) -> int:
+        """Documents grouped into another document's story (each story's members but one)."""
+        return int(self.get_meta("copies") or 0)
+
     # -- writing --------------------------------------------------------------------------------
     @contextmanager
-    def write(self) -> Iterator[Writer]:
-        """One write transaction. Leaving the block commits; an exception (or a kill) rolls back."""
+    def write(self, *, copies_threshold: float | None = None) -> Iterator[Writer]:
+        """One write transaction. Leaving the block commits; an exception (or a kill) rolls back.
+
+        `copies_threshold`: added documents join the story of an indexed one at least this
+        similar (retrieval/stories.py); None groups nothing.
+        """
         from retrieval.store_writer import Writer
 
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            writer = Writer(db, self.generation + 1)
+            writer = Writer(db, self.generation + 1, copies_threshold=copies_threshold)
             yield writer
             writer.finish()
             db.execute("COMMIT")
@@ -310,6 +339,23 @@ class Store:
             vectors = np.frombuffer(row[14], dtype=np.float16).reshape(len(spans), -1)
             found[row[0]] = StoredChunk(row[0], row[1], row[2], row[3], row[4], source, spans, vectors)
         return found
+
+    def stories_of(self, ids: Iterable[int]) -> dict[int, tuple[int, int]]:
+        """(story, document) of each chunk in `ids` whose document belongs to a story."""
+        ids = [int(i) for i in ids]
+        if not ids:
+            return {}
+        rows = self._db.execute(
+            f"SELECT c.id, s.story, c.document FROM chunks c JOIN stories s ON s.document = c.document"
+            f" WHERE c.id IN ({','.join('?' * len(ids))})", ids)
+        return {row[0]: (row[1], row[2]) for row in rows}
+
+    def chunk_texts(self, ids: Iterable[int]) -> dict[int, str]:
+        ids = [int(i) for i in ids]
+        if not ids:
+            return {}
+        rows = self._db.execute(f"SELECT id, text FROM chunks WHERE id IN ({','.join('?' * len(ids))})", ids)
+        return dict(rows)
 
     def vectors(self, ids: Iterable[int]) -> dict[int, np.ndarray]:
         ids = [int(i) for i in ids]

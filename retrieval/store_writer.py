@@ -14,6 +14,7 @@ from collections import Counter
 
 import numpy as np
 
+from retrieval import stories
 from retrieval.features import content_stems
 from retrieval.index import segment_name
 from retrieval.models import Article, Chunk
@@ -21,15 +22,17 @@ from retrieval.store import pack_spans
 
 
 class Writer:
-    def __init__(self, db: sqlite3.Connection, generation: int):
+    def __init__(self, db: sqlite3.Connection, generation: int, *, copies_threshold: float | None = None):
         self._db = db
         self.generation = generation
+        self.copies_threshold = copies_threshold
         self.added: dict[int, np.ndarray] = {}  # chunk id -> vector, for the new segment
         self.added_texts: dict[int, str] = {}  # chunk id -> text, for the new segment's postings
         self.segment: tuple[int, str] | None = None  # (id, file) of this commit's new segment
         self._stems: Counter[str] = Counter()
         self._documents = 0
         self._chunks = 0
+        self._copies = 0
 
     def set_model(self, name: str, dim: int) -> None:
         self._set_meta("model", name)
@@ -56,6 +59,7 @@ class Writer:
         self._db.executemany("INSERT OR IGNORE INTO tombstones(id, segment, generation) VALUES (?, ?, ?)", dead)
         for segment, n in Counter(segment for _, segment, _ in dead).items():
             self._db.execute("UPDATE segments SET dead = dead + ? WHERE id = ?", (n, segment))
+        self._leave_story(row[0])
         self._db.execute("DELETE FROM chunks WHERE document = ?", (row[0],))
         self._db.execute("DELETE FROM documents WHERE id = ?", (row[0],))
         self._documents -= 1
@@ -93,6 +97,8 @@ class Writer:
             ),
         )
         document = cursor.lastrowid
+        if self.copies_threshold is not None:
+            self.join_story(document, article.text)
         segment = self._segment_id()
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         for chunk, vector, spans, svectors in zip(chunks, vectors, sentences, sentence_vectors, strict=True):
@@ -107,6 +113,50 @@ class Writer:
             self._stems.update(set(content_stems(chunk.text)))
         self._documents += 1
         self._chunks += len(chunks)
+
+    def join_story(self, document: int, text: str) -> int | None:
+        """Put a new document into the story of its most similar indexed document, or a story of its own.
+
+        Costs one index lookup per band and a comparison per candidate found, whatever the corpus holds.
+        """
+        signature = stories.signature(text)
+        if signature is None:
+            return None
+        bands = signature.bands()
+        found = self._db.execute(
+            "SELECT DISTINCT s.document, s.story, s.signature, s.shingles FROM story_bands b"
+            " JOIN stories s ON s.document = b.document"
+            f" WHERE (b.band, b.hash) IN (VALUES {','.join(['(?, ?)'] * len(bands))})",
+            [value for band in bands for value in band],
+        ).fetchall()
+        candidates = {doc: stories.Signature.from_bytes(blob, n) for doc, _, blob, n in found}
+        best = stories.best_match(signature, candidates, self.copies_threshold or 1.0)
+        if best is not None:
+            story = next(story for doc, story, _, _ in found if doc == best)
+            self._copies += 1
+        else:
+            story = int(self._db.execute("SELECT coalesce((SELECT value FROM meta WHERE key = 'next_story'), 1)")
+                        .fetchone()[0])
+            self._set_meta("next_story", str(story + 1))
+        self._db.execute("INSERT INTO stories(document, story, signature, shingles) VALUES (?, ?, ?, ?)",
+                         (document, story, signature.to_bytes(), signature.size))
+        self._db.executemany("INSERT OR IGNORE INTO story_bands(band, hash, document) VALUES (?, ?, ?)",
+                             [(band, value, document) for band, value in bands])
+        return story
+
+    @property
+    def copies(self) -> int:
+        """How many more documents this transaction put into existing stories than it took out of them."""
+        return self._copies
+
+    def _leave_story(self, document: int) -> None:
+        row = self._db.execute("SELECT story FROM stories WHERE document = ?", (document,)).fetchone()
+        if row is None:
+            return
+        self._db.execute("DELETE FROM story_bands WHERE document = ?", (document,))
+        self._db.execute("DELETE FROM stories WHERE document = ?", (document,))
+        if self._db.execute("SELECT 1 FROM stories WHERE story = ? LIMIT 1", (row[0],)).fetchone():
+            self._copies -= 1
 
     def added_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         ids = np.fromiter(self.added, dtype=np.int64, count=len(self.added))
@@ -144,17 +194,19 @@ class Writer:
 
     def clear(self) -> None:
         """Empty the index (a rebuild): every document, chunk, word count and segment goes."""
+        self._db.execute("DELETE FROM story_bands")
+        self._db.execute("DELETE FROM stories")
         self._db.execute("DELETE FROM chunks")
         self._db.execute("DELETE FROM documents")
         self._db.execute("DELETE FROM stems")
         self._db.execute("DELETE FROM tombstones")
         self._db.execute("INSERT OR REPLACE INTO retired(file, since) SELECT file, ? FROM segments", (time.time(),))
         self._db.execute("DELETE FROM segments")
-        self._db.execute("DELETE FROM meta WHERE key IN ('documents', 'chunks')")
+        self._db.execute("DELETE FROM meta WHERE key IN ('documents', 'chunks', 'copies')")
         self.added.clear()
         self.added_texts.clear()
         self._stems.clear()
-        self._documents = self._chunks = 0
+        self._documents = self._chunks = self._copies = 0
         self.segment = None
 
     def finish(self) -> None:
@@ -171,7 +223,7 @@ class Writer:
         )
         self._db.executemany("UPDATE stems SET df = df - ? WHERE stem = ?", down)
         self._db.executemany("DELETE FROM stems WHERE stem = ? AND df <= 0", [(s,) for _, s in down])
-        for key, delta in (("documents", self._documents), ("chunks", self._chunks)):
+        for key, delta in (("documents", self._documents), ("chunks", self._chunks), ("copies", self._copies)):
             self._db.execute(
                 "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = value + ?",
                 (key, str(max(delta, 0)), delta),

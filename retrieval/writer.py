@@ -391,7 +391,8 @@ class Writer:
                 vectors: np.ndarray | None = None) -> int:
         """One batch of articles and removals as one new generation: a new segment, one transaction."""
         batch = self._embed(pending, vectors) if pending.articles else []
-        with self.store.write() as writer:
+        copies = self.settings.copies
+        with self.store.write(copies_threshold=copies.threshold if copies.enabled else None) as writer:
             if replace_all:
                 writer.clear()
             writer.set_model(self.settings.embedding.model, self.embedder.dim)

@@ -116,6 +116,13 @@ INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild');
 ALTER TABLE documents DROP COLUMN via;
 UPDATE meta SET value = '2' WHERE key = 'schema';
 """
+# Schema 3 against 4: no wire-copy stories.
+V3 = """
+DROP TABLE story_bands;
+DROP TABLE stories;
+DELETE FROM meta WHERE key IN ('copies', 'next_story');
+UPDATE meta SET value = '3' WHERE key = 'schema';
+"""
 
 
 def write_v2(settings, tmp_path, embedder):
@@ -131,7 +138,7 @@ def write_v2(settings, tmp_path, embedder):
     answer = answerer.answer("battle groups Hungary")
     answerer.store.close()
     db = sqlite3.connect(settings.index.dir / "citebot.sqlite")
-    db.executescript(V2_FTS)
+    db.executescript(V3 + V2_FTS)
     db.close()
     for postings in settings.index.dir.glob("seg-*.lex"):
         postings.unlink()
@@ -181,3 +188,37 @@ def test_a_schema_2_upgrade_that_dies_before_its_commit_leaves_schema_2(settings
     monkeypatch.undo()
     assert migrate(settings, FakeEmbedder()) == 2
     assert Answerer(settings, FakeEmbedder()).check() == []
+
+
+WIRE = ("NATO will set up four new battle groups in Hungary, Slovakia, Romania and Bulgaria, the alliance's "
+        "secretary-general said on Wednesday, as leaders prepared for a summit in Brussels on the war in Ukraine.")
+
+
+def test_a_schema_3_index_is_upgraded_with_its_wire_copies_grouped_without_the_model(settings, tmp_path):
+    news = tmp_path / "news"
+    news.mkdir()
+    (news / "wire.txt").write_text(WIRE)
+    (news / "copy.txt").write_text("BRUSSELS (Reuters) - " + WIRE + " Reporting by Maria de Vries.")
+    (news / "bread.txt").write_text(ARTICLES[1].text)
+    answerer = Answerer(settings, FakeEmbedder())
+    answerer.ingest([news])
+    grouped = answerer.store.count_copies()
+    answerer.store.close()
+    db = sqlite3.connect(settings.index.dir / "citebot.sqlite")
+    db.executescript(V3)
+    db.close()
+    with pytest.raises(IndexSchemaError, match="run `citebot migrate`"):
+        Answerer(settings, FakeEmbedder())
+
+    class NoModel(FakeEmbedder):
+        def embed_documents(self, texts):
+            raise AssertionError("the upgrade from schema 3 needs no model")
+
+    assert migrate(settings, NoModel()) == 3
+    assert schema_version(settings.index.dir / "citebot.sqlite") == SCHEMA_VERSION
+    answerer = Answerer(settings, FakeEmbedder())
+    assert answerer.check() == []
+    assert grouped == 1 and answerer.store.count_copies() == 1
+    db = sqlite3.connect(settings.index.dir / "citebot.sqlite")
+    stories = dict(db.execute("SELECT d.path, s.story FROM stories s JOIN documents d ON d.id = s.document"))
+    assert stories[str(news / "wire.txt")] == stories[str(news / "copy.txt")] != stories[str(news / "bread.txt")]
