@@ -64,7 +64,7 @@ CREATE TABLE IF NOT EXISTS entries (
 def looks_like_feed(body: bytes) -> bool:
     """A feed served under a generic type (text/plain, application/octet-stream) still counts."""
     head = body[:1024].lstrip().lower()
-    return head.startswith(b"<?xml") or head.startswith((b"<rss", b"<feed", b"<rdf:rdf"))
+    return head.startswith(b"<?xml") or head.startswith((b"<rss", b"<feed", b"<rdf:rdf", b"<urlset"))
 
 
 @dataclass(frozen=True)
@@ -193,9 +193,12 @@ class FeedBook:
 
 # -- one poll -------------------------------------------------------------------------------------
 def parse_feed(body: bytes, url: str):
-    """feedparser's reading of the bytes; CitebotError when they hold no feed at all."""
+    """feedparser's reading of the bytes (or a news sitemap's); CitebotError when they hold no feed at all."""
     import feedparser
 
+    head = body[:2048].lower()
+    if b"<urlset" in head or b"<sitemapindex" in head:
+        return parse_sitemap(body, url)
     parsed = feedparser.parse(body, sanitize_html=False, resolve_relative_uris=False)
     # feedparser reads a feed with small XML faults; bytes with nothing entry-like in them are no feed.
     if not parsed.get("version") or parsed.bozo and not any(entry_key(e) for e in parsed.entries):
@@ -203,6 +206,59 @@ def parse_feed(body: bytes, url: str):
         raise CitebotError(f"{url}: not an RSS or Atom feed"
                            + (f" ({type(reason).__name__}: {str(reason)[:120]})" if reason else ""))
     return parsed
+
+
+_SITEMAP = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
+_NEWS = "{http://www.google.com/schemas/sitemap-news/0.9}"
+
+
+@dataclass
+class Sitemap:
+    """A news sitemap read as a feed: its `<news:news>` entries, newest first, shaped as feedparser's."""
+
+    entries: list[dict]
+    feed: dict
+
+
+def parse_sitemap(body: bytes, url: str) -> Sitemap:
+    """The articles a Google News sitemap lists (loc, news:title, news:publication_date, news:name).
+
+    Read with entities unresolved and no network: a sitemap is hostile input like any feed. A
+    sitemap index, or a sitemap without news entries (every page of a site), is refused: name a
+    news sitemap or a feed instead.
+    """
+    from lxml import etree
+
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, recover=True, huge_tree=False)
+    try:
+        root = etree.fromstring(body, parser)
+    except etree.XMLSyntaxError as error:
+        raise CitebotError(f"{url}: not an RSS or Atom feed or a news sitemap ({error})") from None
+    if root is None or root.tag == f"{_SITEMAP}sitemapindex":
+        raise CitebotError(f"{url}: a sitemap index, not a news sitemap: add one of the sitemaps it lists")
+    entries, site = [], None
+    for node in root.iter(f"{_SITEMAP}url"):
+        news = node.find(f"{_NEWS}news")
+        loc = (node.findtext(f"{_SITEMAP}loc") or "").strip()
+        if news is None or not loc:
+            continue
+        site = site or (news.findtext(f"{_NEWS}publication/{_NEWS}name") or "").strip() or None
+        when = _iso_time(news.findtext(f"{_NEWS}publication_date"))
+        entries.append({"id": loc, "link": loc, "title": (news.findtext(f"{_NEWS}title") or "").strip() or None,
+                        "published_parsed": when.utctimetuple() if when else None, "_when": when})
+    if not entries:
+        raise CitebotError(f"{url}: a sitemap without news entries: give a news sitemap or the site's feed")
+    entries.sort(key=lambda e: e["_when"] or dt.datetime.min.replace(tzinfo=dt.timezone.utc), reverse=True)
+    return Sitemap(entries=entries, feed={"title": site})
+
+
+def _iso_time(value: str | None) -> dt.datetime | None:
+    """A W3C date or datetime (2025-03-04, 2025-03-04T10:00:00+01:00, …Z) in UTC; None if it is neither."""
+    try:
+        when = dt.datetime.fromisoformat((value or "").strip())
+    except ValueError:
+        return None
+    return when.replace(tzinfo=when.tzinfo or dt.timezone.utc).astimezone(dt.timezone.utc)
 
 
 def entry_key(entry) -> str | None:

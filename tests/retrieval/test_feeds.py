@@ -138,3 +138,46 @@ def test_fetch_article_reports_pages_without_text(web):
     web.routes["/pdf"] = Route(b"%PDF-1.4", headers={"Content-Type": "application/pdf"})
     assert "no article text" in fetch_article(fetcher(), web.url("/empty")).reason
     assert "application/pdf" in fetch_article(fetcher(), web.url("/pdf")).reason
+
+
+def news_sitemap(urls: list[tuple[str, str, str]], *, doctype: str = "") -> bytes:
+    """urls: (loc, title, publication date); a page without news markup is listed too, and skipped."""
+    entries = "".join(
+        f"<url><loc>{loc}</loc><news:news><news:publication><news:name>Harbour Herald</news:name>"
+        f"<news:language>en</news:language></news:publication><news:publication_date>{when}</news:publication_date>"
+        f"<news:title>{title}</news:title></news:news></url>" for loc, title, when in urls)
+    return (f'<?xml version="1.0" encoding="UTF-8"?>{doctype}<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'
+            f' xmlns:news="http://www.google.com/schemas/sitemap-news/0.9">{entries}'
+            f"<url><loc>https://herald.example/about</loc></url></urlset>").encode()
+
+
+def test_a_news_sitemap_is_followed_like_a_feed(web, answerer):
+    web.routes["/s1"] = Route(page("Ferry", "Zqferry sailings were cancelled at noon."), headers=HTML)
+    web.routes["/s2"] = Route(page("Bridge", "Zqbridge reopened to traffic."), headers=HTML)
+    web.routes["/news-sitemap.xml"] = Route(news_sitemap([
+        (web.url("/s1"), "Ferry sailings cancelled", "2025-03-03T10:00:00+01:00"),
+        (web.url("/s2"), "Bridge reopens", "2025-03-04")]), headers={"Content-Type": "application/xml"})
+    book = FeedBook(answerer.settings.index.dir)
+    result = poll(Feed(web.url("/news-sitemap.xml")), fetcher=fetcher(), book=book, writer=answerer, every_s=60)
+    assert (result.entries, result.new, result.added, result.error) == (2, 2, 2, None)
+    assert cites(answerer, "Zqferry") and cites(answerer, "Zqbridge")
+    again = poll(Feed(web.url("/news-sitemap.xml")), fetcher=fetcher(), book=book, writer=answerer, every_s=60)
+    assert (again.entries, again.new) == (2, 0)
+
+
+def test_a_sitemap_index_or_one_without_news_is_refused_and_entities_are_not_resolved(web, answerer, tmp_path):
+    from retrieval.errors import CitebotError
+    from retrieval.feeds import parse_sitemap
+
+    index = (b'<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+             b"<sitemap><loc>https://herald.example/news.xml</loc></sitemap></sitemapindex>")
+    with pytest.raises(CitebotError, match="a sitemap index"):
+        parse_sitemap(index, "https://herald.example/sitemap.xml")
+    with pytest.raises(CitebotError, match="without news entries"):
+        parse_sitemap(news_sitemap([]), "https://herald.example/sitemap.xml")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("Zqsecret")
+    hostile = news_sitemap([("https://herald.example/a", "&x;", "2025-03-04")],
+                           doctype=f'<!DOCTYPE urlset [<!ENTITY x SYSTEM "file://{secret}">]>')
+    [entry] = parse_sitemap(hostile, "https://herald.example/s.xml").entries
+    assert "Zqsecret" not in str(entry["title"])
