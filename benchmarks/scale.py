@@ -362,7 +362,7 @@ def _commit(writer, store, embedder, settings, batch, index_dir: Path, times: di
     times["embed"] += time.perf_counter() - clock
     with writer.lock():  # each commit as its own ingest call: the writer's sweep runs too
         clock = time.perf_counter()
-        with store.write() as w:
+        with store.write(copies_threshold=settings.copies.threshold) as w:  # stories too, as ingest keeps them
             w.set_model(settings.embedding.model, embedder.dim)
             at = 0
             for article, chunks, spans in batch:

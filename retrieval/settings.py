@@ -185,10 +185,20 @@ class CopiesSettings(_Section):
                              "other must hold for the two to be one story (retrieval/stories.py)")
 
 
+class CollectionSettings(_Section):
+    """One named corpus besides the default: `[collections.NAME]`, with its own index folder."""
+
+    paths: TextList[Path] = Field(default_factory=list, description="indexed on first use when it is empty")
+    watch: TextList[Path] = Field(default_factory=list, description="folders `citebot run` follows for it")
+    feeds: list[FeedSettings] = Field(default_factory=list, description="[[collections.NAME.feeds]] tables")
+
+
 class DiscordSettings(_Section):
     channels: TextList[int] = Field(default_factory=list, description="channel ids to answer in; empty means all")
     cooldown_seconds: float = Field(5.0, ge=0)
     dev_guild: int | None = None
+    history_days: int = Field(90, ge=1, le=36500, description="days the bot keeps its answers, thread "
+                              "conversations and votes (history.sqlite in the index folder)")
 
 
 class Settings(BaseSettings):
@@ -208,6 +218,8 @@ class Settings(BaseSettings):
     copies: CopiesSettings = CopiesSettings()
     watch: WatchSettings = WatchSettings()
     feeds: list[FeedSettings] = Field(default_factory=list, description="[[feeds]] tables: url, every, outlet")
+    collections: dict[str, CollectionSettings] = Field(
+        default_factory=dict, description="[collections.NAME] tables: paths, watch, feeds (retrieval/collections.py)")
     discord: DiscordSettings = DiscordSettings()
     discord_token: SecretStr | None = Field(None, exclude=True, repr=False)
 
@@ -237,15 +249,22 @@ def _read_toml(path: Path) -> dict[str, Any]:
         )
     base = path.resolve().parent
     for section, field in _PATH_FIELDS:
-        values = data.get(section, {})
-        if field not in values or values[field] is None:
-            continue
-        value = values[field]
-        if isinstance(value, list):
-            values[field] = [str(_resolve(base, item)) for item in value]
-        elif isinstance(value, str):
-            values[field] = str(_resolve(base, value))
+        _resolve_field(base, data.get(section, {}), field)
+    for table in (data.get("collections") or {}).values():
+        if isinstance(table, dict):
+            for field in ("paths", "watch"):
+                _resolve_field(base, table, field)
     return data
+
+
+def _resolve_field(base: Path, values: dict[str, Any], field: str) -> None:
+    if not isinstance(values, dict) or values.get(field) is None:
+        return
+    value = values[field]
+    if isinstance(value, list):
+        values[field] = [str(_resolve(base, item)) for item in value]
+    elif isinstance(value, str):
+        values[field] = str(_resolve(base, value))
 
 
 def _resolve(base: Path, value: str) -> Path:
