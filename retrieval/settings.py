@@ -219,7 +219,7 @@ class Settings(BaseSettings):
     watch: WatchSettings = WatchSettings()
     feeds: list[FeedSettings] = Field(default_factory=list, description="[[feeds]] tables: url, every, outlet")
     collections: dict[str, CollectionSettings] = Field(
-        default_factory=dict, description="[collections.NAME] tables: paths, watch, feeds (retrieval/collections.py)")
+        default_factory=dict, description="[collections.NAME] tables: paths, watch, feeds (retrieval/collection.py)")
     discord: DiscordSettings = DiscordSettings()
     discord_token: SecretStr | None = Field(None, exclude=True, repr=False)
 

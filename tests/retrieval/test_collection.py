@@ -2,7 +2,7 @@
 
 import pytest
 
-from retrieval import collections
+from retrieval import collection
 from retrieval.errors import SettingsError
 from retrieval.models import Article
 from retrieval.pipeline import Answerer
@@ -13,13 +13,13 @@ def test_a_collection_has_its_own_folder_corpus_watch_and_feeds(settings_for, tm
     settings = settings_for(collections={"harbour": {"paths": [str(tmp_path / "h")], "watch": [str(tmp_path / "w")],
                                                      "feeds": [{"url": "https://herald.example/rss"}]}},
                             feeds=[{"url": "https://default.example/rss"}])
-    assert collections.settings_for(settings, "default") is settings
-    harbour = collections.settings_for(settings, "harbour")
+    assert collection.settings_for(settings, "default") is settings
+    harbour = collection.settings_for(settings, "harbour")
     assert harbour.index.dir == settings.index.dir / "collections" / "harbour"
     assert harbour.corpus.paths == [tmp_path / "h"] and harbour.watch.paths == [tmp_path / "w"]
     assert [f.url for f in harbour.feeds] == ["https://herald.example/rss"]
     # one not in the settings starts empty: no seeds, no feeds
-    other = collections.settings_for(settings, "other")
+    other = collection.settings_for(settings, "other")
     assert other.corpus.paths == [] and other.feeds == [] and other.index.dir.name == "other"
     assert settings.corpus.paths  # the default keeps the seeds
 
@@ -27,18 +27,18 @@ def test_a_collection_has_its_own_folder_corpus_watch_and_feeds(settings_for, tm
 @pytest.mark.parametrize("name", ["", "Harbour", "../up", "a/b", "-x", "x" * 65, "a b", "ü"])
 def test_a_name_that_is_no_safe_folder_name_is_refused(settings_for, name):
     with pytest.raises(SettingsError, match="cannot name a collection"):
-        collections.settings_for(settings_for(), name)
+        collection.settings_for(settings_for(), name)
 
 
 def test_collections_are_listed_from_settings_and_disk_and_answer_only_from_their_own(settings_for):
     settings = settings_for(embedding={"model": "fake"}, chunking={"max_tokens": 40},
                             answer={"min_score": 0.0, "min_mixed_score": -100.0},
                             collections={"harbour": {}})
-    a = Answerer(collections.settings_for(settings, "default"), FakeEmbedder())
-    b = Answerer(collections.settings_for(settings, "wire-desk"), FakeEmbedder())
+    a = Answerer(collection.settings_for(settings, "default"), FakeEmbedder())
+    b = Answerer(collection.settings_for(settings, "wire-desk"), FakeEmbedder())
     a.ingest_articles([Article(key="a", outlet="Herald", text="The Zqferry to Texel was cancelled on Monday.")])
     b.ingest_articles([Article(key="b", outlet="Courier", text="The Zqferry to Vlieland sails again on Tuesday.")])
-    assert collections.names(settings) == ["default", "harbour", "wire-desk"]
+    assert collection.names(settings) == ["default", "harbour", "wire-desk"]
     assert {s.outlet for s in a.answer("where does the Zqferry go?").sources} == {"Herald"}
     assert {s.outlet for s in b.answer("where does the Zqferry go?").sources} == {"Courier"}
     assert a.check() == [] and b.check() == []
