@@ -94,7 +94,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("chat", help="ask question after question, model kept loaded",
                             description="An interactive session with line editing and history. "
-                            "Type a question; Ctrl-D or 'exit' leaves.")
+                            "Type a question; follow-ups (\"and when?\") are asked with the earlier "
+                            "questions as context. /new starts a new conversation; Ctrl-D or 'exit' leaves.")
     p.add_argument("--k", type=int, metavar="N", help="how many passages to cite")
     _filter_flags(p)
 
@@ -453,7 +454,14 @@ def _escape_c1(dumped: str) -> str:
     return re.sub(r"[\x7f-\x9f]", lambda m: f"\\u{ord(m.group()):04x}", dumped)
 
 
+CHAT_BANNER = ("Ask a question about the indexed articles; a follow-up (\"and when?\") is asked with the "
+               "earlier questions as context. /new starts over, Ctrl-D or 'exit' leaves.")
+CHAT_NEW = "New conversation: earlier questions are forgotten."
+CHAT_COMMANDS = "/new starts a new conversation, /help shows this, exit leaves"
+
+
 def cmd_chat(args, settings) -> int:
+    from bot.followup import CONTEXT_QUESTIONS
     from bot.render import render_answer
     from retrieval.errors import QuestionError
 
@@ -462,7 +470,8 @@ def cmd_chat(args, settings) -> int:
     answerer = _ready_answerer(settings, quiet=False)
     answerer.warm_up()
     ask = _prompt()
-    err.print("Ask a question about the indexed articles. Ctrl-D or 'exit' leaves.", markup=False)
+    err.print(CHAT_BANNER, markup=False)
+    asked: list[str] = []  # this conversation's questions, oldest first: the follow-ups' context
     while True:
         try:
             line = ask()
@@ -470,20 +479,32 @@ def cmd_chat(args, settings) -> int:
             return 0
         except KeyboardInterrupt:
             continue
-        if line.strip().lower() in {"exit", "quit", ":q"}:
+        command = line.strip().lower()
+        if command in {"exit", "quit", ":q"}:
             return 0
-        if not line.strip():
+        if not command:
             continue
         bad = _undecodable(line)
         if bad:
             err.print(f"citebot: {_not_utf8('that question', bad)}", markup=False, soft_wrap=True)
             continue
+        if command in {"/new", "/reset"}:
+            asked.clear()
+            err.print(CHAT_NEW, markup=False)
+            continue
+        if command in {"/help", "/?"}:
+            err.print(CHAT_COMMANDS, markup=False)
+            continue
+        if re.fullmatch(r"/\w+", command):
+            err.print(f"citebot: unknown command {_line(line.strip())}: {CHAT_COMMANDS}", markup=False, soft_wrap=True)
+            continue
         started = time.perf_counter()
         try:
-            answer = answerer.answer(line, k=args.k, **only)
+            answer = answerer.answer(line, k=args.k, context=asked[-CONTEXT_QUESTIONS:] or None, **only)
         except QuestionError as error:
             err.print(f"citebot: {_line(str(error))}", markup=False)
             continue
+        asked.append(line.strip())
         show(render_answer(answer))
         log.info("answered in %.0f ms", (time.perf_counter() - started) * 1000)
 

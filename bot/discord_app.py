@@ -1,10 +1,14 @@
 """The Discord door: a discord.py client whose commands call the Answerer off the event loop.
 
 Users ask with `/ask` or by mentioning the bot; replies to an answer and messages in the thread the
-bot opens on an answer are follow-ups, asked with the earlier questions as context. Every reply is
-sent with no mentions allowed, and every call into the Answerer, like the escaping and trimming of
-an answer into Discord's shapes, runs in a worker thread, so heartbeats and other users' questions
-go on while one question is answered or an ingest runs.
+bot opens on an answer are follow-ups, asked with the earlier questions as context ("thanks" and
+other chatter there is left alone: bot/followup.py). Every reply is sent with no mentions allowed,
+and every call into the Answerer, like the escaping and trimming of an answer into Discord's shapes
+and every read and write of the history, runs in a worker thread, so heartbeats and other users'
+questions go on while one question is answered or an ingest runs.
+
+Answers and conversations are kept in SQLite (bot/history.py), and the buttons under an answer are
+dynamic items whose custom ids carry the answer's id: both survive any number of restarts.
 """
 
 from __future__ import annotations
@@ -16,9 +20,9 @@ import logging
 import math
 import re
 import signal
+import sqlite3
 import sys
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Optional, Protocol
@@ -28,7 +32,9 @@ import discord
 from discord import app_commands
 
 from bot import render_discord as rd
-from bot.feedback import FeedbackStore
+from bot.followup import CONTEXT_QUESTIONS, classify
+from bot.history import HistoryStore
+from retrieval.collection import DEFAULT as DEFAULT_COLLECTION
 from retrieval.errors import CitebotError
 from retrieval.models import Answer
 from retrieval.pipeline import IngestReport
@@ -43,8 +49,7 @@ QUESTION_MIN, QUESTION_MAX = 3, 500
 K_MAX = 10
 THREAD_NAME_LIMIT = 100
 THREAD_ARCHIVE_MINUTES = 60
-VIEW_TIMEOUT = 24 * 3600.0
-MAX_CONVERSATIONS = 5000
+COLLECTION = DEFAULT_COLLECTION  # every server asks the default one until per-server collections come
 PROGRESS_EVERY = 1.5  # seconds between /reindex progress edits: well inside the webhook rate limit
 NO_MENTIONS = discord.AllowedMentions.none()
 
@@ -53,6 +58,9 @@ ADMIN_ONLY = "Sorry, only members with the Manage Server permission can use this
 SOMETHING_WRONG = "Sorry, something went wrong while answering; please try again in a moment."
 NO_ANSWER = "No answer this time."
 EMPTY_MENTION = "Ask me a question after the mention, e.g. “@citebot where are the new battlegroups?”"
+VOTE_SAVED = "Thanks, your feedback is saved."
+ANSWER_GONE = ("I no longer have that answer: I keep answers for {days} days. "
+               "Ask again with /ask to see its sources.")
 
 
 class Answerer(Protocol):
@@ -93,14 +101,14 @@ def user_message(error: BaseException) -> str:
 
 
 class CitebotClient(discord.Client):
-    """The bot. Takes its settings and Answerer in the constructor; holds no other state worth keeping."""
+    """The bot. Takes its settings, Answerer and history in the constructor; keeps nothing else worth keeping."""
 
     def __init__(
         self,
         settings: Settings,
         answerer: Answerer,
         *,
-        feedback: FeedbackStore | None = None,
+        history: HistoryStore | None = None,
         clock: Callable[[], float] = time.monotonic,
         **options,
     ):
@@ -110,18 +118,18 @@ class CitebotClient(discord.Client):
         super().__init__(intents=intents, allowed_mentions=NO_MENTIONS, **options)
         self.settings = settings
         self.answerer = answerer
-        self.feedback = feedback or FeedbackStore.from_settings(settings)
+        self.history = history or HistoryStore.from_settings(settings)
         self.tree = app_commands.CommandTree(self)
         self.tree.error(self._on_app_command_error)
         self._clock = clock
         self._asked_at: dict[int, float] = {}
-        # answer message id (= id of the thread opened on it) -> the conversation's questions, oldest first
-        self._conversations: OrderedDict[int, list[str]] = OrderedDict()
         self._reindexing = asyncio.Lock()
         self.progress_every = PROGRESS_EVERY
         _add_commands(self)
 
     async def setup_hook(self) -> None:
+        # Buttons of answers posted by any earlier run are dispatched by their custom id's pattern.
+        self.add_dynamic_items(SourcesButton, VoteButton)
         guild_id = self.settings.discord.dev_guild
         if guild_id is not None:
             guild = discord.Object(id=guild_id)
@@ -155,14 +163,35 @@ class CitebotClient(discord.Client):
         self._asked_at[user_id] = now
         return 0.0
 
-    def remember(self, key: int, questions: list[str]) -> None:
-        self._conversations[key] = questions
-        self._conversations.move_to_end(key)
-        while len(self._conversations) > MAX_CONVERSATIONS:
-            self._conversations.popitem(last=False)
+    # -- the history: every call off the event loop; a history that cannot be written costs the buttons only
 
-    def conversation(self, key: int) -> list[str] | None:
-        return self._conversations.get(key)
+    async def _store_answer(self, answer: Answer, *, guild_id: int | None, channel_id: int | None, user_id: int,
+                            conversation: int | None) -> int | None:
+        """The new answer's id, for its buttons; None (and no buttons) when the history cannot be written."""
+        try:
+            return await asyncio.to_thread(
+                self.history.add_answer, answer, collection=COLLECTION, guild_id=guild_id, channel_id=channel_id,
+                user_id=user_id, conversation=conversation,
+            )
+        except sqlite3.Error as error:
+            log.error("could not store an answer in %s: %s", self.history.path, error)
+            return None
+
+    async def _sent(self, answer_id: int | None, message: discord.Message) -> None:
+        if answer_id is None:
+            return
+        try:
+            await asyncio.to_thread(self.history.sent, answer_id, message.id)
+        except sqlite3.Error as error:
+            log.error("could not store answer %s's message id in %s: %s", answer_id, self.history.path, error)
+
+    async def _recall(self, read: Callable, key: int):
+        """A conversation read from the history; None, as for no conversation, when it cannot be read."""
+        try:
+            return await asyncio.to_thread(read, key, limit=CONTEXT_QUESTIONS)
+        except sqlite3.Error as error:
+            log.error("could not read the conversation of %s from %s: %s", key, self.history.path, error)
+            return None
 
     # -- /ask
 
@@ -196,14 +225,14 @@ class CitebotClient(discord.Client):
         await interaction.response.defer(thinking=True)
         interaction.extras["public_defer"] = True
         answer = await asyncio.to_thread(self.answerer.answer, question, k=k, **filters)
+        answer_id = await self._store_answer(answer, guild_id=interaction.guild_id, channel_id=interaction.channel_id,
+                                             user_id=interaction.user.id, conversation=None)
         if not answer.found:
             sent = await interaction.followup.send(rd.not_found_text(answer), wait=True)
         else:
             embed = await asyncio.to_thread(rd.answer_embed, answer)  # a huge answer takes a while to escape
-            sent = await interaction.followup.send(
-                embed=embed, view=AnswerView(self, answer), wait=True
-            )
-        self.remember(sent.id, [question])
+            sent = await interaction.followup.send(embed=embed, wait=True, **_buttons(answer_id))
+        await self._sent(answer_id, sent)
         if answer.found:
             await self._open_thread(interaction.channel, sent.id, question)
 
@@ -214,7 +243,7 @@ class CitebotClient(discord.Client):
             return
         if not self.allowed_in(message.channel):
             return
-        found = self._conversation_for(message)
+        found = await self._conversation_for(message)
         if found is None:
             return
         key, context = found
@@ -222,6 +251,11 @@ class CitebotClient(discord.Client):
         if not question:
             if key is None:
                 await message.reply(EMPTY_MENTION, mention_author=False)
+            return
+        # A follow-up may be chatter ("thanks!"), left alone, or a statement, answered only when found.
+        kind = classify(question) if key is not None else "question"
+        if kind == "chatter":
+            log.debug("not a question, left alone: message %s", message.id)
             return
         if wait := self.cooldown_left(message.author.id):
             await self._tell_privately(message, _wait_text(wait))
@@ -232,41 +266,49 @@ class CitebotClient(discord.Client):
             self._log_error(error, f"answering message {message.id}")
             await self._tell_privately(message, user_message(error))
             return
-        sent = await self._reply(message, answer)
-        in_thread = key is not None and key == message.channel.id
-        if in_thread:
-            self.remember(key, [*context, question])
-        else:
-            self.remember(sent.id, [*context, question])
+        if not answer.found and kind == "statement":
+            log.debug("a statement the index does not answer, left alone: message %s", message.id)
+            return
+        answer_id = await self._store_answer(answer, guild_id=message.guild.id, channel_id=message.channel.id,
+                                             user_id=message.author.id, conversation=key)
+        sent = await self._reply(message, answer, answer_id)
+        await self._sent(answer_id, sent)
         if key is None and answer.found:
             await self._open_thread(message.channel, sent.id, question)
 
-    def _conversation_for(self, message: discord.Message) -> tuple[int | None, list[str]] | None:
-        """(conversation key or None for a new question, earlier questions), or None if not for the bot."""
+    async def _conversation_for(self, message: discord.Message) -> tuple[int | None, list[str]] | None:
+        """(conversation key or None for a new question, earlier questions), or None if not for the bot.
+
+        The history is read only for messages that may belong to a conversation: in one of the bot's
+        threads, or replying to a message that is (or may be) the bot's.
+        """
         assert self.user is not None
         channel = message.channel
-        questions = self.conversation(channel.id)
-        if questions is not None or (isinstance(channel, discord.Thread) and channel.owner_id == self.user.id):
-            return channel.id, questions or []
+        bot_thread = isinstance(channel, discord.Thread) and channel.owner_id == self.user.id
+        if bot_thread or isinstance(channel, discord.PartialMessageable):  # a thread not in the cache, say
+            questions = await self._recall(self.history.context, channel.id)
+            if questions is not None or bot_thread:
+                return channel.id, questions or []
         reference = message.reference
         if reference is not None and reference.message_id is not None:
-            questions = self.conversation(reference.message_id)
             replied = reference.resolved
-            if questions is not None:
-                return reference.message_id, questions
-            if isinstance(replied, discord.Message) and replied.author.id == self.user.id:
-                return reference.message_id, []
+            if not isinstance(replied, discord.Message) or replied.author.id == self.user.id:
+                found = await self._recall(self.history.context_of_message, reference.message_id)
+                if found is not None:
+                    return found
+                if isinstance(replied, discord.Message):  # an answer older than the history
+                    return reference.message_id, []
         if re.search(rf"<@!?{self.user.id}>", message.content):
             return None, []
         return None
 
-    async def _reply(self, message: discord.Message, answer: Answer) -> discord.Message:
+    async def _reply(self, message: discord.Message, answer: Answer, answer_id: int | None) -> discord.Message:
         if not answer.found:
             return await message.reply(rd.not_found_text(answer), mention_author=False)
         return await message.reply(
             embed=await asyncio.to_thread(rd.answer_embed, answer),
-            view=AnswerView(self, answer),
             mention_author=False,
+            **_buttons(answer_id),
         )
 
     async def _open_thread(self, channel: object, message_id: int, question: str) -> None:
@@ -287,6 +329,41 @@ class CitebotClient(discord.Client):
             await message.author.send(text)
         except discord.HTTPException:
             await message.reply(text, mention_author=False)
+
+    # -- the buttons under an answer, from this run or any earlier one
+
+    async def show_sources(self, interaction: discord.Interaction, answer_id: int) -> None:
+        try:
+            # Deferred first: the worker threads may all be busy answering, and the click must be acknowledged
+            # within 3 s. The first follow-up fills the private "thinking…" message; at most
+            # rd.ALL_SOURCES_MAX_MESSAGES in all.
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            stored = await asyncio.to_thread(
+                self.history.posted_answer, answer_id, guild_id=interaction.guild_id,
+                message_id=interaction.message.id if interaction.message else None,
+            )
+            if stored is None or stored.answer is None:
+                await interaction.followup.send(self._gone_text(), ephemeral=True)
+                return
+            for text in await asyncio.to_thread(rd.all_sources_messages, stored.answer):
+                await interaction.followup.send(text, ephemeral=True)
+        except Exception as error:
+            await self.report_error(interaction, error)
+
+    async def vote(self, interaction: discord.Interaction, answer_id: int, vote: int) -> None:
+        try:
+            await interaction.response.defer(ephemeral=True, thinking=True)  # the write may wait for a worker
+            saved = await asyncio.to_thread(
+                self.history.record_vote, answer_id, guild_id=interaction.guild_id,
+                message_id=interaction.message.id if interaction.message else None,
+                user_id=interaction.user.id, vote=vote,
+            )
+            await interaction.followup.send(VOTE_SAVED if saved else self._gone_text(), ephemeral=True)
+        except Exception as error:
+            await self.report_error(interaction, error)
+
+    def _gone_text(self) -> str:
+        return ANSWER_GONE.format(days=self.history.keep_days)
 
     # -- admin commands
 
@@ -371,48 +448,67 @@ def _wait_text(seconds: float) -> str:
     return f"You're asking quickly: please try again in {max(1, math.ceil(seconds))} s."
 
 
+def _buttons(answer_id: int | None) -> dict:
+    """The `view=` keyword for an answer's message; no buttons when the answer could not be stored."""
+    return {} if answer_id is None else {"view": AnswerView(answer_id)}
+
+
 class AnswerView(discord.ui.View):
-    """The buttons under an answer: every source in full (privately), and 👍/👎 feedback."""
+    """The buttons under an answer: every source in full (privately), and 👍/👎 feedback.
 
-    def __init__(self, client: CitebotClient, answer: Answer):
-        super().__init__(timeout=VIEW_TIMEOUT)
-        self.client = client
-        self.answer = answer
+    Never times out: a timed-out view would also unregister its dynamic items for every answer.
+    """
 
-    @discord.ui.button(label="Show all sources", style=discord.ButtonStyle.secondary)
-    async def show_sources(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
-        # Deferred first: the worker threads may all be busy answering, and the click must be acknowledged
-        # within 3 s. The first follow-up fills the private "thinking…" message; at most
-        # rd.ALL_SOURCES_MAX_MESSAGES in all.
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        for text in await asyncio.to_thread(rd.all_sources_messages, self.answer):
-            await interaction.followup.send(text, ephemeral=True)
+    def __init__(self, answer_id: int):
+        super().__init__(timeout=None)
+        self.add_item(SourcesButton(answer_id))
+        self.add_item(VoteButton(answer_id, +1))
+        self.add_item(VoteButton(answer_id, -1))
 
-    @discord.ui.button(emoji="👍", style=discord.ButtonStyle.secondary)
-    async def helpful(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
-        await self._vote(interaction, +1)
 
-    @discord.ui.button(emoji="👎", style=discord.ButtonStyle.secondary)
-    async def unhelpful(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
-        await self._vote(interaction, -1)
+class SourcesButton(discord.ui.DynamicItem[discord.ui.Button], template=r"citebot:sources:(?P<answer>[0-9]{1,18})"):
+    """Show all sources: the stored answer's passages in full, to the presser only."""
 
-    async def _vote(self, interaction: discord.Interaction, vote: int) -> None:
-        answer = self.answer
-        await asyncio.to_thread(
-            self.client.feedback.record,
-            message_id=interaction.message.id if interaction.message else 0,
-            user_id=interaction.user.id,
-            question=answer.question,
-            answer=answer.answer.text if answer.answer else answer.message,
-            chunk_ids=[chunk for passage in answer.passages for chunk in passage.chunk_ids],
-            vote=vote,
-        )
-        await interaction.response.send_message(
-            "Thanks, your feedback is saved.", ephemeral=True
-        )
+    def __init__(self, answer_id: int):
+        super().__init__(discord.ui.Button(
+            label="Show all sources", style=discord.ButtonStyle.secondary, custom_id=f"citebot:sources:{answer_id}"
+        ))
+        self.answer_id = answer_id
 
-    async def on_error(self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item) -> None:
-        await self.client.report_error(interaction, error)
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button,
+                             match: re.Match[str]) -> SourcesButton:
+        return cls(int(match["answer"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await _citebot(interaction).show_sources(interaction, self.answer_id)
+
+
+class VoteButton(
+    discord.ui.DynamicItem[discord.ui.Button], template=r"citebot:vote:(?P<answer>[0-9]{1,18}):(?P<vote>up|down)"
+):
+    """👍 or 👎 on an answer, kept in the history with the question, the answer and its passage ids."""
+
+    def __init__(self, answer_id: int, vote: int):
+        super().__init__(discord.ui.Button(
+            emoji="👍" if vote > 0 else "👎", style=discord.ButtonStyle.secondary,
+            custom_id=f"citebot:vote:{answer_id}:{'up' if vote > 0 else 'down'}",
+        ))
+        self.answer_id, self.vote = answer_id, vote
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button,
+                             match: re.Match[str]) -> VoteButton:
+        return cls(int(match["answer"]), +1 if match["vote"] == "up" else -1)
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await _citebot(interaction).vote(interaction, self.answer_id, self.vote)
+
+
+def _citebot(interaction: discord.Interaction) -> CitebotClient:
+    client = interaction.client
+    assert isinstance(client, CitebotClient)
+    return client
 
 
 def _add_commands(client: CitebotClient) -> None:

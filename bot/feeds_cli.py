@@ -33,10 +33,11 @@ def add_parsers(commands) -> None:
         description="Catches up once (as `ingest --sync`), then follows the folders until Ctrl-C or SIGTERM.")
     w.add_argument("paths", nargs="+", metavar="FOLDER")
     commands.add_parser(
-        "run", help="keep the index current: poll every feed when it is due, watch the folders, until stopped",
+        "run", help="keep every collection current: poll each feed when it is due, watch the folders, until stopped",
         description="Polls each followed feed at its interval (conditional GET), indexes new entries "
         "within one interval of their publication, watches the folders in watch.paths, and logs what it "
-        "does (-v). Stop with Ctrl-C or SIGTERM.")
+        "does (-v). Serves every collection, each into its own index, unless --collection names one. "
+        "Stop with Ctrl-C or SIGTERM.")
 
 
 def _fetch_url_ok(url: str) -> None:
@@ -179,18 +180,26 @@ def cmd_watch(args, settings) -> int:
 
 
 def cmd_run(args, settings) -> int:
+    """Every collection's feeds and folders (or the one `--collection` names), each into its own index."""
     from bot.cli import _answerer, err
+    from retrieval import collection
 
-    answerer = _answerer(settings)
+    base = getattr(args, "base_settings", settings)
+    names = [args.collection] if getattr(args, "collection", None) else collection.names(base)
     stop = _stop_on_signals()
-    threads = start_in_thread(settings, answerer, stop, poll=False)
-    poller = _poller(settings, answerer)
-    feeds = poller.feeds()
-    err.print(f"following {len(feeds)} feeds and {len(settings.watch.paths)} folders into {settings.index.dir}; "
-              "Ctrl-C stops", markup=False)
-    if not feeds:
+    threads, lines, first = [], [], None
+    for name in names:
+        own = collection.settings_for(base, name)
+        answerer = _answerer(own) if first is None else first.sibling(own)  # one model for all
+        first = first or answerer
+        feeds = _poller(own, answerer).feeds()
+        threads += start_in_thread(own, answerer, stop)
+        lines.append(f"{name}: {len(feeds)} feeds and {len(own.watch.paths)} folders into {own.index.dir}")
+    err.print("following " + "; ".join(lines) + "; Ctrl-C stops", markup=False)
+    if len(names) == 1 and not _poller(collection.settings_for(base, names[0]), first).feeds():
         err.print("no feeds yet: `citebot feeds add URL` adds one, and this loop picks it up", markup=False)
-    poller.run(stop)
+    while not stop.wait(1.0):
+        pass
     for thread in threads:
         thread.join(timeout=10)
     return 0

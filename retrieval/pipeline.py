@@ -64,6 +64,13 @@ class Answerer:
         return cls(settings, embedder or SentenceTransformerEmbedder(settings.embedding), questions=questions,
                    phrases=phrases, reranker=reranker)
 
+    def sibling(self, settings: Settings) -> Answerer:
+        """An Answerer over another index (a collection, retrieval/collection.py) sharing this one's models."""
+        if settings.index.dir == self.dir:
+            return self
+        return Answerer(settings, self.embedder, questions=self.reader.embedder, rescore=self.reader.rescore,
+                        phrases=self.reader.phrases, reranker=self.reader.reranker)
+
     # -- the read side --------------------------------------------------------------------------
     def warm_up(self) -> None:
         """Load the question model, the phrase model and the vectors now rather than on the first question."""

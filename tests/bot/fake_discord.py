@@ -229,9 +229,13 @@ class FakeDiscord:
         everyone = {"id": self.guild_id, "name": "@everyone", "permissions": str(MEMBER_PERMISSIONS), "position": 0,
                     "color": 0, "hoist": False, "managed": False, "mentionable": False, "flags": 0}
         members = [self._member(self.bot_user)] + [self._member(u) for u in self.users.values()]
+        # As Discord does: the server's channels, and apart from them its active threads (a restarted bot
+        # learns of the threads it opened from here). Direct messages belong to no server.
+        channels = [c for c in self.channels.values() if c.get("guild_id") and c["type"] not in (10, 11, 12)]
+        threads = [c for c in self.channels.values() if c["type"] in (10, 11, 12)]
         return {"id": self.guild_id, "name": "Fake Guild", "owner_id": self.users["admin"]["id"], "icon": None,
-                "features": [], "roles": [everyone], "emojis": [], "stickers": [], "channels": list(self.channels.values()),
-                "threads": [], "members": members, "member_count": len(members), "large": False, "unavailable": False,
+                "features": [], "roles": [everyone], "emojis": [], "stickers": [], "channels": channels,
+                "threads": threads, "members": members, "member_count": len(members), "large": False, "unavailable": False,
                 "joined_at": _now_iso(), "voice_states": [], "presences": [], "stage_instances": [],
                 "guild_scheduled_events": [], "mfa_level": 0, "verification_level": 0, "premium_tier": 0,
                 "preferred_locale": "en-US", "system_channel_flags": 0, "nsfw_level": 0}

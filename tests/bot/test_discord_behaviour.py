@@ -12,7 +12,7 @@ from discord import app_commands
 
 from bot import discord_app
 from bot.discord_app import CitebotClient
-from bot.feedback import FeedbackStore
+from bot.history import HistoryStore
 from bot.render_discord import size
 from retrieval.errors import QuestionError
 from retrieval.settings import load_settings
@@ -273,7 +273,7 @@ async def test_votes_are_stored_with_question_answer_and_passage_ids(world, simc
     await world.bob.click(result.response, custom_id=_custom_id(result, "👍"))
 
     assert thanks.ephemeral and thanks.response.content == "Thanks, your feedback is saved."
-    votes = FeedbackStore.from_settings(simcord_bot.settings).votes()
+    votes = HistoryStore.from_settings(simcord_bot.settings).votes()
     assert {(v.user_id, v.vote) for v in votes} == {(world.alice.id, -1), (world.bob.id, 1)}
     assert all(v.question == QUESTION and v.message_id == result.response.id for v in votes)
     assert votes[0].answer == "Slovakia, Hungary, Romania and Bulgaria"

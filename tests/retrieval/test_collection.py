@@ -42,3 +42,12 @@ def test_collections_are_listed_from_settings_and_disk_and_answer_only_from_thei
     assert {s.outlet for s in a.answer("where does the Zqferry go?").sources} == {"Herald"}
     assert {s.outlet for s in b.answer("where does the Zqferry go?").sources} == {"Courier"}
     assert a.check() == [] and b.check() == []
+
+
+def test_a_sibling_over_another_collection_shares_the_models_not_the_index(settings_for):
+    settings = settings_for(embedding={"model": "fake"}, chunking={"max_tokens": 40})
+    first = Answerer(settings, FakeEmbedder())
+    other = first.sibling(collection.settings_for(settings, "harbour"))
+    assert other.embedder is first.embedder and other.reader.embedder is first.reader.embedder
+    assert other.dir != first.dir and other.store is not first.store
+    assert first.sibling(settings) is first

@@ -1,0 +1,275 @@
+"""The bot's memory across restarts: its answers, the conversations they belong to, and 👍/👎 votes.
+
+One SQLite file, `history.sqlite` in the index folder (`[index] dir`, `$CITEBOT_HOME/index` when
+installed), beside the feeds and the index. Each answer row holds what the buttons under the answer
+need after a restart: the Answer itself as JSON (so "Show all sources" shows exactly what was cited,
+even once the article was re-ingested or removed), its cited chunk ids, the collection, server,
+channel, asker and time. A conversation is the answers sharing one key: the id of the first answer's
+message, which is also the id of the thread opened on it; its questions are the follow-ups' context.
+
+Rows older than `discord.history_days` are deleted, votes included: at the first answer after a start
+and then at most once an hour, by `DELETE … WHERE at < ?` on an indexed column, so pruning costs what
+it removes. Calls block on disk: the bot makes them off the event loop. Each call opens its own
+connection, so any worker thread may call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from retrieval.models import Answer
+from retrieval.settings import Settings
+
+log = logging.getLogger("citebot.history")
+
+FILENAME = "history.sqlite"
+DAY = 86_400.0
+PRUNE_EVERY = 3600.0  # seconds between two prunings
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS answers (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: an old button cannot show a new answer
+    at           REAL    NOT NULL,                   -- Unix time
+    collection   TEXT    NOT NULL,
+    guild_id     INTEGER,
+    channel_id   INTEGER,
+    user_id      INTEGER,
+    message_id   INTEGER,                            -- the answer's own message, once sent
+    conversation INTEGER,                            -- the first answer's message id (= its thread's id)
+    question     TEXT    NOT NULL,
+    found        INTEGER NOT NULL,
+    text         TEXT    NOT NULL,                   -- what the answer says first: the highlight, or "not found"
+    chunk_ids    TEXT    NOT NULL,                   -- JSON list
+    answer       TEXT    NOT NULL                    -- the Answer as JSON
+);
+CREATE INDEX IF NOT EXISTS answers_at ON answers (at);
+CREATE INDEX IF NOT EXISTS answers_message ON answers (message_id);
+CREATE INDEX IF NOT EXISTS answers_conversation ON answers (conversation, id);
+CREATE TABLE IF NOT EXISTS votes (
+    answer_id  INTEGER NOT NULL,
+    user_id    INTEGER NOT NULL,
+    message_id INTEGER,
+    at         REAL    NOT NULL,
+    question   TEXT    NOT NULL,   -- copied from the answer, so a vote outlives nothing it needs
+    answer     TEXT    NOT NULL,
+    chunk_ids  TEXT    NOT NULL,
+    vote       INTEGER NOT NULL CHECK (vote IN (-1, 1)),
+    PRIMARY KEY (answer_id, user_id)
+);
+CREATE INDEX IF NOT EXISTS votes_at ON votes (at);
+"""
+
+# An answer pressed on: this id, posted in this server, as this message (unless either message id is unknown).
+_POSTED = "id = ? AND guild_id IS ? AND (message_id IS NULL OR ? IS NULL OR message_id = ?)"
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """One answer the bot posted. `answer` is None when a newer or older citebot wrote a shape this one cannot read."""
+
+    id: int
+    at: float
+    collection: str
+    guild_id: int | None
+    channel_id: int | None
+    message_id: int | None
+    conversation: int | None
+    question: str
+    answer: Answer | None
+
+
+@dataclass(frozen=True)
+class Vote:
+    answer_id: int
+    user_id: int
+    message_id: int | None
+    at: float
+    question: str
+    answer: str
+    chunk_ids: list[str]
+    vote: int
+
+
+class HistoryStore:
+    """The history file at `path`, keeping `keep_days` days; the file and its folder are made on first write."""
+
+    def __init__(self, path: Path, *, keep_days: int, now: Callable[[], float] = time.time):
+        if keep_days < 1:
+            raise ValueError(f"keep_days must be at least 1, got {keep_days!r}")
+        self.path = Path(path)
+        self.keep_days = keep_days
+        self._now = now
+        self._ready = False
+        self._pruned_at = -math.inf
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, now: Callable[[], float] = time.time) -> HistoryStore:
+        return cls(Path(settings.index.dir) / FILENAME, keep_days=settings.discord.history_days, now=now)
+
+    def _connect(self) -> sqlite3.Connection:
+        if not self._ready:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(self.path, timeout=10)
+        if not self._ready:
+            connection.execute("PRAGMA journal_mode=WAL")  # the bot reads while another answer is written
+            connection.executescript(_SCHEMA)
+            self._ready = True
+        connection.execute("PRAGMA synchronous=NORMAL")
+        return connection
+
+    # -- answers and conversations
+
+    def add_answer(
+        self,
+        answer: Answer,
+        *,
+        collection: str,
+        guild_id: int | None,
+        channel_id: int | None,
+        user_id: int | None,
+        conversation: int | None,
+    ) -> int:
+        """Store an answer about to be posted and return its id (for the buttons' custom ids).
+
+        `conversation` is the key of the conversation it continues, None for a new question: the
+        answer's own message id becomes the key once `sent` is told it.
+        """
+        now = self._now()
+        chunk_ids = [chunk for passage in answer.passages for chunk in passage.chunk_ids]
+        connection = self._connect()
+        try:
+            with connection:
+                if now - self._pruned_at >= PRUNE_EVERY:
+                    self._prune(connection, now)
+                cursor = connection.execute(
+                    "INSERT INTO answers (at, collection, guild_id, channel_id, user_id, conversation, question, "
+                    "found, text, chunk_ids, answer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (now, collection, guild_id, channel_id, user_id, conversation, answer.question,
+                     int(answer.found), answer.answer.text if answer.answer else answer.message,
+                     json.dumps(chunk_ids), answer.model_dump_json()),
+                )
+                return int(cursor.lastrowid)
+        finally:
+            connection.close()
+
+    def sent(self, answer_id: int, message_id: int) -> None:
+        """The answer went out as message `message_id`; a new question's conversation is keyed by it."""
+        self._write("UPDATE answers SET message_id = ?, conversation = coalesce(conversation, ?) WHERE id = ?",
+                    (message_id, message_id, answer_id))
+
+    def answer(self, answer_id: int) -> StoredAnswer | None:
+        """The stored answer with this id, or None when there is none (never stored, or pruned)."""
+        return self._stored("id = ?", (answer_id,))
+
+    def posted_answer(self, answer_id: int, *, guild_id: int | None, message_id: int | None) -> StoredAnswer | None:
+        """The answer with this id if it was posted in this server as this message (for a button pressed on it)."""
+        return self._stored(_POSTED, (answer_id, guild_id, message_id, message_id))
+
+    def _stored(self, where: str, parameters: tuple) -> StoredAnswer | None:
+        row = self._read_one("SELECT id, at, collection, guild_id, channel_id, message_id, conversation, question, "
+                             f"answer FROM answers WHERE {where}", parameters)
+        if row is None:
+            return None
+        *fields, dumped = row
+        try:
+            parsed = Answer.model_validate_json(dumped)
+        except ValidationError as error:
+            log.warning("stored answer %s cannot be read by this citebot: %s", fields[0], error)
+            parsed = None
+        return StoredAnswer(*fields, parsed)
+
+    def context(self, conversation: int, *, limit: int) -> list[str] | None:
+        """The conversation's last `limit` questions, oldest first; None if no answer is stored under that key."""
+        rows = self._read("SELECT question FROM answers WHERE conversation = ? ORDER BY id DESC LIMIT ?",
+                          (conversation, limit))
+        return [question for (question,) in reversed(rows)] if rows else None
+
+    def context_of_message(self, message_id: int, *, limit: int) -> tuple[int, list[str]] | None:
+        """For a reply to the answer posted as `message_id`: its conversation's key and questions up to that answer."""
+        row = self._read_one("SELECT id, coalesce(conversation, message_id) FROM answers WHERE message_id = ? "
+                             "ORDER BY id DESC LIMIT 1", (message_id,))
+        if row is None:
+            return None
+        answer_id, conversation = row
+        rows = self._read("SELECT question FROM answers WHERE conversation = ? AND id <= ? ORDER BY id DESC LIMIT ?",
+                          (conversation, answer_id, limit))
+        return conversation, [question for (question,) in reversed(rows)]
+
+    # -- votes
+
+    def record_vote(self, answer_id: int, *, guild_id: int | None, message_id: int | None, user_id: int,
+                    vote: int) -> bool:
+        """Store one vote (+1 or -1) on a posted answer, replacing this user's earlier one.
+
+        False, and nothing stored, when no such answer was posted there (pruned, or never stored).
+        """
+        if vote not in (-1, 1):
+            raise ValueError(f"vote must be +1 or -1, got {vote!r}")
+        connection = self._connect()
+        try:
+            with connection:
+                cursor = connection.execute(
+                    "INSERT OR REPLACE INTO votes SELECT id, ?, coalesce(?, message_id), ?, question, text, chunk_ids, "
+                    f"? FROM answers WHERE {_POSTED}",
+                    (user_id, message_id, self._now(), vote, answer_id, guild_id, message_id, message_id))
+                return cursor.rowcount == 1
+        finally:
+            connection.close()
+
+    def votes(self) -> list[Vote]:
+        """Every stored vote, oldest first."""
+        if not self.path.exists():
+            return []
+        rows = self._read("SELECT answer_id, user_id, message_id, at, question, answer, chunk_ids, vote FROM votes "
+                          "ORDER BY at, rowid", ())
+        return [Vote(a, u, m, at, q, text, json.loads(ids), v) for a, u, m, at, q, text, ids, v in rows]
+
+    # -- retention
+
+    def prune(self) -> int:
+        """Delete answers and votes older than `keep_days`; the number of rows deleted."""
+        connection = self._connect()
+        try:
+            with connection:
+                return self._prune(connection, self._now())
+        finally:
+            connection.close()
+
+    def _prune(self, connection: sqlite3.Connection, now: float) -> int:
+        cutoff = now - self.keep_days * DAY
+        removed = connection.execute("DELETE FROM answers WHERE at < ?", (cutoff,)).rowcount
+        removed += connection.execute("DELETE FROM votes WHERE at < ?", (cutoff,)).rowcount
+        self._pruned_at = now
+        if removed:
+            log.info("history: removed %d rows older than %d days", removed, self.keep_days)
+        return removed
+
+    # -- plumbing
+
+    def _write(self, sql: str, parameters: tuple) -> None:
+        connection = self._connect()
+        try:
+            with connection:
+                connection.execute(sql, parameters)
+        finally:
+            connection.close()
+
+    def _read(self, sql: str, parameters: tuple) -> list[tuple]:
+        connection = self._connect()
+        try:
+            return connection.execute(sql, parameters).fetchall()
+        finally:
+            connection.close()
+
+    def _read_one(self, sql: str, parameters: tuple) -> tuple | None:
+        rows = self._read(sql, parameters)
+        return rows[0] if rows else None

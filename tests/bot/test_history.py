@@ -1,0 +1,190 @@
+"""The bot's history (bot/history.py): answers, conversations, votes and retention, on a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from bot.history import DAY, FILENAME, PRUNE_EVERY, HistoryStore
+from retrieval.settings import load_settings
+from tests.bot.conftest import huge_answer, make_answer, not_found
+
+GUILD, CHANNEL, USER = 11, 22, 33
+
+
+class WallClock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> WallClock:
+    return WallClock()
+
+
+@pytest.fixture
+def store(tmp_path, clock) -> HistoryStore:
+    return HistoryStore(tmp_path / "index" / FILENAME, keep_days=90, now=clock)
+
+
+def add(store: HistoryStore, question: str = "where?", *, conversation: int | None = None, message_id: int | None = None,
+        answer=None) -> int:
+    answer_id = store.add_answer(answer or make_answer(question), collection="default", guild_id=GUILD,
+                                 channel_id=CHANNEL, user_id=USER, conversation=conversation)
+    if message_id is not None:
+        store.sent(answer_id, message_id)
+    return answer_id
+
+
+def test_the_file_is_in_the_index_folder_and_the_retention_is_the_setting(tmp_path):
+    settings = load_settings(index={"dir": str(tmp_path / "index")}, discord={"history_days": 7})
+    store = HistoryStore.from_settings(settings)
+    assert store.path == tmp_path / "index" / "history.sqlite" and store.keep_days == 7
+    assert not store.path.exists()  # made on first write
+    assert load_settings().discord.history_days == 90
+
+
+def test_an_answer_comes_back_whole(store):
+    answer = huge_answer("a huge question")
+    answer_id = add(store, answer=answer, message_id=500)
+
+    stored = store.answer(answer_id)
+    assert stored.answer == answer
+    assert (stored.collection, stored.guild_id, stored.channel_id, stored.message_id) == ("default", GUILD, CHANNEL, 500)
+    assert stored.conversation == 500  # a new question's conversation is keyed by its message
+    assert store.answer(answer_id + 1) is None
+
+
+def test_a_conversation_is_its_questions_oldest_first_and_capped(store):
+    add(store, "first?", message_id=100)
+    for n in range(2, 6):
+        add(store, f"q{n}?", conversation=100, message_id=100 + n)
+    add(store, "another conversation?", message_id=900)
+
+    assert store.context(100, limit=10) == ["first?", "q2?", "q3?", "q4?", "q5?"]
+    assert store.context(100, limit=2) == ["q4?", "q5?"]
+    assert store.context(12345, limit=10) is None
+    # A reply to the third answer continues that conversation up to that answer.
+    assert store.context_of_message(103, limit=10) == (100, ["first?", "q2?", "q3?"])
+    assert store.context_of_message(900, limit=10) == (900, ["another conversation?"])
+    assert store.context_of_message(4242, limit=10) is None
+
+
+def test_a_not_found_answer_is_part_of_the_conversation(store):
+    add(store, answer=not_found("an unknown thing"), message_id=100)
+    assert store.context(100, limit=10) == ["an unknown thing"]
+
+
+def test_votes_replace_each_other_and_keep_what_was_answered(store, clock):
+    answer_id = add(store, "where?", message_id=100)
+    assert store.record_vote(answer_id, guild_id=GUILD, message_id=100, user_id=1, vote=1)
+    clock.now += 5
+    assert store.record_vote(answer_id, guild_id=GUILD, message_id=100, user_id=1, vote=-1)
+    assert store.record_vote(answer_id, guild_id=GUILD, message_id=100, user_id=2, vote=1)
+
+    [first, second] = store.votes()
+    assert {(v.user_id, v.vote) for v in (first, second)} == {(1, -1), (2, 1)}
+    assert first.question == "where?" and first.answer == "Slovakia, Hungary, Romania and Bulgaria"
+    assert first.chunk_ids == ["chunk1", "chunk2", "chunk3"] and first.message_id == 100
+    with pytest.raises(ValueError, match="vote must be"):
+        store.record_vote(answer_id, guild_id=GUILD, message_id=100, user_id=1, vote=2)
+
+
+def test_a_vote_or_sources_need_the_answer_posted_there(store):
+    answer_id = add(store, message_id=100)
+
+    assert not store.record_vote(answer_id, guild_id=GUILD + 1, message_id=100, user_id=1, vote=1)
+    assert not store.record_vote(answer_id, guild_id=GUILD, message_id=101, user_id=1, vote=1)
+    assert not store.record_vote(answer_id + 1, guild_id=GUILD, message_id=100, user_id=1, vote=1)
+    assert store.posted_answer(answer_id, guild_id=GUILD, message_id=101) is None
+    assert store.posted_answer(answer_id, guild_id=GUILD, message_id=100).id == answer_id
+    assert store.votes() == []
+
+
+def test_pruning_removes_what_is_older_than_the_retention_and_nothing_else(store, clock):
+    old = add(store, "old?", message_id=100)
+    store.record_vote(old, guild_id=GUILD, message_id=100, user_id=1, vote=1)
+    clock.now += 60 * DAY
+    recent = add(store, "recent?", conversation=100, message_id=101)
+    store.record_vote(recent, guild_id=GUILD, message_id=101, user_id=1, vote=1)
+    clock.now += 31 * DAY  # old is 91 days old, recent 31
+
+    assert store.prune() == 2  # the old answer and its vote
+    assert store.answer(old) is None and store.answer(recent) is not None
+    assert [v.answer_id for v in store.votes()] == [recent]
+    assert store.context(100, limit=10) == ["recent?"]
+    assert store.prune() == 0
+
+
+def test_answers_prune_the_history_at_most_once_an_hour(store, clock):
+    old = add(store, "old?")
+    clock.now += 91 * DAY
+    add(store, "the first answer in a while prunes?")
+    assert store.answer(old) is None
+
+    stale = add(store, "written long ago?")
+    with sqlite3.connect(store.path) as connection:
+        connection.execute("UPDATE answers SET at = ? WHERE id = ?", (clock.now - 100 * DAY, stale))
+    clock.now += PRUNE_EVERY - 60
+    add(store, "within the hour?")
+    assert store.answer(stale) is not None  # not pruned again yet
+    clock.now += 60
+    add(store, "an hour later?")
+    assert store.answer(stale) is None
+
+
+def test_a_pruned_answer_id_is_never_given_to_a_new_answer(store, clock):
+    first = add(store)
+    clock.now += 91 * DAY
+    store.prune()
+    assert add(store) > first  # an old button must not show a new answer
+
+
+def test_pruning_costs_what_it_removes_not_the_size_of_the_history(tmp_path, clock):
+    """SQLite's virtual-machine steps for one prune of 10 rows: the same with 100 or 20,000 rows kept."""
+    def steps(kept: int) -> int:
+        store = HistoryStore(tmp_path / f"{kept}.sqlite", keep_days=90, now=clock)
+        template = add(store, "template?")
+        with sqlite3.connect(store.path) as connection:
+            row = connection.execute("SELECT * FROM answers WHERE id = ?", (template,)).fetchone()[2:]
+            connection.execute("DELETE FROM answers")
+            old, new = clock.now - 100 * DAY, clock.now
+            connection.executemany("INSERT INTO answers VALUES (NULL, ?, " + ", ".join("?" * len(row)) + ")",
+                                   [(old, *row)] * 10 + [(new, *row)] * kept)
+        counted = [0]
+        connect = store._connect
+
+        def counting():
+            connection = connect()
+            connection.set_progress_handler(lambda: counted.__setitem__(0, counted[0] + 1), 1)
+            return connection
+
+        store._connect = counting
+        assert store.prune() == 10
+        return counted[0]
+
+    small, large = steps(100), steps(20_000)
+    assert large < small * 1.5, (small, large)
+    with sqlite3.connect(tmp_path / "100.sqlite") as connection:
+        plans = [" ".join(str(c) for c in row) for table in ("answers", "votes")
+                 for row in connection.execute(f"EXPLAIN QUERY PLAN DELETE FROM {table} WHERE at < 1")]
+    assert all("USING" in plan and "INDEX" in plan for plan in plans), plans
+
+
+def test_an_answer_this_citebot_cannot_read_is_none_not_an_error(store):
+    answer_id = add(store, message_id=100)
+    with sqlite3.connect(store.path) as connection:
+        connection.execute("UPDATE answers SET answer = ? WHERE id = ?", (json.dumps({"shape": "from the future"}),
+                                                                          answer_id))
+    stored = store.answer(answer_id)
+    assert stored is not None and stored.answer is None and stored.question == "where?"
+
+
+def test_the_retention_must_be_at_least_a_day(tmp_path):
+    with pytest.raises(ValueError, match="keep_days must be at least 1"):
+        HistoryStore(tmp_path / FILENAME, keep_days=0)
