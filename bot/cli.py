@@ -61,6 +61,10 @@ def sources_tsv(rows) -> str:
     return "\n".join(lines) + "\n"
 
 
+COLLECTION_HELP = ("the collection to use (default: `default`, which holds the seeds; or CITEBOT_COLLECTION): "
+                   "each has its own index, feeds and folders; `citebot collections` lists them")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="citebot",
@@ -69,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", type=Path, metavar="FILE", help="a TOML settings file over config/default.toml")
+    parser.add_argument("--collection", metavar="NAME", default=None, help=COLLECTION_HELP)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr (-vv for debug)")
     parser.add_argument("--version", action="version", version=f"citebot {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -141,6 +146,12 @@ def _parser() -> argparse.ArgumentParser:
                            "The Discord token shows as set or unset.")
     q.add_argument("--json", action="store_true", help="print them as JSON")
 
+    p = commands.add_parser("collections", help="list the collections: documents, chunks, feeds, folder",
+                            description="Each collection is a corpus with its own index folder, feeds and "
+                            "watched folders: `default` (the seeds), those under [collections.NAME] in the "
+                            "settings, and those created by `citebot --collection NAME ingest|feeds add`.")
+    p.add_argument("--json", action="store_true", help="one JSON object per collection, one per line")
+
     p = commands.add_parser("doctor", help="check the model, the index and the Discord settings",
                             description="Check that the model loads offline, the index folder is readable and "
                             "writable, the index's schema is current and its store and vectors agree, and the "
@@ -151,6 +162,9 @@ def _parser() -> argparse.ArgumentParser:
     from bot.feeds_cli import add_parsers
 
     add_parsers(commands)
+    from bot.feedback_export import add_parser as add_feedback_parser
+
+    add_feedback_parser(commands)
     commands.add_parser("discord", help="run the Discord bot (token from CITEBOT_DISCORD_TOKEN)",
                         description="Start the Discord bot. The token is read from the CITEBOT_DISCORD_TOKEN "
                         "environment variable only. Needs the discord extra: pip install 'citebot[discord]'.")
@@ -158,6 +172,7 @@ def _parser() -> argparse.ArgumentParser:
     for sub in _all_subparsers(commands):
         sub.add_argument("--config", type=Path, metavar="FILE", default=argparse.SUPPRESS,
                          help="a TOML settings file over config/default.toml")
+        sub.add_argument("--collection", metavar="NAME", default=argparse.SUPPRESS, help=COLLECTION_HELP)
         sub.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
                          help="log to stderr (-vv for debug)")
     return parser
@@ -288,7 +303,11 @@ def main(argv: list[str] | None = None) -> int:
         check_arguments(args)
         from retrieval.settings import load_settings
 
-        settings = load_settings(args.config)
+        from retrieval import collection
+
+        args.base_settings = load_settings(args.config)
+        args.collection = args.collection or os.environ.get("CITEBOT_COLLECTION") or None
+        settings = collection.settings_for(args.base_settings, args.collection or collection.DEFAULT)
         code = COMMANDS[args.command](args, settings)
         sys.stdout.flush()  # a full disk under `> file` is reported here, not lost at exit
         return code
@@ -555,6 +574,45 @@ def cmd_sources(args, settings) -> int:
     return 0
 
 
+def cmd_collections(args, settings) -> int:
+    from retrieval import collection
+    from retrieval.feeds import FeedBook
+    from retrieval.poller import followed
+    from retrieval.store import Store
+
+    rows = []
+    for name in collection.names(args.base_settings):
+        own = collection.settings_for(args.base_settings, name)
+        path = own.index.dir / "citebot.sqlite"
+        row = {"name": name, "documents": 0, "chunks": 0, "feeds": 0, "folder": str(own.index.dir), "problem": None}
+        try:
+            if path.exists():
+                store = Store(path)
+                row["documents"], row["chunks"] = store.count_documents(), store.count_chunks()
+                store.close()
+            if (own.index.dir / "feeds.sqlite").exists() or own.feeds:
+                book = FeedBook(own.index.dir)
+                try:
+                    row["feeds"] = len(followed(own, book))
+                finally:
+                    book.close()
+        except CitebotError as error:
+            row["problem"] = _line(str(error))
+        rows.append(row)
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        return 0
+    from rich.table import Table
+
+    table = Table("collection", "documents", "chunks", "feeds", "folder")
+    for row in rows:
+        table.add_row(Text(row["name"]), str(row["documents"]), str(row["chunks"]), str(row["feeds"]),
+                      Text(row["problem"] or row["folder"]))
+    show(table)
+    return 0
+
+
 def cmd_remove(args, settings) -> int:
     _check_not_busy(settings)
     removed = _answerer(settings).remove(args.refs, all_matching=args.all_matching)
@@ -661,6 +719,12 @@ def cmd_watch(args, settings) -> int:
     return watch(args, settings)
 
 
+def cmd_feedback(args, settings) -> int:
+    from bot.feedback_export import cmd_feedback as export
+
+    return export(args, settings)
+
+
 def cmd_config(args, settings) -> int:
     from bot.config_show import as_json, as_lines
     from retrieval.settings import load_settings_with_origins
@@ -692,8 +756,8 @@ def cmd_doctor(args, settings) -> int:
 COMMANDS = {
     "ingest": cmd_ingest, "ask": cmd_ask, "chat": cmd_chat, "sources": cmd_sources,
     "remove": cmd_remove, "check": cmd_check, "migrate": cmd_migrate, "eval": cmd_eval,
-    "config": cmd_config, "doctor": cmd_doctor, "discord": cmd_discord,
-    "feeds": cmd_feeds, "run": cmd_run, "watch": cmd_watch,
+    "config": cmd_config, "doctor": cmd_doctor, "discord": cmd_discord, "collections": cmd_collections,
+    "feeds": cmd_feeds, "run": cmd_run, "watch": cmd_watch, "feedback": cmd_feedback,
 }
 
 

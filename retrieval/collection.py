@@ -49,11 +49,12 @@ def settings_for(settings: Settings, name: str) -> Settings:
 
 
 def names(settings: Settings) -> list[str]:
-    """Every collection: the default, those named in the settings, and those with an index on disk."""
+    """Every collection: the default, those named in the settings, and those with an index or feeds on disk."""
     found = set(settings.collections)
     root = settings.index.dir / "collections"
     if root.is_dir():
-        found.update(p.name for p in root.iterdir() if (p / "citebot.sqlite").is_file() and _NAME.fullmatch(p.name))
+        found.update(p.name for p in root.iterdir() if _NAME.fullmatch(p.name) and any(
+            (p / file).is_file() for file in ("citebot.sqlite", "feeds.sqlite")))
     for name in list(found):
         check_name(name)
     return [DEFAULT, *sorted(found - {DEFAULT})]

@@ -21,6 +21,18 @@ from retrieval.models import Article, Chunk
 from retrieval.store import pack_spans
 
 
+def candidates_sql(bands: int) -> str:
+    """The stories sharing a band with a new document: one primary-key search per band.
+
+    CROSS JOIN keeps SQLite's order (the bands first); with `(band, hash) IN (VALUES …)` it
+    scanned every story instead, a cost that grew with the corpus.
+    """
+    return ("WITH wanted(band, hash) AS (VALUES " + ", ".join(["(?, ?)"] * bands) + ")"
+            " SELECT DISTINCT s.document, s.story, s.signature, s.shingles FROM wanted w"
+            " CROSS JOIN story_bands b CROSS JOIN stories s"
+            " WHERE b.band = w.band AND b.hash = w.hash AND s.document = b.document")
+
+
 class Writer:
     def __init__(self, db: sqlite3.Connection, generation: int, *, copies_threshold: float | None = None):
         self._db = db
@@ -123,12 +135,7 @@ class Writer:
         if signature is None:
             return None
         bands = signature.bands()
-        found = self._db.execute(
-            "SELECT DISTINCT s.document, s.story, s.signature, s.shingles FROM story_bands b"
-            " JOIN stories s ON s.document = b.document"
-            f" WHERE (b.band, b.hash) IN (VALUES {','.join(['(?, ?)'] * len(bands))})",
-            [value for band in bands for value in band],
-        ).fetchall()
+        found = self._db.execute(candidates_sql(len(bands)), [value for band in bands for value in band]).fetchall()
         candidates = {doc: stories.Signature.from_bytes(blob, n) for doc, _, blob, n in found}
         best = stories.best_match(signature, candidates, self.copies_threshold or 1.0)
         if best is not None:

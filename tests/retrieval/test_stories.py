@@ -178,3 +178,38 @@ def test_a_recency_half_life_puts_the_newer_report_first(settings_for):
         shutil.rmtree(settings.index.dir)
     assert order[None][0] == "Herald"  # the closer wording wins when dates do not count
     assert order[1] == ["Courier", "Herald"]  # two months at a 1-day half-life outweigh it
+
+
+def test_finding_a_new_articles_copies_costs_the_same_in_a_bigger_index(answerer):
+    # SQLite's own step counter: what join_story costs with 20 and with 400 articles indexed.
+    import random
+
+    words = STORY.split() + RELATED.split()
+
+    def article(n: int) -> Article:
+        rng = random.Random(n)
+        return Article(key=f"a{n}", text=" ".join(rng.choice(words) for _ in range(120)) + f" Zq{n}.")
+
+    costs = []
+    for size in (20, 400):
+        answerer.ingest_articles([article(n) for n in range(20 if costs else 0, size)])
+        db = answerer.store._db
+        steps = [0]
+
+        def count() -> int:
+            steps[0] += 1
+            return 0
+
+        db.execute("BEGIN")
+        document = db.execute("INSERT INTO documents(doc_id, key, text, ingested_at) VALUES ('x', 'x', '', '')"
+                              ).lastrowid
+        db.set_progress_handler(count, 1)
+        try:
+            from retrieval.store_writer import Writer
+
+            Writer(db, 0, copies_threshold=0.7).join_story(document, copy_of(STORY, 1))
+        finally:
+            db.set_progress_handler(None, 1)
+            db.execute("ROLLBACK")
+        costs.append(steps[0])
+    assert costs[1] < costs[0] * 1.5, costs
