@@ -1,7 +1,7 @@
 """A collection as its own index against one shared store with a collection column: question time, side by side.
 
-usage: python benchmarks/collection_layout.py [--size 100000] [--share 15] [--questions 60] [--dir /tmp/citebot-collections]
-                                        [--reuse] [--json] [-v]
+usage: python benchmarks/collection_layout.py [--size 100000] [--share 15] [--questions 60]
+                                             [--dir /tmp/citebot-collections] [--reuse] [--build-only] [--json] [-v]
 
 Two layouts of one server's collection among many, built with benchmarks/scale.py's articles
 (real sentences, MiniLM vectors of a pool of sentences, perturbed):
@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--questions", type=int, default=60)
     parser.add_argument("--dir", default="/tmp/citebot-collections")
     parser.add_argument("--reuse", action="store_true", help="keep indexes of these sizes built there before")
+    parser.add_argument("--build-only", action="store_true",
+                        help="build (or keep) both indexes and stop: measure later with --reuse on a quiet machine")
     parser.add_argument("--squad", type=Path, default=scale.SQUAD)
     parser.add_argument("--json", action="store_true", help="one JSON line")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -82,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     embedder = scale.PoolEmbedder(pool, name=settings.embedding.model)
     shared_dir = _built(root / "shared", args.size, pool, embedder, args.reuse)
     own_dir = _built(root / "own", args.size // args.share, pool, embedder, args.reuse)
+    if args.build_only:
+        return 0
     shared = Answerer.from_settings(load_settings(index={"dir": str(shared_dir)}))
     own = Answerer.from_settings(load_settings(index={"dir": str(own_dir)}))
     outlet = scale.OUTLETS[0]
