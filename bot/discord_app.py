@@ -1,14 +1,20 @@
 """The Discord door: a discord.py client whose commands call the Answerer off the event loop.
 
-Users ask with `/ask` or by mentioning the bot; replies to an answer and messages in the thread the
-bot opens on an answer are follow-ups, asked with the earlier questions as context ("thanks" and
-other chatter there is left alone: bot/followup.py). Every reply is sent with no mentions allowed,
-and every call into the Answerer, like the escaping and trimming of an answer into Discord's shapes
-and every read and write of the history, runs in a worker thread, so heartbeats and other users'
-questions go on while one question is answered or an ingest runs.
+Users ask with `/ask` (publicly, or with `private:true` for themselves, then share it), with the
+message command "Ask citebot about this", or by mentioning the bot; replies to an answer and
+messages in the thread the bot opens on an answer are follow-ups, asked with the earlier questions
+as context ("thanks" and other chatter there is left alone: bot/followup.py). Every reply is sent
+with no mentions allowed, and every call into the Answerer, like the escaping and trimming of an
+answer into Discord's shapes and every read and write of the history, runs in a worker thread, so
+heartbeats and other users' questions go on while one question is answered or an ingest runs.
+
+Who may ask, where, how often and how many at once in one server are settings ([discord]). The
+Message Content intent is asked for; refused it, the bot starts again without it (`serve`), and
+slash commands, the message command and mentions still work.
 
 Answers and conversations are kept in SQLite (bot/history.py), and the buttons under an answer are
-dynamic items whose custom ids carry the answer's id: both survive any number of restarts.
+dynamic items whose custom ids carry the answer's id (bot/discord_views.py): both survive any
+number of restarts.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 import logging
 import math
 import re
@@ -32,8 +39,10 @@ import discord
 from discord import app_commands
 
 from bot import render_discord as rd
+from bot.discord_views import AnswerView, ShareButton, SourcesButton, VoteButton, buttons
 from bot.followup import CONTEXT_QUESTIONS, classify
 from bot.history import HistoryStore
+from bot.outlets import Outlets
 from retrieval.collection import DEFAULT as DEFAULT_COLLECTION
 from retrieval.errors import CitebotError
 from retrieval.models import Answer
@@ -53,7 +62,21 @@ COLLECTION = DEFAULT_COLLECTION  # every server asks the default one until per-s
 PROGRESS_EVERY = 1.5  # seconds between /reindex progress edits: well inside the webhook rate limit
 NO_MENTIONS = discord.AllowedMentions.none()
 
+ASK_ABOUT = "Ask citebot about this"
+AUTOCOMPLETE_SECONDS = 2.0  # of Discord's 3 s for the choices: past it, none are offered this keystroke
+
 NOT_HERE = "I don't answer questions in this channel; please ask in one of the channels set up for me."
+NOT_YOUR_ROLE = "Sorry, asking me in this server is for members with certain roles; a server admin can tell you which."
+BUSY = "I'm busy answering other questions in this server: please try again in a moment."
+NO_TEXT = "That message has no text for me to ask about."
+SHARED_ALREADY = "That answer is already in the channel."
+SHARED_BY = "Shared by <@{user}>"
+NO_MESSAGE_CONTENT = (
+    "Discord refused the Message Content intent, so the bot runs without it: /ask, /help, "
+    f"“{ASK_ABOUT}” and messages that mention the bot work; replies and follow-ups in its threads that "
+    "do not mention it go unheard. Turn the intent on in the Developer Portal (Bot → Privileged Gateway "
+    "Intents) and restart to hear them."
+)
 ADMIN_ONLY = "Sorry, only members with the Manage Server permission can use this command."
 SOMETHING_WRONG = "Sorry, something went wrong while answering; please try again in a moment."
 NO_ANSWER = "No answer this time."
@@ -110,26 +133,34 @@ class CitebotClient(discord.Client):
         *,
         history: HistoryStore | None = None,
         clock: Callable[[], float] = time.monotonic,
+        message_content: bool = True,
         **options,
     ):
         intents = discord.Intents.default()
-        intents.message_content = True  # privileged: @mention questions and follow-ups are message text
+        # Privileged: follow-ups in threads and replies are message text; mentions carry theirs without it.
+        intents.message_content = message_content
         # Every message this client sends, reply, follow-up or edit, carries it: nobody is ever pinged.
         super().__init__(intents=intents, allowed_mentions=NO_MENTIONS, **options)
         self.settings = settings
         self.answerer = answerer
         self.history = history or HistoryStore.from_settings(settings)
+        store = getattr(answerer, "store", None)
+        self.outlets = Outlets(store.path) if getattr(store, "path", None) else None
         self.tree = app_commands.CommandTree(self)
         self.tree.error(self._on_app_command_error)
         self._clock = clock
         self._asked_at: dict[int, float] = {}
+        self._answering: dict[int | None, int] = {}  # questions being answered, by server
+        self._sharing: set[int] = set()
         self._reindexing = asyncio.Lock()
+        # Autocomplete must answer within 3 s even while every default worker is busy answering.
+        self._quick = ThreadPoolExecutor(max_workers=1, thread_name_prefix="citebot-autocomplete")
         self.progress_every = PROGRESS_EVERY
         _add_commands(self)
 
     async def setup_hook(self) -> None:
         # Buttons of answers posted by any earlier run are dispatched by their custom id's pattern.
-        self.add_dynamic_items(SourcesButton, VoteButton)
+        self.add_dynamic_items(SourcesButton, VoteButton, ShareButton)
         guild_id = self.settings.discord.dev_guild
         if guild_id is not None:
             guild = discord.Object(id=guild_id)
@@ -141,6 +172,10 @@ class CitebotClient(discord.Client):
     async def on_ready(self) -> None:
         log.info("connected to Discord as %s (%s) in %d servers", self.user, self.user.id, len(self.guilds))
 
+    async def close(self) -> None:
+        await super().close()
+        self._quick.shutdown(wait=False, cancel_futures=True)
+
     # -- rules shared by /ask and messages
 
     def allowed_in(self, channel: object) -> bool:
@@ -150,6 +185,40 @@ class CitebotClient(discord.Client):
             return True
         ids = {getattr(channel, "id", None), getattr(channel, "parent_id", None)}
         return bool(ids.intersection(allowed))
+
+    def may_ask(self, member: object) -> bool:
+        """Whether `member` holds one of `discord.ask_roles` (by id or name, any case); anyone when none are set.
+
+        Members who can manage the server may always ask.
+        """
+        wanted = {str(role).strip().casefold() for role in self.settings.discord.ask_roles}
+        if not wanted:
+            return True
+        permissions = getattr(member, "guild_permissions", None)
+        if permissions is not None and permissions.manage_guild:
+            return True
+        return any(str(role.id) in wanted or role.name.casefold() in wanted for role in getattr(member, "roles", []))
+
+    def refusal(self, member: discord.abc.User, guild_id: int | None) -> str | None:
+        """Why `member` may not ask now (role, the server busy, the cooldown), or None: their cooldown starts."""
+        if not self.may_ask(member):
+            return NOT_YOUR_ROLE
+        if self._answering.get(guild_id, 0) >= self.settings.discord.max_concurrent_per_server:
+            return BUSY  # checked before the cooldown, which a refused question must not start
+        if wait := self.cooldown_left(member.id):
+            return _wait_text(wait)
+        return None
+
+    @contextlib.contextmanager
+    def answering(self, guild_id: int | None):
+        """Counts a question against its server's `discord.max_concurrent_per_server` until it is answered."""
+        self._answering[guild_id] = self._answering.get(guild_id, 0) + 1
+        try:
+            yield
+        finally:
+            self._answering[guild_id] -= 1
+            if not self._answering[guild_id]:
+                del self._answering[guild_id]
 
     def cooldown_left(self, user_id: int) -> float:
         """Seconds this user must still wait; 0 starts a new cooldown."""
@@ -166,12 +235,12 @@ class CitebotClient(discord.Client):
     # -- the history: every call off the event loop; a history that cannot be written costs the buttons only
 
     async def _store_answer(self, answer: Answer, *, guild_id: int | None, channel_id: int | None, user_id: int,
-                            conversation: int | None) -> int | None:
+                            conversation: int | None, private: bool = False) -> int | None:
         """The new answer's id, for its buttons; None (and no buttons) when the history cannot be written."""
         try:
             return await asyncio.to_thread(
                 self.history.add_answer, answer, collection=COLLECTION, guild_id=guild_id, channel_id=channel_id,
-                user_id=user_id, conversation=conversation,
+                user_id=user_id, conversation=conversation, private=private,
             )
         except sqlite3.Error as error:
             log.error("could not store an answer in %s: %s", self.history.path, error)
@@ -203,38 +272,62 @@ class CitebotClient(discord.Client):
         outlet: str | None = None,
         since: str | None = None,
         until: str | None = None,
+        private: bool = False,
     ) -> None:
-        from bot.cli import parse_date_flag
-
         try:
-            filters = {
-                "outlet": outlet.strip() if outlet and outlet.strip() else None,
-                "since": parse_date_flag("since", since),
-                "until": parse_date_flag("until", until),
-            }
+            filters = _filters(outlet, since, until)
         except CitebotError as error:  # a mistyped date: the user's to fix, not a fault to log
             await interaction.response.send_message(str(error), ephemeral=True)
             return
-        filters = {name: value for name, value in filters.items() if value is not None}
+        await self._answer_interaction(interaction, question, k=k, filters=filters, private=private)
+
+    async def ask_about(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        """The message command: the message's text asked as a question, answered as a public /ask is."""
+        assert self.user is not None
+        question = rd.message_question(message.content, self.user.id, self.settings.answer.max_question_chars)
+        if not question:
+            await interaction.response.send_message(NO_TEXT, ephemeral=True)
+            return
+        await self._answer_interaction(interaction, question)
+
+    async def _answer_interaction(self, interaction: discord.Interaction, question: str, *, k: int | None = None,
+                                  filters: dict | None = None, private: bool = False) -> None:
         if not self.allowed_in(interaction.channel or discord.Object(interaction.channel_id or 0)):
             await interaction.response.send_message(NOT_HERE, ephemeral=True)
             return
-        if wait := self.cooldown_left(interaction.user.id):
-            await interaction.response.send_message(_wait_text(wait), ephemeral=True)
+        if refused := self.refusal(interaction.user, interaction.guild_id):
+            await interaction.response.send_message(refused, ephemeral=True)
             return
-        await interaction.response.defer(thinking=True)
-        interaction.extras["public_defer"] = True
-        answer = await asyncio.to_thread(self.answerer.answer, question, k=k, **filters)
-        answer_id = await self._store_answer(answer, guild_id=interaction.guild_id, channel_id=interaction.channel_id,
-                                             user_id=interaction.user.id, conversation=None)
-        if not answer.found:
-            sent = await interaction.followup.send(rd.not_found_text(answer), wait=True)
-        else:
-            embed = await asyncio.to_thread(rd.answer_embed, answer)  # a huge answer takes a while to escape
-            sent = await interaction.followup.send(embed=embed, wait=True, **_buttons(answer_id))
-        await self._sent(answer_id, sent)
-        if answer.found:
+        with self.answering(interaction.guild_id):
+            # First, before any slow work: Discord waits 3 s for the acknowledgement.
+            await interaction.response.defer(thinking=True, ephemeral=private)
+            interaction.extras["public_defer"] = not private
+            answer = await asyncio.to_thread(self.answerer.answer, question, k=k, **(filters or {}))
+            answer_id = await self._store_answer(answer, guild_id=interaction.guild_id,
+                                                 channel_id=interaction.channel_id, user_id=interaction.user.id,
+                                                 conversation=None, private=private)
+            if not answer.found:
+                sent = await interaction.followup.send(rd.not_found_text(answer), wait=True, ephemeral=private)
+            else:
+                embed = await asyncio.to_thread(rd.answer_embed, answer)  # a huge answer takes a while to escape
+                sent = await interaction.followup.send(embed=embed, wait=True, ephemeral=private,
+                                                       **buttons(answer_id, private=private))
+            await self._sent(answer_id, sent)
+        if answer.found and not private:
             await self._open_thread(interaction.channel, sent.id, question)
+
+    async def outlet_choices(self, typed: str) -> list[app_commands.Choice[str]]:
+        """The indexed outlets starting with (then holding) what was typed, for `/ask outlet:`."""
+        if self.outlets is None:
+            return []
+        try:
+            names = await asyncio.wait_for(
+                asyncio.get_running_loop().run_in_executor(self._quick, self.outlets.matching, typed),
+                AUTOCOMPLETE_SECONDS)
+        except Exception as error:  # a slow or unreadable index costs this keystroke's choices only
+            log.info("no outlet choices for %r: %s", typed[:100], str(error) or type(error).__name__)
+            return []
+        return [app_commands.Choice(name=name, value=name) for name in names]
 
     # -- @mentions and follow-ups
 
@@ -257,22 +350,25 @@ class CitebotClient(discord.Client):
         if kind == "chatter":
             log.debug("not a question, left alone: message %s", message.id)
             return
-        if wait := self.cooldown_left(message.author.id):
-            await self._tell_privately(message, _wait_text(wait))
+        if refused := self.refusal(message.author, message.guild.id):
+            if kind == "question":  # a remark in a thread is left alone rather than answered with a rule
+                await self._tell_privately(message, refused)
             return
-        try:
-            answer = await asyncio.to_thread(self.answerer.answer, question, context=list(context) or None)
-        except Exception as error:
-            self._log_error(error, f"answering message {message.id}")
-            await self._tell_privately(message, user_message(error))
-            return
-        if not answer.found and kind == "statement":
-            log.debug("a statement the index does not answer, left alone: message %s", message.id)
-            return
-        answer_id = await self._store_answer(answer, guild_id=message.guild.id, channel_id=message.channel.id,
-                                             user_id=message.author.id, conversation=key)
-        sent = await self._reply(message, answer, answer_id)
-        await self._sent(answer_id, sent)
+        with self.answering(message.guild.id):
+            try:
+                async with _typing(message.channel):
+                    answer = await asyncio.to_thread(self.answerer.answer, question, context=list(context) or None)
+            except Exception as error:
+                self._log_error(error, f"answering message {message.id}")
+                await self._tell_privately(message, user_message(error))
+                return
+            if not answer.found and kind == "statement":
+                log.debug("a statement the index does not answer, left alone: message %s", message.id)
+                return
+            answer_id = await self._store_answer(answer, guild_id=message.guild.id, channel_id=message.channel.id,
+                                                 user_id=message.author.id, conversation=key)
+            sent = await self._reply(message, answer, answer_id)
+            await self._sent(answer_id, sent)
         if key is None and answer.found:
             await self._open_thread(message.channel, sent.id, question)
 
@@ -308,7 +404,7 @@ class CitebotClient(discord.Client):
         return await message.reply(
             embed=await asyncio.to_thread(rd.answer_embed, answer),
             mention_author=False,
-            **_buttons(answer_id),
+            **buttons(answer_id),
         )
 
     async def _open_thread(self, channel: object, message_id: int, question: str) -> None:
@@ -362,8 +458,52 @@ class CitebotClient(discord.Client):
         except Exception as error:
             await self.report_error(interaction, error)
 
+    async def share(self, interaction: discord.Interaction, answer_id: int) -> None:
+        """Share to channel: the asker's private answer posted publicly, once, with its buttons and a thread."""
+        if answer_id in self._sharing:  # a second press while the first is being posted
+            await interaction.response.send_message(SHARED_ALREADY, ephemeral=True)
+            return
+        self._sharing.add(answer_id)
+        try:
+            await interaction.response.defer()  # nothing shown yet; the public copy is a new message
+            shared = await asyncio.to_thread(
+                self.history.share, answer_id, guild_id=interaction.guild_id,
+                message_id=interaction.message.id if interaction.message else None, user_id=interaction.user.id,
+            )
+            if shared is None or shared.answer is None:
+                await interaction.followup.send(self._gone_text(), ephemeral=True)
+                return
+            if not shared.new:
+                await interaction.followup.send(SHARED_ALREADY, ephemeral=True)
+                return
+            answer, by = shared.answer, SHARED_BY.format(user=interaction.user.id)
+            if not answer.found:
+                sent = await interaction.followup.send(rd.trim(f"{by}: {rd.not_found_text(answer)}", rd.MESSAGE_LIMIT),
+                                                       wait=True)
+            else:
+                sent = await interaction.followup.send(by, embed=await asyncio.to_thread(rd.answer_embed, answer),
+                                                       wait=True, **buttons(shared.copy_id))
+            await self._sent(shared.copy_id, sent)
+            try:  # the private message keeps its other buttons
+                await interaction.edit_original_response(view=AnswerView(answer_id))
+            except discord.HTTPException as error:
+                log.info("could not take the share button off answer %s: %s", answer_id, error)
+            if answer.found:
+                await self._open_thread(interaction.channel, sent.id, answer.question)
+        except Exception as error:
+            await self.report_error(interaction, error)
+        finally:
+            self._sharing.discard(answer_id)
+
     def _gone_text(self) -> str:
         return ANSWER_GONE.format(days=self.history.keep_days)
+
+    async def help(self, interaction: discord.Interaction) -> None:
+        discord_settings = self.settings.discord
+        text = rd.help_text(collection=COLLECTION, message_content=self.intents.message_content,
+                            cooldown=discord_settings.cooldown_seconds, roles_only=bool(discord_settings.ask_roles),
+                            max_concurrent=discord_settings.max_concurrent_per_server)
+        await interaction.response.send_message(text, ephemeral=True)
 
     # -- admin commands
 
@@ -448,67 +588,32 @@ def _wait_text(seconds: float) -> str:
     return f"You're asking quickly: please try again in {max(1, math.ceil(seconds))} s."
 
 
-def _buttons(answer_id: int | None) -> dict:
-    """The `view=` keyword for an answer's message; no buttons when the answer could not be stored."""
-    return {} if answer_id is None else {"view": AnswerView(answer_id)}
+def _filters(outlet: str | None, since: str | None, until: str | None) -> dict:
+    """/ask's outlet and date options as Answerer.answer keywords; a bad date is a CitebotError to show."""
+    from bot.cli import parse_date_flag
+
+    first, last = parse_date_flag("since", since), parse_date_flag("until", until)
+    if first and last and first > last:
+        raise CitebotError(f"since {first.isoformat()} is after until {last.isoformat()}: swap them")
+    filters = {"outlet": outlet.strip() if outlet and outlet.strip() else None, "since": first, "until": last}
+    return {name: value for name, value in filters.items() if value is not None}
 
 
-class AnswerView(discord.ui.View):
-    """The buttons under an answer: every source in full (privately), and 👍/👎 feedback.
-
-    Never times out: a timed-out view would also unregister its dynamic items for every answer.
-    """
-
-    def __init__(self, answer_id: int):
-        super().__init__(timeout=None)
-        self.add_item(SourcesButton(answer_id))
-        self.add_item(VoteButton(answer_id, +1))
-        self.add_item(VoteButton(answer_id, -1))
-
-
-class SourcesButton(discord.ui.DynamicItem[discord.ui.Button], template=r"citebot:sources:(?P<answer>[0-9]{1,18})"):
-    """Show all sources: the stored answer's passages in full, to the presser only."""
-
-    def __init__(self, answer_id: int):
-        super().__init__(discord.ui.Button(
-            label="Show all sources", style=discord.ButtonStyle.secondary, custom_id=f"citebot:sources:{answer_id}"
-        ))
-        self.answer_id = answer_id
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button,
-                             match: re.Match[str]) -> SourcesButton:
-        return cls(int(match["answer"]))
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        await _citebot(interaction).show_sources(interaction, self.answer_id)
-
-
-class VoteButton(
-    discord.ui.DynamicItem[discord.ui.Button], template=r"citebot:vote:(?P<answer>[0-9]{1,18}):(?P<vote>up|down)"
-):
-    """👍 or 👎 on an answer, kept in the history with the question, the answer and its passage ids."""
-
-    def __init__(self, answer_id: int, vote: int):
-        super().__init__(discord.ui.Button(
-            emoji="👍" if vote > 0 else "👎", style=discord.ButtonStyle.secondary,
-            custom_id=f"citebot:vote:{answer_id}:{'up' if vote > 0 else 'down'}",
-        ))
-        self.answer_id, self.vote = answer_id, vote
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button,
-                             match: re.Match[str]) -> VoteButton:
-        return cls(int(match["answer"]), +1 if match["vote"] == "up" else -1)
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        await _citebot(interaction).vote(interaction, self.answer_id, self.vote)
-
-
-def _citebot(interaction: discord.Interaction) -> CitebotClient:
-    client = interaction.client
-    assert isinstance(client, CitebotClient)
-    return client
+@contextlib.asynccontextmanager
+async def _typing(channel: discord.abc.Messageable):
+    """"citebot is typing…" while a message's question is answered; without it when Discord refuses it."""
+    typing = channel.typing()
+    try:
+        await typing.__aenter__()
+        entered = True
+    except discord.HTTPException as error:
+        log.info("no typing indicator in channel %s: %s", getattr(channel, "id", "?"), error)
+        entered = False
+    try:
+        yield
+    finally:
+        if entered:
+            await typing.__aexit__(None, None, None)
 
 
 def _add_commands(client: CitebotClient) -> None:
@@ -521,6 +626,7 @@ def _add_commands(client: CitebotClient) -> None:
         outlet="Only articles from this outlet, e.g. Newsmax",
         since="Only articles published on or after this date: YYYY-MM-DD, today, yesterday, 7d, 2w",
         until="Only articles published on or before this date: YYYY-MM-DD, today, yesterday, 7d, 2w",
+        private="Only you see the answer; its Share to channel button posts it for everyone",
     )
     @app_commands.guild_only()
     async def ask(
@@ -530,8 +636,23 @@ def _add_commands(client: CitebotClient) -> None:
         outlet: Optional[app_commands.Range[str, 1, 100]] = None,
         since: Optional[app_commands.Range[str, 1, 10]] = None,
         until: Optional[app_commands.Range[str, 1, 10]] = None,
+        private: bool = False,
     ) -> None:
-        await client.ask(interaction, question, k, outlet, since, until)
+        await client.ask(interaction, question, k, outlet, since, until, private)
+
+    @ask.autocomplete("outlet")
+    async def outlet_choices(interaction: discord.Interaction, typed: str) -> list[app_commands.Choice[str]]:
+        return await client.outlet_choices(typed)
+
+    @tree.context_menu(name=ASK_ABOUT)
+    @app_commands.guild_only()
+    async def ask_about(interaction: discord.Interaction, message: discord.Message) -> None:
+        await client.ask_about(interaction, message)
+
+    @tree.command(name="help", description="What citebot can do, how to ask, and which collection this server asks.")
+    @app_commands.guild_only()
+    async def help_command(interaction: discord.Interaction) -> None:
+        await client.help(interaction)
 
     @tree.command(name="reindex", description="Re-read the configured article folders into the index (admins only).")
     @app_commands.guild_only()
@@ -562,11 +683,20 @@ def run_bot(settings: Settings, answerer: Answerer) -> int:
     except CitebotError as error:
         _say(str(error))
         return error.exit_code
-    return asyncio.run(serve(CitebotClient(settings, answerer), token.get_secret_value()))
+
+    def client(message_content: bool) -> CitebotClient:
+        return CitebotClient(settings, answerer, message_content=message_content)
+
+    return asyncio.run(serve(client, token.get_secret_value()))
 
 
-async def serve(client: discord.Client, token: str) -> int:
-    """Connect and run until SIGTERM/SIGINT or the connection ends for good; returns an exit code."""
+async def serve(make_client: Callable[[bool], discord.Client], token: str) -> int:
+    """Connect and run until SIGTERM/SIGINT or the connection ends for good; returns an exit code.
+
+    `make_client(message_content)` builds the client. When Discord refuses the Message Content
+    intent (not turned on in the Developer Portal) a second client starts without it, and the log
+    says once what the bot then cannot hear.
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     installed = []
@@ -577,26 +707,16 @@ async def serve(client: discord.Client, token: str) -> int:
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
             pass
     try:
-        async with client:
-            running = asyncio.ensure_future(client.start(token))
-            stopping = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            stopping.cancel()
-            if not running.done():
-                log.info("stopping: closing the gateway connection")
-                # discord.py's reader answers a close with code 4000 ("resume me later"); stopping the reader
-                # first lets the close frame say 1000, so Discord ends the session and shows the bot offline.
-                running.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await running
-                await client.close()
-                return 0
-            running.result()
+        try:
+            return await _run(make_client(True), token, stop)
+        except discord.PrivilegedIntentsRequired:
+            log.warning(NO_MESSAGE_CONTENT)
+        return await _run(make_client(False), token, stop)
     except discord.LoginFailure:
         _say("Discord rejected the token in CITEBOT_DISCORD_TOKEN: reset it in the Developer Portal (Bot → Reset Token) and set it again")
         return 1
-    except discord.PrivilegedIntentsRequired:
-        _say("Discord refused the Message Content intent: turn it on in the Developer Portal (Bot → Privileged Gateway Intents)")
+    except discord.PrivilegedIntentsRequired:  # the bot asks for no other privileged intent: never, unless Discord changes
+        _say("Discord refused a privileged intent the bot asked for: check the Developer Portal (Bot → Privileged Gateway Intents)")
         return 1
     except (discord.HTTPException, discord.GatewayNotFound, discord.ConnectionClosed, aiohttp.ClientError, OSError) as error:
         _say(f"could not connect to Discord: {type(error).__name__}: {error}")
@@ -604,6 +724,25 @@ async def serve(client: discord.Client, token: str) -> int:
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
+
+
+async def _run(client: discord.Client, token: str, stop: asyncio.Event) -> int:
+    """One client's run, closed on the way out: 0 once `stop` is set or the connection ends for good."""
+    async with client:
+        running = asyncio.ensure_future(client.start(token))
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not running.done():
+            log.info("stopping: closing the gateway connection")
+            # discord.py's reader answers a close with code 4000 ("resume me later"); stopping the reader
+            # first lets the close frame say 1000, so Discord ends the session and shows the bot offline.
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+            await client.close()
+            return 0
+        running.result()
     return 0
 
 

@@ -6,6 +6,9 @@ need after a restart: the Answer itself as JSON (so "Show all sources" shows exa
 even once the article was re-ingested or removed), its cited chunk ids, the collection, server,
 channel, asker and time. A conversation is the answers sharing one key: the id of the first answer's
 message, which is also the id of the thread opened on it; its questions are the follow-ups' context.
+A private answer (`/ask private:true`) shared to its channel is stored again as a public copy that
+names it in `shared_from`, so each is shared once. A vote keeps a copy of what it was cast on, with
+the collection and server, so `citebot feedback export` needs nothing else.
 
 Rows older than `discord.history_days` are deleted, votes included: at the first answer after a start
 and then at most once an hour, by `DELETE … WHERE at < ?` on an indexed column, so pruning costs what
@@ -49,7 +52,9 @@ CREATE TABLE IF NOT EXISTS answers (
     found        INTEGER NOT NULL,
     text         TEXT    NOT NULL,                   -- what the answer says first: the highlight, or "not found"
     chunk_ids    TEXT    NOT NULL,                   -- JSON list
-    answer       TEXT    NOT NULL                    -- the Answer as JSON
+    answer       TEXT    NOT NULL,                   -- the Answer as JSON
+    private      INTEGER NOT NULL DEFAULT 0,         -- shown to the asker only
+    shared_from  INTEGER                             -- for the public copy of a private answer: its id
 );
 CREATE INDEX IF NOT EXISTS answers_at ON answers (at);
 CREATE INDEX IF NOT EXISTS answers_message ON answers (message_id);
@@ -63,10 +68,19 @@ CREATE TABLE IF NOT EXISTS votes (
     answer     TEXT    NOT NULL,
     chunk_ids  TEXT    NOT NULL,
     vote       INTEGER NOT NULL CHECK (vote IN (-1, 1)),
+    collection TEXT,
+    guild_id   INTEGER,
     PRIMARY KEY (answer_id, user_id)
 );
 CREATE INDEX IF NOT EXISTS votes_at ON votes (at);
 """
+
+# Columns added since the first history files; `_upgrade` adds them to a file written without them.
+_ADDED = {
+    "answers": {"private": "INTEGER NOT NULL DEFAULT 0", "shared_from": "INTEGER"},
+    "votes": {"collection": "TEXT", "guild_id": "INTEGER"},
+}
+_INDEXES = "CREATE UNIQUE INDEX IF NOT EXISTS answers_shared ON answers (shared_from) WHERE shared_from IS NOT NULL;"
 
 # An answer pressed on: this id, posted in this server, as this message (unless either message id is unknown).
 _POSTED = "id = ? AND guild_id IS ? AND (message_id IS NULL OR ? IS NULL OR message_id = ?)"
@@ -84,7 +98,18 @@ class StoredAnswer:
     message_id: int | None
     conversation: int | None
     question: str
+    user_id: int | None
+    private: bool
     answer: Answer | None
+
+
+@dataclass(frozen=True)
+class Shared:
+    """A private answer's public copy: its id, for the buttons, and whether this call made it."""
+
+    copy_id: int
+    answer: Answer | None
+    new: bool
 
 
 @dataclass(frozen=True)
@@ -97,6 +122,8 @@ class Vote:
     answer: str
     chunk_ids: list[str]
     vote: int
+    collection: str | None
+    guild_id: int | None
 
 
 class HistoryStore:
@@ -122,6 +149,7 @@ class HistoryStore:
         if not self._ready:
             connection.execute("PRAGMA journal_mode=WAL")  # the bot reads while another answer is written
             connection.executescript(_SCHEMA)
+            _upgrade(connection)
             self._ready = True
         connection.execute("PRAGMA synchronous=NORMAL")
         return connection
@@ -137,11 +165,13 @@ class HistoryStore:
         channel_id: int | None,
         user_id: int | None,
         conversation: int | None,
+        private: bool = False,
     ) -> int:
         """Store an answer about to be posted and return its id (for the buttons' custom ids).
 
         `conversation` is the key of the conversation it continues, None for a new question: the
-        answer's own message id becomes the key once `sent` is told it.
+        answer's own message id becomes the key once `sent` is told it. A `private` answer is the
+        asker's alone until shared (`share`).
         """
         now = self._now()
         chunk_ids = [chunk for passage in answer.passages for chunk in passage.chunk_ids]
@@ -152,10 +182,10 @@ class HistoryStore:
                     self._prune(connection, now)
                 cursor = connection.execute(
                     "INSERT INTO answers (at, collection, guild_id, channel_id, user_id, conversation, question, "
-                    "found, text, chunk_ids, answer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "found, text, chunk_ids, answer, private) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (now, collection, guild_id, channel_id, user_id, conversation, answer.question,
                      int(answer.found), answer.answer.text if answer.answer else answer.message,
-                     json.dumps(chunk_ids), answer.model_dump_json()),
+                     json.dumps(chunk_ids), answer.model_dump_json(), int(private)),
                 )
                 return int(cursor.lastrowid)
         finally:
@@ -175,17 +205,40 @@ class HistoryStore:
         return self._stored(_POSTED, (answer_id, guild_id, message_id, message_id))
 
     def _stored(self, where: str, parameters: tuple) -> StoredAnswer | None:
-        row = self._read_one("SELECT id, at, collection, guild_id, channel_id, message_id, conversation, question, "
-                             f"answer FROM answers WHERE {where}", parameters)
-        if row is None:
-            return None
-        *fields, dumped = row
+        row = self._read_one(f"SELECT {_STORED} FROM answers WHERE {where}", parameters)
+        return None if row is None else _stored_answer(row)
+
+    def share(self, answer_id: int, *, guild_id: int | None, message_id: int | None, user_id: int) -> Shared | None:
+        """The public copy of this user's private answer posted there as `message_id`, made on the first call.
+
+        None when there is no such answer (not private, another user's, pruned). A copy whose
+        message never went out (`sent` was not told it) is handed out again as new, to be posted.
+        """
+        now = self._now()
+        connection = self._connect()
         try:
-            parsed = Answer.model_validate_json(dumped)
-        except ValidationError as error:
-            log.warning("stored answer %s cannot be read by this citebot: %s", fields[0], error)
-            parsed = None
-        return StoredAnswer(*fields, parsed)
+            with connection:
+                connection.execute("BEGIN IMMEDIATE")  # one copy, however many presses race
+                original = connection.execute(
+                    f"SELECT id FROM answers WHERE {_POSTED} AND private = 1 AND user_id = ?",
+                    (answer_id, guild_id, message_id, message_id, user_id)).fetchone()
+                if original is None:
+                    return None
+                copy = connection.execute(f"SELECT {_STORED} FROM answers WHERE shared_from = ?",
+                                          (answer_id,)).fetchone()
+                if copy is not None:
+                    stored = _stored_answer(copy)
+                    return Shared(stored.id, stored.answer, new=stored.message_id is None)
+                cursor = connection.execute(
+                    "INSERT INTO answers (at, collection, guild_id, channel_id, user_id, conversation, question, found, "
+                    "text, chunk_ids, answer, private, shared_from) SELECT ?, collection, guild_id, channel_id, "
+                    "user_id, NULL, question, found, text, chunk_ids, answer, 0, id FROM answers WHERE id = ?",
+                    (now, answer_id))
+                copy_id = int(cursor.lastrowid)
+                row = connection.execute(f"SELECT {_STORED} FROM answers WHERE id = ?", (copy_id,)).fetchone()
+                return Shared(copy_id, _stored_answer(row).answer, new=True)
+        finally:
+            connection.close()
 
     def context(self, conversation: int, *, limit: int) -> list[str] | None:
         """The conversation's last `limit` questions, oldest first; None if no answer is stored under that key."""
@@ -218,20 +271,22 @@ class HistoryStore:
         try:
             with connection:
                 cursor = connection.execute(
-                    "INSERT OR REPLACE INTO votes SELECT id, ?, coalesce(?, message_id), ?, question, text, chunk_ids, "
-                    f"? FROM answers WHERE {_POSTED}",
+                    "INSERT OR REPLACE INTO votes (answer_id, user_id, message_id, at, question, answer, chunk_ids, "
+                    "vote, collection, guild_id) SELECT id, ?, coalesce(?, message_id), ?, question, text, chunk_ids, "
+                    f"?, collection, guild_id FROM answers WHERE {_POSTED}",
                     (user_id, message_id, self._now(), vote, answer_id, guild_id, message_id, message_id))
                 return cursor.rowcount == 1
         finally:
             connection.close()
 
-    def votes(self) -> list[Vote]:
-        """Every stored vote, oldest first."""
+    def votes(self, *, collection: str | None = None) -> list[Vote]:
+        """Every stored vote, or those on answers from `collection`, oldest first."""
         if not self.path.exists():
             return []
-        rows = self._read("SELECT answer_id, user_id, message_id, at, question, answer, chunk_ids, vote FROM votes "
-                          "ORDER BY at, rowid", ())
-        return [Vote(a, u, m, at, q, text, json.loads(ids), v) for a, u, m, at, q, text, ids, v in rows]
+        where, parameters = ("WHERE collection = ? ", (collection,)) if collection is not None else ("", ())
+        rows = self._read("SELECT answer_id, user_id, message_id, at, question, answer, chunk_ids, vote, collection, "
+                          f"guild_id FROM votes {where}ORDER BY at, rowid", parameters)
+        return [Vote(a, u, m, at, q, text, json.loads(ids), v, c, g) for a, u, m, at, q, text, ids, v, c, g in rows]
 
     # -- retention
 
@@ -273,3 +328,36 @@ class HistoryStore:
     def _read_one(self, sql: str, parameters: tuple) -> tuple | None:
         rows = self._read(sql, parameters)
         return rows[0] if rows else None
+
+
+_STORED = "id, at, collection, guild_id, channel_id, message_id, conversation, question, user_id, private, answer"
+
+
+def _stored_answer(row: tuple) -> StoredAnswer:
+    *fields, private, dumped = row
+    try:
+        parsed = Answer.model_validate_json(dumped)
+    except ValidationError as error:
+        log.warning("stored answer %s cannot be read by this citebot: %s", fields[0], error)
+        parsed = None
+    return StoredAnswer(*fields, bool(private), parsed)
+
+
+def _upgrade(connection: sqlite3.Connection) -> None:
+    """Add the columns a history file written by an earlier citebot lacks; its votes learn their collection."""
+    missing = {table: {name: kind for name, kind in columns.items()
+                       if name not in {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}}
+               for table, columns in _ADDED.items()}
+    if any(missing.values()):
+        with connection:
+            connection.execute("BEGIN IMMEDIATE")
+            for table, columns in missing.items():
+                present = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}  # another start's?
+                for name, kind in columns.items():
+                    if name not in present:
+                        connection.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+            if "collection" in missing["votes"]:
+                connection.execute(
+                    "UPDATE votes SET collection = (SELECT collection FROM answers WHERE answers.id = votes.answer_id), "
+                    "guild_id = (SELECT guild_id FROM answers WHERE answers.id = votes.answer_id)")
+    connection.executescript(_INDEXES)

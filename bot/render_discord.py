@@ -482,3 +482,43 @@ _MENTION = re.compile(r"<@!?(\d+)>")
 def strip_mentions(content: str, user_id: int) -> str:
     """A message's text without the bot's own mention(s)."""
     return " ".join(_MENTION.sub(lambda m: "" if int(m.group(1)) == user_id else m.group(0), content).split())
+
+
+def message_question(content: str, user_id: int, limit: int) -> str:
+    """A message's text as a question ("Ask citebot about this"): the bot's mentions out, cut to `limit` at a word."""
+    text = strip_mentions(content, user_id)
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit + 1)
+    return text[: cut if cut > 0 else limit].rstrip()
+
+
+def help_text(*, collection: str, message_content: bool, cooldown: float, roles_only: bool,
+              max_concurrent: int) -> str:
+    """What /help says: what the bot does, how to ask, and the rules in force in this server."""
+    lines = [
+        "I answer questions from news articles, quoting the passages each answer rests on, with outlet and date.",
+        "",
+        "**How to ask**",
+        "• `/ask question:` …, with options: `k` (how many passages to cite, 1-10), `outlet` (pick one as you type), "
+        "`since` and `until` (2025-03-01, today, yesterday, 7d or 2w ago), `private:true` (only you see the "
+        "answer; its **Share to channel** button posts it for everyone).",
+        "• Mention me with a question: “@citebot where are the new battlegroups?”.",
+        "• On any message: **Apps → Ask citebot about this** asks its text.",
+        "• Follow-ups: reply to an answer, or write in the thread under it: “and when?”.",
+        "• Under each answer: **Show all sources** (every passage in full, just for you) and 👍/👎.",
+        "• Admins (Manage Server): `/sources` lists the indexed articles, `/reindex` re-reads the article folders.",
+        "",
+        f"This server asks the collection **{escape(collection, at_line_start=False)}**.",
+    ]
+    rules = []
+    if cooldown > 0:
+        rules.append(f"one question every {cooldown:g} s per person")
+    rules.append(f"at most {max_concurrent} questions answered at once in this server")
+    if roles_only:
+        rules.append("asking is for members with certain roles")
+    lines.append("Here: " + "; ".join(rules) + ".")
+    if not message_content:
+        lines.append("I run without Discord's Message Content intent: I hear messages that mention me, but not "
+                     "follow-ups in my threads or replies that do not mention me.")
+    return trim("\n".join(lines), MESSAGE_LIMIT)

@@ -199,6 +199,10 @@ class DiscordSettings(_Section):
     dev_guild: int | None = None
     history_days: int = Field(90, ge=1, le=36500, description="days the bot keeps its answers, thread "
                               "conversations and votes (history.sqlite in the index folder)")
+    max_concurrent_per_server: int = Field(4, ge=1, le=100, description="questions one server may have "
+                                           "answered at once; more are told privately to try again in a moment")
+    ask_roles: TextList[int | str] = Field(default_factory=list, description="role ids or names whose members "
+                                           "may ask; empty means everyone (Manage Server may always ask)")
 
 
 class Settings(BaseSettings):

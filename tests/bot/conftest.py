@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -166,5 +167,21 @@ def answerer() -> FakeAnswerer:
     return FakeAnswerer()
 
 
+def add_documents(path: Path, outlets: Sequence[str | None]) -> Path:
+    """Documents from these outlets in the real store at `path` (made if need be), as one new generation."""
+    from retrieval.store import Store
+
+    Store(path).close()
+    with sqlite3.connect(path) as db:
+        first = db.execute("SELECT count(*) FROM documents").fetchone()[0]
+        for n, outlet in enumerate(outlets, start=first):
+            db.execute("INSERT INTO documents (doc_id, key, title, outlet, text, ingested_at) VALUES (?, ?, ?, ?, ?, ?)",
+                       (f"doc{n}", f"key{n}", f"Article {n}", outlet, "Some text.", "2025-01-01T00:00:00+00:00"))
+        generation = int((db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone() or ["0"])[0])
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('generation', ?)", (str(generation + 1),))
+    return path
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "discord_settings(**values): [discord] settings for the bot under test")
+    config.addinivalue_line("markers", "client(**options): keyword arguments for the CitebotClient under test")

@@ -7,6 +7,10 @@ also blocking the fake. It holds the bot to Discord's rules rather than acceptin
   2,048 footer, 6,000 in all) answered with 400 / 50035 "Invalid Form Body";
 - the 3-second interaction deadline (404 / 10062 "Unknown interaction"), one acknowledgement only
   (400 / 40060), and the first follow-up after a "thinking" defer filling that message;
+- commands: slash command names and descriptions, message commands named freely with no
+  description; autocomplete answered with at most 25 choices of 1-100 characters;
+- without the Message Content intent, a user's message arrives with empty content unless it
+  mentions the bot (a reply to the bot mentions it), as Discord sends it;
 - rate limits on request: 429 with a JSON body, `Retry-After`, `X-RateLimit-*` and a `Via` header,
   as Discord's own carry, and a second 429 for a retry that comes too early;
 - request bodies sent as `application/json` (or multipart), responses sent as exactly `application/json`;
@@ -55,6 +59,7 @@ class Interaction:
     user_id: str
     channel_id: str
     name: str
+    kind: int = 2  # 2 a command, 3 a component, 4 an autocomplete
     dispatched_at: float = 0.0
     acked_at: float | None = None
     response_type: int | None = None
@@ -62,6 +67,7 @@ class Interaction:
     loading: bool = False
     original_id: str | None = None
     followup_ids: list[str] = field(default_factory=list)
+    choices: list[dict] | None = None  # what an autocomplete was answered with
 
 
 @dataclass
@@ -131,6 +137,9 @@ class FakeDiscord:
         self.app_id = self.bot_user["id"]
         self.guild_id = self._snowflake()
         self.users = {name: self._user(name) for name in ("alice", "bob", "carol", "admin")}
+        self.roles = {"Reporters": self._snowflake()}  # name -> id; `give_role` hands them out
+        self.member_roles: dict[str, list[str]] = {}
+        self.message_content = True  # whether the live session asked for the intent
         self.channels: dict[str, dict] = {}
         for name in ("general", "random"):
             channel = {"id": self._snowflake(), "type": 0, "name": name, "guild_id": self.guild_id,
@@ -216,7 +225,8 @@ class FakeDiscord:
                 "avatar": None, "bot": bot, "flags": 0, "public_flags": 0}
 
     def _member(self, user: dict, *, permissions: int | None = None) -> dict:
-        member = {"user": user, "roles": [], "nick": None, "joined_at": _now_iso(), "deaf": False, "mute": False,
+        name = next((n for n, u in self.users.items() if u["id"] == user["id"]), None)
+        member = {"user": user, "roles": list(self.member_roles.get(name, [])), "nick": None, "joined_at": _now_iso(), "deaf": False, "mute": False,
                   "flags": 0, "pending": False, "avatar": None}
         if permissions is not None:
             member["permissions"] = str(permissions)
@@ -228,13 +238,15 @@ class FakeDiscord:
     def _guild(self) -> dict:
         everyone = {"id": self.guild_id, "name": "@everyone", "permissions": str(MEMBER_PERMISSIONS), "position": 0,
                     "color": 0, "hoist": False, "managed": False, "mentionable": False, "flags": 0}
+        roles = [everyone] + [{**everyone, "id": role_id, "name": name, "position": 1 + n, "permissions": "0"}
+                              for n, (name, role_id) in enumerate(self.roles.items())]
         members = [self._member(self.bot_user)] + [self._member(u) for u in self.users.values()]
         # As Discord does: the server's channels, and apart from them its active threads (a restarted bot
         # learns of the threads it opened from here). Direct messages belong to no server.
         channels = [c for c in self.channels.values() if c.get("guild_id") and c["type"] not in (10, 11, 12)]
         threads = [c for c in self.channels.values() if c["type"] in (10, 11, 12)]
         return {"id": self.guild_id, "name": "Fake Guild", "owner_id": self.users["admin"]["id"], "icon": None,
-                "features": [], "roles": [everyone], "emojis": [], "stickers": [], "channels": channels,
+                "features": [], "roles": roles, "emojis": [], "stickers": [], "channels": channels,
                 "threads": threads, "members": members, "member_count": len(members), "large": False, "unavailable": False,
                 "joined_at": _now_iso(), "voice_states": [], "presences": [], "stage_instances": [],
                 "guild_scheduled_events": [], "mfa_level": 0, "verification_level": 0, "premium_tier": 0,
@@ -427,6 +439,10 @@ class FakeDiscord:
             return self._error(404, 10002, "Unknown Application", request)
         problems = []
         for command in body:
+            if command.get("type", 1) in (2, 3):  # user and message commands: any name, no description
+                if not 1 <= len(command.get("name", "")) <= 32 or command.get("description") or command.get("options"):
+                    problems.append(f"command {command.get('name')!r}: bad name, or a description or options")
+                continue
             if not re.fullmatch(r"[-_a-z0-9]{1,32}", command.get("name", "")) or not 1 <= len(command.get("description", "")) <= 100:
                 problems.append(f"command {command.get('name')!r}: bad name or description")
             for option in command.get("options", []):
@@ -434,7 +450,8 @@ class FakeDiscord:
                     problems.append(f"option {option.get('name')!r}: needs a description of 1 to 100 characters")
         if problems:
             return self._error(400, 50035, "Invalid Form Body", request, errors=problems)
-        self.commands = [{**c, "id": self._snowflake(), "application_id": self.app_id, "version": "1",
+        # As Discord answers: a message command comes back with an empty description.
+        self.commands = [{"description": "", **c, "id": self._snowflake(), "application_id": self.app_id, "version": "1",
                           "guild_id": guild_id, "default_member_permissions": c.get("default_member_permissions"),
                           "type": c.get("type", 1)} for c in body]
         return [], self.commands, 200
@@ -472,6 +489,11 @@ class FakeDiscord:
         self.channels[message_id] = thread
         return [("THREAD_CREATE", {**thread, "newly_created": True})], thread, 201
 
+    def _typing(self, request, body, channel_id):
+        if channel_id not in self.channels:
+            return self._error(404, 10003, "Unknown Channel", request)
+        return [], None, 204
+
     def _open_dm(self, request, body):
         recipient = next((u for u in self.users.values() if u["id"] == str(body.get("recipient_id"))), None)
         if recipient is None:
@@ -494,10 +516,19 @@ class FakeDiscord:
         if record.acked_at is not None:
             return self._error(400, 40060, "Interaction has already been acknowledged.", request)
         kind, data = body.get("type"), body.get("data") or {}
+        if (kind == 8) != (record.kind == 4):
+            return self._error(400, 50035, f"Invalid Form Body: callback type {kind} for interaction type {record.kind}",
+                               request)
         if kind in (4, 7):
             errors = self._check_message(data)
             if errors:
                 return self._error(400, 50035, "Invalid Form Body", request, errors=errors)
+        elif kind == 8:
+            choices = data.get("choices")
+            if not isinstance(choices, list) or len(choices) > 25 or not all(
+                    1 <= len(c.get("name", "")) <= 100 and 1 <= len(str(c.get("value", ""))) <= 100 for c in choices):
+                return self._error(400, 50035, "Invalid Form Body: at most 25 choices of 1 to 100 characters", request)
+            record.choices = choices
         elif kind not in (5, 6):
             return self._error(400, 50035, f"Invalid Form Body: unsupported callback type {kind}", request)
         record.acked_at, record.response_type = now, kind
@@ -577,6 +608,7 @@ class FakeDiscord:
         ("PUT", r"/applications/(\d+)/guilds/(\d+)/commands", _put_commands),
         ("POST", r"/channels/(\d+)/messages", _post_message),
         ("POST", r"/channels/(\d+)/messages/(\d+)/threads", _start_thread),
+        ("POST", r"/channels/(\d+)/typing", _typing),
         ("POST", r"/users/@me/channels", _open_dm),
         ("POST", r"/interactions/(\d+)/([^/]+)/callback", _callback),
         ("POST", r"/webhooks/(\d+)/([^/]+)", _execute_webhook),
@@ -630,11 +662,11 @@ class FakeDiscord:
             if data.get("token") != self.token:
                 await connection.ws.close(code=4004, message=b"Authentication failed.")
                 return False
-            if not data.get("intents", 0) & MESSAGE_CONTENT_INTENT:
-                self.violations.append("IDENTIFY without the message content intent")
-            elif not self.message_content_approved:
+            asked = bool(data.get("intents", 0) & MESSAGE_CONTENT_INTENT)
+            if asked and not self.message_content_approved:
                 await connection.ws.close(code=4014, message=b"Disallowed intent(s).")
                 return False
+            self.message_content = asked
             with self._lock:
                 self._session = _Session(id=f"session-{len(self.identifies)}", live=connection)
             await self._dispatch("READY", {
@@ -665,7 +697,17 @@ class FakeDiscord:
             return False
         return True
 
+    def _without_content(self, message: dict) -> dict:
+        """A user's message as a bot without the Message Content intent gets it: empty, unless it mentions the bot."""
+        if self.message_content or message["author"]["id"] == self.bot_user["id"] or not message.get("guild_id"):
+            return message
+        if any(u["id"] == self.bot_user["id"] for u in message.get("mentions", [])):
+            return message
+        return {**message, "content": "", "embeds": [], "attachments": [], "components": []}
+
     async def _dispatch(self, event: str, data: Any) -> None:
+        if event in ("MESSAGE_CREATE", "MESSAGE_UPDATE"):
+            data = self._without_content(data)
         with self._lock:
             session = self._session
             if session is None:
@@ -748,14 +790,49 @@ class FakeDiscord:
                 data = {"custom_id": button["custom_id"], "component_type": 2}
                 record, payload = self._interaction_payload(user, message["channel_id"], button["custom_id"], 3, data)
                 payload["message"] = self.public(message)
+                record.original_id = message_id  # what "edit the original response" edits, unless it is answered anew
             await self._dispatch("INTERACTION_CREATE", payload)
             return record
 
         return await self._run(invoke())
 
+    async def context_menu(self, user: str, name: str, message_id: str) -> Interaction:
+        """A user runs a message command on a message (Apps → `name`); Discord sends the message in full."""
+        async def invoke() -> Interaction:
+            with self._lock:
+                command = next(c for c in self.commands if c["name"] == name and c["type"] == 3)
+                message = self.messages[message_id]
+                data = {"id": command["id"], "name": name, "type": 3, "guild_id": self.guild_id, "target_id": message_id,
+                        "resolved": {"messages": {message_id: self.public(message)}}}
+                record, payload = self._interaction_payload(user, message["channel_id"], name, 2, data)
+            await self._dispatch("INTERACTION_CREATE", payload)
+            return record
+
+        return await self._run(invoke())
+
+    async def autocomplete(self, user: str, name: str, option: str, typed: str, **filled: Any) -> Interaction:
+        """A user types `typed` into a command's option; the bot is to answer with choices."""
+        async def invoke() -> Interaction:
+            with self._lock:
+                command = next(c for c in self.commands if c["name"] == name)
+                typed_as = {o["name"]: o["type"] for o in command.get("options", [])}
+                options = [{"name": k, "type": typed_as[k], "value": v} for k, v in filled.items()]
+                options.append({"name": option, "type": typed_as[option], "value": typed, "focused": True})
+                data = {"id": command["id"], "name": name, "type": 1, "guild_id": self.guild_id, "options": options}
+                record, payload = self._interaction_payload(user, self.general, name, 4, data)
+            await self._dispatch("INTERACTION_CREATE", payload)
+            return record
+
+        return await self._run(invoke())
+
+    def give_role(self, user: str, role: str) -> None:
+        """`user` holds `role` from their next message or interaction on."""
+        with self._lock:
+            self.member_roles.setdefault(user, []).append(self.roles[role])
+
     def _interaction_payload(self, user: str, channel_id: str, name: str, kind: int, data: dict) -> tuple[Interaction, dict]:
         record = Interaction(id=self._snowflake(), token=f"token-{next(self._ids)}", user_id=self.users[user]["id"],
-                             channel_id=channel_id, name=name)
+                             channel_id=channel_id, name=name, kind=kind)
         self.interactions[record.id] = record
         channel = self.channels[channel_id]
         payload = {"id": record.id, "application_id": self.app_id, "type": kind, "data": data, "guild_id": self.guild_id,

@@ -127,9 +127,10 @@ async def test_no_reply_can_ping_anyone(world):
 async def test_the_question_option_is_typed_length_checked_and_described(world):
     [sync] = requests(world.env, "PUT", "/commands")
     ask = next(c for c in sync.json if c["name"] == "ask")
-    question, k, *filters = ask["options"]
+    question, k, *filters, private = ask["options"]
     assert [f["name"] for f in filters] == ["outlet", "since", "until"]
     assert all(f["description"] and not f.get("required") for f in filters)
+    assert (private["name"], private["type"], private.get("required", False)) == ("private", 5, False)  # a boolean
     assert (question["name"], question["type"], question["required"]) == ("question", 3, True)
     assert (question["min_length"], question["max_length"]) == (3, 500)
     assert question["description"].startswith("What you want to know")

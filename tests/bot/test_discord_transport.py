@@ -106,7 +106,7 @@ async def test_login_command_sync_and_gateway_handshake(fake, make_settings):
     assert me.status == 200
     [sync] = fake.requests_to("PUT", rf"/applications/{fake.app_id}/guilds/{fake.guild_id}/commands")
     commands = {c["name"]: c for c in sync.json}
-    assert set(commands) == {"ask", "reindex", "sources"}
+    assert set(commands) == {"ask", "help", "reindex", "sources", discord_app.ASK_ABOUT}
     assert str(commands["reindex"]["default_member_permissions"]) == "32"  # Manage Server
     [identify] = fake.identifies
     assert identify["intents"] & (1 << 15) and identify["intents"] & 1  # message content, guilds
@@ -335,19 +335,6 @@ def test_a_missing_token_is_one_clear_line(make_settings, capsys):
 
     lines = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(lines) == 1 and "CITEBOT_DISCORD_TOKEN" in lines[0]
-
-
-def test_a_refused_message_content_intent_is_one_clear_line(make_settings, monkeypatch, capsys):
-    strict = FakeDiscord(message_content_approved=False).start()
-    try:
-        monkeypatch.setattr(discord.http.Route, "BASE", strict.api_base)
-        monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(strict.gateway_url))
-        code = run_bot(make_settings(token=strict.token, dev_guild=int(strict.guild_id)), FakeAnswerer())
-    finally:
-        strict.stop()
-
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert code != 0 and len(lines) == 1 and "Message Content intent" in lines[0]
 
 
 def test_a_rejected_token_is_one_clear_line_without_the_token(fake, make_settings, capsys, caplog):

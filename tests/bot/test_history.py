@@ -188,3 +188,81 @@ def test_an_answer_this_citebot_cannot_read_is_none_not_an_error(store):
 def test_the_retention_must_be_at_least_a_day(tmp_path):
     with pytest.raises(ValueError, match="keep_days must be at least 1"):
         HistoryStore(tmp_path / FILENAME, keep_days=0)
+
+
+# -- private answers and their public copies --------------------------------------------------------------
+
+def add_private(store: HistoryStore, *, user_id: int = USER, message_id: int = 100) -> int:
+    answer_id = store.add_answer(make_answer("where?"), collection="default", guild_id=GUILD, channel_id=CHANNEL,
+                                 user_id=user_id, conversation=None, private=True)
+    store.sent(answer_id, message_id)
+    return answer_id
+
+
+def test_a_private_answer_is_shared_once_by_its_asker(store):
+    private = add_private(store)
+
+    assert store.share(private, guild_id=GUILD, message_id=100, user_id=USER + 1) is None  # not the asker's
+    assert store.share(private, guild_id=GUILD, message_id=101, user_id=USER) is None  # not that message
+    shared = store.share(private, guild_id=GUILD, message_id=100, user_id=USER)
+    assert shared.new and shared.copy_id != private and shared.answer == make_answer("where?")
+    copy = store.answer(shared.copy_id)
+    assert (copy.private, copy.user_id, copy.channel_id, copy.conversation, copy.message_id) == (
+        False, USER, CHANNEL, None, None)
+    assert store.answer(private).private
+
+    again = store.share(private, guild_id=GUILD, message_id=100, user_id=USER)
+    assert again.copy_id == shared.copy_id and again.new  # its message never went out: post it now
+    store.sent(shared.copy_id, 200)
+    assert store.share(private, guild_id=GUILD, message_id=100, user_id=USER).new is False
+    assert store.context(200, limit=10) == ["where?"]  # the public copy starts a conversation of its own
+
+
+def test_a_public_answer_cannot_be_shared(store):
+    public = add(store, message_id=100)
+
+    assert store.share(public, guild_id=GUILD, message_id=100, user_id=USER) is None
+
+
+# -- votes for the export ----------------------------------------------------------------------------------
+
+def test_votes_carry_their_collection_and_server_and_filter_by_collection(store):
+    default = add(store, message_id=100)
+    harbour = store.add_answer(make_answer("harbour?"), collection="harbour", guild_id=GUILD + 1, channel_id=CHANNEL,
+                               user_id=USER, conversation=None)
+    store.sent(harbour, 101)
+    store.record_vote(default, guild_id=GUILD, message_id=100, user_id=1, vote=1)
+    store.record_vote(harbour, guild_id=GUILD + 1, message_id=101, user_id=1, vote=-1)
+
+    assert [(v.collection, v.guild_id) for v in store.votes()] == [("default", GUILD), ("harbour", GUILD + 1)]
+    [only] = store.votes(collection="harbour")
+    assert (only.question, only.vote) == ("harbour?", -1)
+    assert store.votes(collection="nowhere") == []
+
+
+# The schema of the first history files (citebot before private answers and the export).
+_FIRST_SCHEMA = """
+CREATE TABLE answers (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, collection TEXT NOT NULL,
+    guild_id INTEGER, channel_id INTEGER, user_id INTEGER, message_id INTEGER, conversation INTEGER,
+    question TEXT NOT NULL, found INTEGER NOT NULL, text TEXT NOT NULL, chunk_ids TEXT NOT NULL, answer TEXT NOT NULL);
+CREATE TABLE votes (answer_id INTEGER NOT NULL, user_id INTEGER NOT NULL, message_id INTEGER, at REAL NOT NULL,
+    question TEXT NOT NULL, answer TEXT NOT NULL, chunk_ids TEXT NOT NULL,
+    vote INTEGER NOT NULL CHECK (vote IN (-1, 1)), PRIMARY KEY (answer_id, user_id));
+"""
+
+
+def test_a_history_file_from_before_is_upgraded_in_place_and_its_votes_learn_their_collection(tmp_path, clock):
+    path = tmp_path / FILENAME
+    with sqlite3.connect(path) as connection:
+        connection.executescript(_FIRST_SCHEMA)
+        connection.execute("INSERT INTO answers VALUES (7, ?, 'harbour', ?, ?, ?, 100, 100, 'where?', 1, 'there', "
+                           "'[\"c1\"]', ?)", (clock.now, GUILD, CHANNEL, USER, make_answer("where?").model_dump_json()))
+        connection.execute("INSERT INTO votes VALUES (7, 1, 100, ?, 'where?', 'there', '[\"c1\"]', 1)", (clock.now,))
+
+    store = HistoryStore(path, keep_days=90, now=clock)
+
+    [vote] = store.votes()
+    assert (vote.collection, vote.guild_id, vote.question, vote.chunk_ids) == ("harbour", GUILD, "where?", ["c1"])
+    assert store.answer(7).private is False and store.answer(7).answer == make_answer("where?")
+    assert add(store, message_id=101) == 8  # and it takes new answers
+    assert HistoryStore(path, keep_days=90, now=clock).votes() == [vote]  # upgraded once

@@ -170,3 +170,21 @@ def test_a_wire_copy_is_one_field_naming_every_outlet():
     embed = rd.answer_embed_dict(Answer(question="where?", found=True, answer=span, passages=[passage]))
     [field] = embed["fields"]
     assert "Carried by 3 outlets: AP, Newsmax, The Daily" in field["value"]
+
+
+def test_a_message_as_a_question_loses_the_bots_mention_and_is_cut_at_a_word():
+    assert rd.message_question("<@42> where are  they? <@7>", 42, 500) == "where are they? <@7>"
+    assert rd.message_question("one two three four", 42, 9) == "one two"
+    assert rd.message_question("x" * 20, 42, 9) == "x" * 9  # no space to cut at
+    assert rd.message_question("<@!42>", 42, 500) == ""
+
+
+def test_help_fits_a_message_and_says_the_rules_in_force():
+    text = rd.help_text(collection="harbour_news", message_content=False, cooldown=5.0, roles_only=True,
+                        max_concurrent=4)
+
+    assert rd.size(text) <= rd.MESSAGE_LIMIT
+    assert "This server asks the collection **harbour\\_news**." in text  # escaped like any text shown
+    assert "one question every 5 s per person; at most 4 questions answered at once in this server; asking is for " \
+           "members with certain roles." in text
+    assert "Message Content intent" in text

@@ -1,0 +1,74 @@
+"""The indexed outlets, for `/ask outlet:` autocomplete: read once per index generation, matched in memory.
+
+Discord asks on every keystroke and gives 3 s to answer. The store has no index on `outlet`, so
+listing them is a scan of the documents table; it is made only when the store's generation (one
+row of `meta`, read by its primary key) has moved since the last one, that is after an ingest or
+a poll added or removed something. A keystroke between two such changes costs that one lookup and
+a filter over the few hundred distinct names in memory. The file is opened read-only, by a
+connection of this module's own, so nothing here can write to the index or take a lock a writer
+waits on. Calls block on disk: the bot makes them off the event loop.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+CHOICES_LIMIT = 25  # Discord shows at most 25 choices
+NAME_LIMIT = 100  # and each choice's name and value hold at most 100 characters
+
+
+class Outlets:
+    """The outlets of the store at `path` (citebot.sqlite), each spelled as most of its documents spell it."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._generation: str | None = None
+        self._names: list[str] = []
+        self.scans = 0  # how many times the documents were read, for the tests
+
+    def matching(self, typed: str, *, limit: int = CHOICES_LIMIT) -> list[str]:
+        """Up to `limit` outlets starting with `typed` (any case), then those holding it; all when it is blank."""
+        needle = " ".join(typed.split()).casefold()
+        names = self._current()
+        starts = [name for name in names if name.casefold().startswith(needle)]
+        if len(starts) < limit:
+            starts += [name for name in names if needle in name.casefold() and name not in starts]
+        return starts[:limit]
+
+    def _current(self) -> list[str]:
+        with self._lock:  # one reader at a time: a burst of keystrokes scans once
+            try:
+                connection = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=2)
+            except sqlite3.Error:
+                return self._names  # no index yet
+            try:
+                row = connection.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+                generation = row[0] if row else "0"
+                if generation != self._generation:
+                    self._names = _distinct(connection)
+                    self._generation = generation
+                    self.scans += 1
+            except sqlite3.Error:
+                pass  # an index being created or upgraded: the last list stands
+            finally:
+                connection.close()
+            return self._names
+
+
+def _distinct(connection: sqlite3.Connection) -> list[str]:
+    counts: dict[str, dict[str, int]] = {}
+    for name, documents in connection.execute(
+        "SELECT trim(outlet), count(*) FROM documents WHERE outlet IS NOT NULL GROUP BY trim(outlet)"
+    ):
+        # Sent back as it is stored, for the filter to match; one Discord could not show or take is left out.
+        if name and name.isprintable() and len(name) <= NAME_LIMIT:
+            counts.setdefault(name.casefold(), {})[name] = documents
+    # The filter compares case-folded names, so "REUTERS" and "Reuters" are one outlet: offered as most write it,
+    # or, as many one way as the other, in mixed case.
+    def preferred(spellings: dict[str, int]) -> str:
+        return max(sorted(spellings), key=lambda name: (spellings[name], not (name.isupper() or name.islower())))
+
+    return sorted((preferred(spellings) for spellings in counts.values()), key=str.casefold)
