@@ -1,9 +1,9 @@
 """The indexed outlets, for `/ask outlet:` autocomplete: read once per index generation, matched in memory.
 
-Discord asks on every keystroke and gives 3 s to answer. The store has no index on `outlet`, so
-listing them is a scan of the documents table; it is made only when the store's generation (one
-row of `meta`, read by its primary key) has moved since the last one, that is after an ingest or
-a poll added or removed something. A keystroke between two such changes costs that one lookup and
+Discord asks on every keystroke and gives 3 s to answer. The writer keeps each outlet's document
+count in the store's `outlets` table, so listing them costs what the outlets are, not the
+documents; it is read only when the store's generation (one row of `meta`, read by its primary
+key) has moved since the last one, that is after an ingest or a poll added or removed something. A keystroke between two such changes costs that one lookup and
 a filter over the few hundred distinct names in memory. The file is opened read-only, by a
 connection of this module's own, so nothing here can write to the index or take a lock a writer
 waits on. Calls block on disk: the bot makes them off the event loop.
@@ -27,7 +27,7 @@ class Outlets:
         self._lock = threading.Lock()
         self._generation: str | None = None
         self._names: list[str] = []
-        self.scans = 0  # how many times the documents were read, for the tests
+        self.scans = 0  # how many times the outlets were read, for the tests
 
     def matching(self, typed: str, *, limit: int = CHOICES_LIMIT) -> list[str]:
         """Up to `limit` outlets starting with `typed` (any case), then those holding it; all when it is blank."""
@@ -60,9 +60,7 @@ class Outlets:
 
 def _distinct(connection: sqlite3.Connection) -> list[str]:
     counts: dict[str, dict[str, int]] = {}
-    for name, documents in connection.execute(
-        "SELECT trim(outlet), count(*) FROM documents WHERE outlet IS NOT NULL GROUP BY trim(outlet)"
-    ):
+    for name, documents in connection.execute("SELECT name, documents FROM outlets"):  # kept by the writer
         # Sent back as it is stored, for the filter to match; one Discord could not show or take is left out.
         if name and name.isprintable() and len(name) <= NAME_LIMIT:
             counts.setdefault(name.casefold(), {})[name] = documents

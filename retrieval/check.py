@@ -97,6 +97,10 @@ def _check_stories(store: Store) -> list[str]:
                         ).fetchone()[0]
     if stray:
         problems.append(f"{stray} story rows or bands name no document")
+    counted = dict(db.execute("SELECT trim(outlet), count(*) FROM documents WHERE trim(coalesce(outlet, '')) != ''"
+                              " GROUP BY trim(outlet)"))
+    if store.outlets() != counted:
+        problems.append(f"the outlets table lists {len(store.outlets())} outlets; the documents have {len(counted)}")
     members, stories = db.execute("SELECT count(*), count(DISTINCT story) FROM stories").fetchone()
     if store.count_copies() != members - stories:
         problems.append(f"the copies counter says {store.count_copies()}; the stories hold {members - stories}")

@@ -145,7 +145,8 @@ def _from_2(settings: Settings, *, progress=None) -> int:
 
 
 def _from_3(settings: Settings, *, progress=None) -> int:
-    """Schema 3 -> 4: every document grouped into its story, in the order they were added, in one transaction.
+    """Schema 3 -> 4: every document grouped into its story, in the order they were added, and the
+    outlets counted, in one transaction.
 
     Needs no model: the MinHash of each stored text (retrieval/stories.py). A kill before the
     commit leaves schema 3.
@@ -180,6 +181,8 @@ def _from_3(settings: Settings, *, progress=None) -> int:
                             progress(done, total, str(document))
                     last = rows[-1][0]
                 db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('copies', ?)", (str(writer.copies),))
+                db.execute("INSERT INTO outlets(name, documents) SELECT trim(outlet), count(*) FROM documents"
+                           " WHERE trim(coalesce(outlet, '')) != '' GROUP BY trim(outlet)")
                 db.execute("UPDATE meta SET value = '4' WHERE key = 'schema'")
                 db.execute("COMMIT")
             except BaseException:

@@ -28,7 +28,7 @@ from retrieval.errors import IndexMismatchError, IndexSchemaError
 from retrieval.models import Source
 
 # 3: BM25 postings in segment files beside the vectors instead of an FTS5 table; documents.via.
-# 4: stories and story_bands, the wire copies found at ingest (retrieval/stories.py).
+# 4: stories and story_bands, the wire copies found at ingest (retrieval/stories.py); outlets.
 SCHEMA_VERSION = 4
 
 _SCHEMA = """
@@ -100,6 +100,8 @@ CREATE TABLE IF NOT EXISTS story_bands (
     PRIMARY KEY (band, hash, document)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS story_bands_document ON story_bands(document);
+-- The outlets (trimmed, as stored) and how many documents each has: for listing them without a scan.
+CREATE TABLE IF NOT EXISTS outlets (name TEXT PRIMARY KEY, documents INTEGER NOT NULL) WITHOUT ROWID;
 """
 
 
@@ -300,6 +302,10 @@ class Store:
             "SELECT key FROM documents WHERE coalesce(published, substr(ingested_at, 1, 10)) < ?"
             " ORDER BY coalesce(published, substr(ingested_at, 1, 10)) LIMIT ?", (day.isoformat(), limit))
         return [row[0] for row in rows]
+
+    def outlets(self) -> dict[str, int]:
+        """Each outlet (trimmed, as stored) and its documents; costs what the outlets are, not the documents."""
+        return dict(self._db.execute("SELECT name, documents FROM outlets"))
 
     def document_text(self, doc_id: str) -> str | None:
         row = self._db.execute("SELECT text FROM documents WHERE doc_id = ? LIMIT 1", (doc_id,)).fetchone()

@@ -58,9 +58,10 @@ class Writer:
 
     def remove(self, key: str) -> bool:
         """Take out the document with `key` and its chunks; their vectors become tombstones."""
-        row = self._db.execute("SELECT id FROM documents WHERE key = ?", (key,)).fetchone()
+        row = self._db.execute("SELECT id, trim(outlet) FROM documents WHERE key = ?", (key,)).fetchone()
         if row is None:
             return False
+        self._count_outlet(row[1], -1)
         chunks = self._db.execute("SELECT id, segment, text FROM chunks WHERE document = ?", (row[0],)).fetchall()
         dead = []
         for chunk_id, segment, text in chunks:
@@ -109,6 +110,7 @@ class Writer:
             ),
         )
         document = cursor.lastrowid
+        self._count_outlet((article.outlet or "").strip(), +1)
         if self.copies_threshold is not None:
             self.join_story(document, article.text)
         segment = self._segment_id()
@@ -150,6 +152,14 @@ class Writer:
         self._db.executemany("INSERT OR IGNORE INTO story_bands(band, hash, document) VALUES (?, ?, ?)",
                              [(band, value, document) for band, value in bands])
         return story
+
+    def _count_outlet(self, name: str | None, delta: int) -> None:
+        if not name:
+            return
+        self._db.execute("INSERT INTO outlets(name, documents) VALUES (?, ?)"
+                         " ON CONFLICT(name) DO UPDATE SET documents = documents + excluded.documents", (name, delta))
+        if delta < 0:
+            self._db.execute("DELETE FROM outlets WHERE name = ? AND documents <= 0", (name,))
 
     @property
     def copies(self) -> int:
@@ -203,6 +213,7 @@ class Writer:
         """Empty the index (a rebuild): every document, chunk, word count and segment goes."""
         self._db.execute("DELETE FROM story_bands")
         self._db.execute("DELETE FROM stories")
+        self._db.execute("DELETE FROM outlets")
         self._db.execute("DELETE FROM chunks")
         self._db.execute("DELETE FROM documents")
         self._db.execute("DELETE FROM stems")

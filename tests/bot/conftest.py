@@ -168,17 +168,22 @@ def answerer() -> FakeAnswerer:
 
 
 def add_documents(path: Path, outlets: Sequence[str | None]) -> Path:
-    """Documents from these outlets in the real store at `path` (made if need be), as one new generation."""
+    """Documents from these outlets in the real store at `path` (made if need be), as one new generation.
+
+    Written through the store's own writer, which keeps the outlets table the autocomplete reads.
+    """
+    import numpy as np
+
+    from retrieval.models import Article
     from retrieval.store import Store
 
-    Store(path).close()
-    with sqlite3.connect(path) as db:
-        first = db.execute("SELECT count(*) FROM documents").fetchone()[0]
+    store = Store(path)
+    first = store.count_documents()
+    with store.write() as writer:
         for n, outlet in enumerate(outlets, start=first):
-            db.execute("INSERT INTO documents (doc_id, key, title, outlet, text, ingested_at) VALUES (?, ?, ?, ?, ?, ?)",
-                       (f"doc{n}", f"key{n}", f"Article {n}", outlet, "Some text.", "2025-01-01T00:00:00+00:00"))
-        generation = int((db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone() or ["0"])[0])
-        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('generation', ?)", (str(generation + 1),))
+            writer.add(Article(key=f"key{n}", title=f"Article {n}", outlet=outlet, text=f"Some text {n}."), [],
+                       np.zeros((0, 4), dtype=np.float32), [], [])
+    store.close()
     return path
 
 

@@ -121,6 +121,7 @@ V3 = """
 DROP TABLE story_bands;
 DROP TABLE stories;
 DELETE FROM meta WHERE key IN ('copies', 'next_story');
+DROP TABLE outlets;
 UPDATE meta SET value = '3' WHERE key = 'schema';
 """
 
