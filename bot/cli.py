@@ -692,11 +692,22 @@ def cmd_discord(args, settings) -> int:
 
     from bot.feeds_cli import start_in_thread
 
-    answerer = _answerer(settings)
+    from retrieval import collection
+
+    # Every server asks its collection (discord.guilds; the others discord.collection, or --collection):
+    # one Answerer each, sharing one model, and each collection's feeds and folders followed beside the bot.
+    base = args.base_settings
+    default = args.collection or base.discord.collection
+    base = base.model_copy(update={"discord": base.discord.model_copy(update={"collection": default})})
+    answerer = _answerer(collection.settings_for(base, default))
+    answerers = {default: answerer}
+    for name in base.discord.guilds.values():
+        answerers.setdefault(name, answerer.sibling(collection.settings_for(base, name)))
     stop = threading.Event()
-    start_in_thread(settings, answerer, stop)  # the feeds keep the index current while the bot answers
+    for name, each in answerers.items():  # the feeds keep every collection current while the bot answers
+        start_in_thread(collection.settings_for(base, name), each, stop)
     try:
-        return run_bot(settings, answerer)
+        return run_bot(base, answerer, answerers=answerers)
     finally:
         stop.set()
 

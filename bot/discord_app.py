@@ -29,6 +29,7 @@ import re
 import signal
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -43,7 +44,7 @@ from bot.discord_views import AnswerView, ShareButton, SourcesButton, VoteButton
 from bot.followup import CONTEXT_QUESTIONS, classify
 from bot.history import HistoryStore
 from bot.outlets import Outlets
-from retrieval.collection import DEFAULT as DEFAULT_COLLECTION
+from retrieval import collection
 from retrieval.errors import CitebotError
 from retrieval.models import Answer
 from retrieval.pipeline import IngestReport
@@ -58,7 +59,6 @@ QUESTION_MIN, QUESTION_MAX = 3, 500
 K_MAX = 10
 THREAD_NAME_LIMIT = 100
 THREAD_ARCHIVE_MINUTES = 60
-COLLECTION = DEFAULT_COLLECTION  # every server asks the default one until per-server collections come
 PROGRESS_EVERY = 1.5  # seconds between /reindex progress edits: well inside the webhook rate limit
 NO_MENTIONS = discord.AllowedMentions.none()
 
@@ -131,6 +131,7 @@ class CitebotClient(discord.Client):
         settings: Settings,
         answerer: Answerer,
         *,
+        answerers: dict[str, Answerer] | None = None,
         history: HistoryStore | None = None,
         clock: Callable[[], float] = time.monotonic,
         message_content: bool = True,
@@ -142,10 +143,14 @@ class CitebotClient(discord.Client):
         # Every message this client sends, reply, follow-up or edit, carries it: nobody is ever pinged.
         super().__init__(intents=intents, allowed_mentions=NO_MENTIONS, **options)
         self.settings = settings
-        self.answerer = answerer
+        self.answerer = answerer  # the one of discord.collection, the collection servers ask by default
+        # Each server asks its collection (discord.guilds, else discord.collection): an Answerer each,
+        # sharing the loaded models (Answerer.sibling), made when a server first asks.
+        self.guild_collections: dict[int, str] = dict(settings.discord.guilds)
+        self._answerers: dict[str, Answerer] = {settings.discord.collection: answerer, **(answerers or {})}
+        self._outlets: dict[str, Outlets | None] = {}
+        self._collections_lock = threading.Lock()
         self.history = history or HistoryStore.from_settings(settings)
-        store = getattr(answerer, "store", None)
-        self.outlets = Outlets(store.path) if getattr(store, "path", None) else None
         self.tree = app_commands.CommandTree(self)
         self.tree.error(self._on_app_command_error)
         self._clock = clock
@@ -239,7 +244,8 @@ class CitebotClient(discord.Client):
         """The new answer's id, for its buttons; None (and no buttons) when the history cannot be written."""
         try:
             return await asyncio.to_thread(
-                self.history.add_answer, answer, collection=COLLECTION, guild_id=guild_id, channel_id=channel_id,
+                self.history.add_answer, answer, collection=self.collection_of(guild_id), guild_id=guild_id,
+                channel_id=channel_id,
                 user_id=user_id, conversation=conversation, private=private,
             )
         except sqlite3.Error as error:
@@ -302,7 +308,8 @@ class CitebotClient(discord.Client):
             # First, before any slow work: Discord waits 3 s for the acknowledgement.
             await interaction.response.defer(thinking=True, ephemeral=private)
             interaction.extras["public_defer"] = not private
-            answer = await asyncio.to_thread(self.answerer.answer, question, k=k, **(filters or {}))
+            answer = await asyncio.to_thread(self.answerer_for(interaction.guild_id).answer, question, k=k,
+                                             **(filters or {}))
             answer_id = await self._store_answer(answer, guild_id=interaction.guild_id,
                                                  channel_id=interaction.channel_id, user_id=interaction.user.id,
                                                  conversation=None, private=private)
@@ -316,13 +323,43 @@ class CitebotClient(discord.Client):
         if answer.found and not private:
             await self._open_thread(interaction.channel, sent.id, question)
 
-    async def outlet_choices(self, typed: str) -> list[app_commands.Choice[str]]:
+    def collection_of(self, guild_id: int | None) -> str:
+        """The collection server `guild_id` asks."""
+        return self.guild_collections.get(guild_id, self.settings.discord.collection)
+
+    def answerer_for(self, guild_id: int | None) -> Answerer:
+        """The Answerer over the collection server `guild_id` asks: no other collection's article can be cited."""
+        name = self.collection_of(guild_id)
+        with self._collections_lock:
+            found = self._answerers.get(name)
+            if found is None:
+                found = self._answerers[name] = self.answerer.sibling(collection.settings_for(self.settings, name))
+            return found
+
+    @property
+    def outlets(self) -> Outlets | None:
+        """The outlets of the collection servers ask by default."""
+        return self.outlets_for(None)
+
+    @outlets.setter
+    def outlets(self, outlets: Outlets | None) -> None:
+        self._outlets[self.settings.discord.collection] = outlets
+
+    def outlets_for(self, guild_id: int | None) -> Outlets | None:
+        name = self.collection_of(guild_id)
+        if name not in self._outlets:
+            store = getattr(self.answerer_for(guild_id), "store", None)
+            self._outlets[name] = Outlets(store.path) if getattr(store, "path", None) else None
+        return self._outlets[name]
+
+    async def outlet_choices(self, typed: str, guild_id: int | None = None) -> list[app_commands.Choice[str]]:
         """The indexed outlets starting with (then holding) what was typed, for `/ask outlet:`."""
-        if self.outlets is None:
+        outlets = self.outlets_for(guild_id)
+        if outlets is None:
             return []
         try:
             names = await asyncio.wait_for(
-                asyncio.get_running_loop().run_in_executor(self._quick, self.outlets.matching, typed),
+                asyncio.get_running_loop().run_in_executor(self._quick, outlets.matching, typed),
                 AUTOCOMPLETE_SECONDS)
         except Exception as error:  # a slow or unreadable index costs this keystroke's choices only
             log.info("no outlet choices for %r: %s", typed[:100], str(error) or type(error).__name__)
@@ -357,7 +394,8 @@ class CitebotClient(discord.Client):
         with self.answering(message.guild.id):
             try:
                 async with _typing(message.channel):
-                    answer = await asyncio.to_thread(self.answerer.answer, question, context=list(context) or None)
+                    answer = await asyncio.to_thread(self.answerer_for(message.guild.id).answer, question,
+                                                     context=list(context) or None)
             except Exception as error:
                 self._log_error(error, f"answering message {message.id}")
                 await self._tell_privately(message, user_message(error))
@@ -500,7 +538,8 @@ class CitebotClient(discord.Client):
 
     async def help(self, interaction: discord.Interaction) -> None:
         discord_settings = self.settings.discord
-        text = rd.help_text(collection=COLLECTION, message_content=self.intents.message_content,
+        text = rd.help_text(collection=self.collection_of(interaction.guild_id),
+                            message_content=self.intents.message_content,
                             cooldown=discord_settings.cooldown_seconds, roles_only=bool(discord_settings.ask_roles),
                             max_concurrent=discord_settings.max_concurrent_per_server)
         await interaction.response.send_message(text, ephemeral=True)
@@ -508,7 +547,8 @@ class CitebotClient(discord.Client):
     # -- admin commands
 
     async def reindex(self, interaction: discord.Interaction) -> None:
-        paths = list(self.settings.corpus.paths)
+        answerer = self.answerer_for(interaction.guild_id)
+        paths = list(getattr(answerer, "settings", self.settings).corpus.paths)
         if not paths:
             await interaction.response.send_message(
                 "No article folders are configured: add them to [corpus] paths in the settings file.",
@@ -527,7 +567,7 @@ class CitebotClient(discord.Client):
             def progress(done: int, total: int, path: str) -> None:  # called in the worker thread
                 latest[0] = (done, total, path)
 
-            work = asyncio.ensure_future(asyncio.to_thread(self.answerer.ingest, paths, progress=progress))
+            work = asyncio.ensure_future(asyncio.to_thread(answerer.ingest, paths, progress=progress))
             shown = None
             while not work.done():
                 await asyncio.wait({work}, timeout=self.progress_every)
@@ -547,7 +587,7 @@ class CitebotClient(discord.Client):
 
     async def sources(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        rows = await asyncio.to_thread(self.answerer.sources)
+        rows = await asyncio.to_thread(self.answerer_for(interaction.guild_id).sources)
         for text in rd.sources_messages(rows):
             await interaction.followup.send(text, ephemeral=True)
 
@@ -642,7 +682,7 @@ def _add_commands(client: CitebotClient) -> None:
 
     @ask.autocomplete("outlet")
     async def outlet_choices(interaction: discord.Interaction, typed: str) -> list[app_commands.Choice[str]]:
-        return await client.outlet_choices(typed)
+        return await client.outlet_choices(typed, interaction.guild_id)
 
     @tree.context_menu(name=ASK_ABOUT)
     @app_commands.guild_only()
@@ -669,7 +709,7 @@ def _add_commands(client: CitebotClient) -> None:
         await client.sources(interaction)
 
 
-def run_bot(settings: Settings, answerer: Answerer) -> int:
+def run_bot(settings: Settings, answerer: Answerer, *, answerers: dict[str, Answerer] | None = None) -> int:
     """Run the bot until SIGTERM or Ctrl-C; the exit code for `citebot discord`.
 
     The model and index load before the bot connects, so it only reports ready once it can answer.
@@ -685,7 +725,7 @@ def run_bot(settings: Settings, answerer: Answerer) -> int:
         return error.exit_code
 
     def client(message_content: bool) -> CitebotClient:
-        return CitebotClient(settings, answerer, message_content=message_content)
+        return CitebotClient(settings, answerer, answerers=answerers, message_content=message_content)
 
     return asyncio.run(serve(client, token.get_secret_value()))
 

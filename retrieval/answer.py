@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 from retrieval.models import Answer, Hit, Passage, Span, Version
@@ -36,11 +37,12 @@ def not_found(question: str, message: str = NOT_FOUND) -> Answer:
     return Answer(question=question, found=False, message=message)
 
 
-def trigrams(text: str, n: int = 3) -> set[tuple[str, ...]]:
+@lru_cache(maxsize=512)  # a question compares each candidate with several others: each text is cut once
+def trigrams(text: str, n: int = 3) -> frozenset[tuple[str, ...]]:
     words = re.findall(r"\w+", text.lower())
     if len(words) < n:
-        return {tuple(words)} if words else set()
-    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+        return frozenset({tuple(words)}) if words else frozenset()
+    return frozenset(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
 
 
 def near_duplicate(a: str, b: str, threshold: float) -> bool:

@@ -203,6 +203,10 @@ class DiscordSettings(_Section):
                                            "answered at once; more are told privately to try again in a moment")
     ask_roles: TextList[int | str] = Field(default_factory=list, description="role ids or names whose members "
                                            "may ask; empty means everyone (Manage Server may always ask)")
+    collection: str = Field("default", description="the collection a server asks unless discord.guilds names "
+                            "another for it")
+    guilds: dict[int, str] = Field(default_factory=dict, description="server id -> the collection that server "
+                                   "asks (retrieval/collection.py): each server its own corpus and feeds")
 
 
 class Settings(BaseSettings):

@@ -133,14 +133,16 @@ def test_the_discord_bot_polls_the_feeds_beside_it_and_stops_them_with_it(monkey
     monkeypatch.setenv("CITEBOT_INDEX__DIR", str(tmp_path / "index"))
     seen = {}
 
-    def run_bot(settings, answerer):
+    def run_bot(settings, answerer, answerers=None):
         seen["threads"] = {t.name: t for t in threading.enumerate()}
+        seen["answerers"] = answerers
         return 0
 
     monkeypatch.setattr(discord_app, "run_bot", run_bot)
     monkeypatch.setattr(cli, "_answerer", lambda settings: object())
     monkeypatch.setattr(cli, "check_token", lambda settings: None)
     assert cli.main(["discord"]) == 0
+    assert list(seen["answerers"]) == ["default"]
     poller = seen["threads"].get("citebot-poller")
     assert poller is not None, "no poller thread beside the bot"
     poller.join(timeout=5)

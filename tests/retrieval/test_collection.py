@@ -51,3 +51,12 @@ def test_a_sibling_over_another_collection_shares_the_models_not_the_index(setti
     assert other.embedder is first.embedder and other.reader.embedder is first.reader.embedder
     assert other.dir != first.dir and other.store is not first.store
     assert first.sibling(settings) is first
+
+
+def test_servers_are_mapped_to_collections_in_the_settings(settings_for, tmp_path):
+    config = tmp_path / "citebot.toml"
+    config.write_text('[discord]\ncollection = "wire"\n[discord.guilds]\n"123456789012345678" = "harbour"\n')
+    from retrieval.settings import load_settings
+
+    settings = load_settings(config)
+    assert settings.discord.collection == "wire" and settings.discord.guilds == {123456789012345678: "harbour"}
