@@ -187,16 +187,17 @@ def cmd_run(args, settings) -> int:
     base = getattr(args, "base_settings", settings)
     names = [args.collection] if getattr(args, "collection", None) else collection.names(base)
     stop = _stop_on_signals()
-    threads, lines, first = [], [], None
+    threads, lines, feeds, first = [], [], 0, None
     for name in names:
         own = collection.settings_for(base, name)
         answerer = _answerer(own) if first is None else first.sibling(own)  # one model for all
         first = first or answerer
-        feeds = _poller(own, answerer).feeds()
+        followed = len(_poller(own, answerer).feeds())
+        feeds += followed
         threads += start_in_thread(own, answerer, stop)
-        lines.append(f"{name}: {len(feeds)} feeds and {len(own.watch.paths)} folders into {own.index.dir}")
+        lines.append(f"{name}: {followed} feeds and {len(own.watch.paths)} folders into {own.index.dir}")
     err.print("following " + "; ".join(lines) + "; Ctrl-C stops", markup=False)
-    if len(names) == 1 and not _poller(collection.settings_for(base, names[0]), first).feeds():
+    if not feeds:
         err.print("no feeds yet: `citebot feeds add URL` adds one, and this loop picks it up", markup=False)
     while not stop.wait(1.0):
         pass

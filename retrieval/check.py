@@ -15,7 +15,7 @@ import numpy as np
 from retrieval.features import content_stems
 from retrieval import lexical
 from retrieval.index import load_index
-from retrieval.store import Store
+from retrieval.store import OUTLET_COUNTS, Store
 
 
 def segment_ids(index) -> np.ndarray:
@@ -89,7 +89,8 @@ def check(store: Store, folder: Path) -> list[str]:
 
 
 def _check_stories(store: Store) -> list[str]:
-    """Wire copies: every story row and band names a document, and the copies counter adds up."""
+    """Wire copies: every story row and band names a document, the copies counter adds up, and the
+    outlets table counts what the documents hold."""
     db = store._db
     problems = []
     stray = db.execute("SELECT count(*) FROM stories WHERE document NOT IN (SELECT id FROM documents)").fetchone()[0]
@@ -97,10 +98,10 @@ def _check_stories(store: Store) -> list[str]:
                         ).fetchone()[0]
     if stray:
         problems.append(f"{stray} story rows or bands name no document")
-    counted = dict(db.execute("SELECT trim(outlet), count(*) FROM documents WHERE trim(coalesce(outlet, '')) != ''"
-                              " GROUP BY trim(outlet)"))
-    if store.outlets() != counted:
-        problems.append(f"the outlets table lists {len(store.outlets())} outlets; the documents have {len(counted)}")
+    counted = dict(db.execute(OUTLET_COUNTS))
+    outlets = store.outlets()
+    if outlets != counted:
+        problems.append(f"the outlets table lists {len(outlets)} outlets; the documents have {len(counted)}")
     members, stories = db.execute("SELECT count(*), count(DISTINCT story) FROM stories").fetchone()
     if store.count_copies() != members - stories:
         problems.append(f"the copies counter says {store.count_copies()}; the stories hold {members - stories}")

@@ -53,8 +53,8 @@ def migrate(settings: Settings, embedder: Embedder, *, progress=None) -> int:
     if version is None or version == SCHEMA_VERSION:
         return 0
     if version == 2:
-        documents = _from_2(settings, progress=progress)
-        return _from_3(settings, progress=progress) if SCHEMA_VERSION > 3 else documents
+        _from_2(settings, progress=progress)
+        return _from_3(settings, progress=progress)
     if version == 3:
         return _from_3(settings, progress=progress)
     if version != 1:
@@ -151,7 +151,7 @@ def _from_3(settings: Settings, *, progress=None) -> int:
     Needs no model: the MinHash of each stored text (retrieval/stories.py). A kill before the
     commit leaves schema 3.
     """
-    from retrieval.store import STORIES_SCHEMA
+    from retrieval.store import OUTLET_COUNTS, STORIES_SCHEMA
     from retrieval.store_writer import Writer as StoreWriter
 
     folder = settings.index.dir
@@ -166,23 +166,21 @@ def _from_3(settings: Settings, *, progress=None) -> int:
                 for statement in STORIES_SCHEMA.split(";"):
                     if statement.strip():
                         db.execute(statement)
-                writer = StoreWriter(db, 0, copies_threshold=copies.threshold if copies.enabled else None)
+                writer = StoreWriter(db, 0, copies_threshold=copies.threshold)
                 last, done = 0, 0
-                while True:
+                while copies.enabled:  # grouping off: no text needs reading
                     rows = db.execute("SELECT id, text FROM documents WHERE id > ? ORDER BY id LIMIT 500",
                                       (last,)).fetchall()
                     if not rows:
                         break
                     for document, text in rows:
-                        if writer.copies_threshold is not None:
-                            writer.join_story(document, text)
+                        writer.join_story(document, text)
                         done += 1
                         if progress:
                             progress(done, total, str(document))
                     last = rows[-1][0]
                 db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('copies', ?)", (str(writer.copies),))
-                db.execute("INSERT INTO outlets(name, documents) SELECT trim(outlet), count(*) FROM documents"
-                           " WHERE trim(coalesce(outlet, '')) != '' GROUP BY trim(outlet)")
+                db.execute(f"INSERT INTO outlets(name, documents) {OUTLET_COUNTS}")
                 db.execute("UPDATE meta SET value = '4' WHERE key = 'schema'")
                 db.execute("COMMIT")
             except BaseException:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.answer import ScoredHit, trigrams, build_answer, near_duplicate, not_found
+from retrieval.answer import ScoredHit, build_answer, near_duplicate, not_found, trigrams
 from retrieval.embed import Embedder
 from retrieval.errors import QuestionError
 from retrieval.features import (

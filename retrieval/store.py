@@ -104,6 +104,11 @@ CREATE INDEX IF NOT EXISTS story_bands_document ON story_bands(document);
 CREATE TABLE IF NOT EXISTS outlets (name TEXT PRIMARY KEY, documents INTEGER NOT NULL) WITHOUT ROWID;
 """
 
+# Each outlet's documents counted from the documents themselves: what the outlets table must hold
+# (filled this way by `citebot migrate`, compared this way by `citebot check`).
+OUTLET_COUNTS = ("SELECT trim(outlet), count(*) FROM documents WHERE trim(coalesce(outlet, '')) != ''"
+                 " GROUP BY trim(outlet)")
+
 
 @dataclass(frozen=True)
 class SourceRow:
