@@ -39,11 +39,13 @@ import aiohttp
 import discord
 from discord import app_commands
 
+from bot import discord_admin
 from bot import render_discord as rd
 from bot.discord_views import AnswerView, ShareButton, SourcesButton, VoteButton, buttons
 from bot.followup import CONTEXT_QUESTIONS, classify
 from bot.history import HistoryStore
 from bot.outlets import Outlets
+from bot.servers import Rules, ServerBook, defaults
 from retrieval import collection
 from retrieval.errors import CitebotError
 from retrieval.models import Answer
@@ -133,6 +135,8 @@ class CitebotClient(discord.Client):
         *,
         answerers: dict[str, Answerer] | None = None,
         history: HistoryStore | None = None,
+        servers: ServerBook | None = None,
+        follow: Callable[[str, Answerer], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         message_content: bool = True,
         **options,
@@ -151,21 +155,24 @@ class CitebotClient(discord.Client):
         self._outlets: dict[str, Outlets | None] = {}
         self._collections_lock = threading.Lock()
         self.history = history or HistoryStore.from_settings(settings)
+        self.servers = servers or ServerBook.from_settings(settings)  # what admins chose with /collection, /channel
+        self.follow = follow  # called with each collection opened later, so its feeds are followed too
         self.tree = app_commands.CommandTree(self)
         self.tree.error(self._on_app_command_error)
         self._clock = clock
         self._asked_at: dict[int, float] = {}
         self._answering: dict[int | None, int] = {}  # questions being answered, by server
         self._sharing: set[int] = set()
-        self._reindexing = asyncio.Lock()
+        self.reindexing = asyncio.Lock()
         # Autocomplete must answer within 3 s even while every default worker is busy answering.
-        self._quick = ThreadPoolExecutor(max_workers=1, thread_name_prefix="citebot-autocomplete")
+        self.quick = ThreadPoolExecutor(max_workers=1, thread_name_prefix="citebot-autocomplete")
         self.progress_every = PROGRESS_EVERY
         _add_commands(self)
 
     async def setup_hook(self) -> None:
         # Buttons of answers posted by any earlier run are dispatched by their custom id's pattern.
         self.add_dynamic_items(SourcesButton, VoteButton, ShareButton)
+        await asyncio.to_thread(self.servers.load)
         guild_id = self.settings.discord.dev_guild
         if guild_id is not None:
             guild = discord.Object(id=guild_id)
@@ -179,17 +186,26 @@ class CitebotClient(discord.Client):
 
     async def close(self) -> None:
         await super().close()
-        self._quick.shutdown(wait=False, cancel_futures=True)
+        self.quick.shutdown(wait=False, cancel_futures=True)
 
     # -- rules shared by /ask and messages
 
-    def allowed_in(self, channel: object) -> bool:
-        """Whether questions are answered in `channel` (a thread counts as its parent channel)."""
+    def allowed_in(self, channel: object, guild_id: int | None = None) -> bool:
+        """Whether questions are answered in `channel` (a thread counts as its parent channel).
+
+        Both the settings' `discord.channels` and the server's own rules (`/channel set answers`) must allow it.
+        """
+        if not self.rules_in(guild_id, _channel_id(channel)).answers:
+            return False
         allowed = self.settings.discord.channels
         if not allowed:
             return True
         ids = {getattr(channel, "id", None), getattr(channel, "parent_id", None)}
         return bool(ids.intersection(allowed))
+
+    def rules_in(self, guild_id: int | None, channel_id: int | None) -> Rules:
+        """How the bot behaves in this channel: the admins' rules over the `[discord]` settings (bot/servers.py)."""
+        return self.servers.rules(defaults(self.settings), guild_id, channel_id)
 
     def may_ask(self, member: object) -> bool:
         """Whether `member` holds one of `discord.ask_roles` (by id or name, any case); anyone when none are set.
@@ -298,7 +314,8 @@ class CitebotClient(discord.Client):
 
     async def _answer_interaction(self, interaction: discord.Interaction, question: str, *, k: int | None = None,
                                   filters: dict | None = None, private: bool = False) -> None:
-        if not self.allowed_in(interaction.channel or discord.Object(interaction.channel_id or 0)):
+        channel = interaction.channel or discord.Object(interaction.channel_id or 0)
+        if not self.allowed_in(channel, interaction.guild_id):
             await interaction.response.send_message(NOT_HERE, ephemeral=True)
             return
         if refused := self.refusal(interaction.user, interaction.guild_id):
@@ -313,6 +330,14 @@ class CitebotClient(discord.Client):
             answer_id = await self._store_answer(answer, guild_id=interaction.guild_id,
                                                  channel_id=interaction.channel_id, user_id=interaction.user.id,
                                                  conversation=None, private=private)
+            rules = self.rules_in(interaction.guild_id, _channel_id(channel))
+            if not answer.found and not private and rules.not_found == "private":
+                # The public "thinking…" must not become a public "not found": fill it with a neutral line,
+                # tell the asker alone, then take the public message away.
+                await interaction.edit_original_response(content=NO_ANSWER)
+                await interaction.followup.send(rd.not_found_text(answer), ephemeral=True)
+                await interaction.delete_original_response()
+                return
             if not answer.found:
                 sent = await interaction.followup.send(rd.not_found_text(answer), wait=True, ephemeral=private)
             else:
@@ -320,11 +345,14 @@ class CitebotClient(discord.Client):
                 sent = await interaction.followup.send(embed=embed, wait=True, ephemeral=private,
                                                        **buttons(answer_id, private=private))
             await self._sent(answer_id, sent)
-        if answer.found and not private:
+        if answer.found and not private and rules.replies == "thread":
             await self._open_thread(interaction.channel, sent.id, question)
 
     def collection_of(self, guild_id: int | None) -> str:
-        """The collection server `guild_id` asks."""
+        """The collection server `guild_id` asks: its admins' choice (/collection), else the settings'."""
+        chosen = self.servers.collection(guild_id)
+        if chosen is not None:
+            return chosen
         return self.guild_collections.get(guild_id, self.settings.discord.collection)
 
     def answerer_for(self, guild_id: int | None) -> Answerer:
@@ -333,8 +361,15 @@ class CitebotClient(discord.Client):
         with self._collections_lock:
             found = self._answerers.get(name)
             if found is None:
-                found = self._answerers[name] = self.answerer.sibling(collection.settings_for(self.settings, name))
+                own = collection.settings_for(self.settings, name)
+                found = self._answerers[name] = self.answerer.sibling(own)
+                if self.follow is not None:  # a collection first asked now: its feeds are followed from now on
+                    self.follow(name, found)
             return found
+
+    def forget_outlets(self, guild_id: int | None) -> None:
+        """The server asks another collection now: its outlet choices are read again."""
+        self._outlets.pop(self.collection_of(guild_id), None)
 
     @property
     def outlets(self) -> Outlets | None:
@@ -359,7 +394,7 @@ class CitebotClient(discord.Client):
             return []
         try:
             names = await asyncio.wait_for(
-                asyncio.get_running_loop().run_in_executor(self._quick, outlets.matching, typed),
+                asyncio.get_running_loop().run_in_executor(self.quick, outlets.matching, typed),
                 AUTOCOMPLETE_SECONDS)
         except Exception as error:  # a slow or unreadable index costs this keystroke's choices only
             log.info("no outlet choices for %r: %s", typed[:100], str(error) or type(error).__name__)
@@ -371,9 +406,10 @@ class CitebotClient(discord.Client):
     async def on_message(self, message: discord.Message) -> None:
         if message.author.bot or message.guild is None or self.user is None:
             return
-        if not self.allowed_in(message.channel):
+        if not self.allowed_in(message.channel, message.guild.id):
             return
-        found = await self._conversation_for(message)
+        rules = self.rules_in(message.guild.id, _channel_id(message.channel))
+        found = await self._conversation_for(message, mention_only=rules.mention_only)
         if found is None:
             return
         key, context = found
@@ -403,20 +439,28 @@ class CitebotClient(discord.Client):
             if not answer.found and kind == "statement":
                 log.debug("a statement the index does not answer, left alone: message %s", message.id)
                 return
+            if not answer.found and rules.not_found == "private":
+                await self._tell_privately(message, rd.not_found_text(answer), reply=False)
+                return
             answer_id = await self._store_answer(answer, guild_id=message.guild.id, channel_id=message.channel.id,
                                                  user_id=message.author.id, conversation=key)
             sent = await self._reply(message, answer, answer_id)
             await self._sent(answer_id, sent)
-        if key is None and answer.found:
+        if key is None and answer.found and rules.replies == "thread":
             await self._open_thread(message.channel, sent.id, question)
 
-    async def _conversation_for(self, message: discord.Message) -> tuple[int | None, list[str]] | None:
+    async def _conversation_for(self, message: discord.Message, *,
+                                mention_only: bool = False) -> tuple[int | None, list[str]] | None:
         """(conversation key or None for a new question, earlier questions), or None if not for the bot.
 
         The history is read only for messages that may belong to a conversation: in one of the bot's
-        threads, or replying to a message that is (or may be) the bot's.
+        threads, or replying to a message that is (or may be) the bot's. With `mention_only`, a message
+        that does not mention the bot is never for it.
         """
         assert self.user is not None
+        mentioned = re.search(rf"<@!?{self.user.id}>", message.content) is not None
+        if mention_only and not mentioned:
+            return None
         channel = message.channel
         bot_thread = isinstance(channel, discord.Thread) and channel.owner_id == self.user.id
         if bot_thread or isinstance(channel, discord.PartialMessageable):  # a thread not in the cache, say
@@ -432,7 +476,7 @@ class CitebotClient(discord.Client):
                     return found
                 if isinstance(replied, discord.Message):  # an answer older than the history
                     return reference.message_id, []
-        if re.search(rf"<@!?{self.user.id}>", message.content):
+        if mentioned:
             return None, []
         return None
 
@@ -457,12 +501,15 @@ class CitebotClient(discord.Client):
         except discord.HTTPException as error:
             log.info("could not open a thread on message %s: %s", message_id, error)
 
-    async def _tell_privately(self, message: discord.Message, text: str) -> None:
-        """A direct message, or a reply when the user takes no direct messages."""
+    async def _tell_privately(self, message: discord.Message, text: str, *, reply: bool = True) -> None:
+        """A direct message; when the user takes none, a reply (or, with `reply=False`, nothing but a log line)."""
         try:
             await message.author.send(text)
-        except discord.HTTPException:
-            await message.reply(text, mention_author=False)
+        except discord.HTTPException as error:
+            if reply:
+                await message.reply(text, mention_author=False)
+            else:
+                log.info("could not tell user %s privately: %s", message.author.id, error)
 
     # -- the buttons under an answer, from this run or any earlier one
 
@@ -526,7 +573,8 @@ class CitebotClient(discord.Client):
                 await interaction.edit_original_response(view=AnswerView(answer_id))
             except discord.HTTPException as error:
                 log.info("could not take the share button off answer %s: %s", answer_id, error)
-            if answer.found:
+            if answer.found and self.rules_in(interaction.guild_id,
+                                              _channel_id(interaction.channel)).replies == "thread":
                 await self._open_thread(interaction.channel, sent.id, answer.question)
         except Exception as error:
             await self.report_error(interaction, error)
@@ -544,52 +592,7 @@ class CitebotClient(discord.Client):
                             max_concurrent=discord_settings.max_concurrent_per_server)
         await interaction.response.send_message(text, ephemeral=True)
 
-    # -- admin commands
-
-    async def reindex(self, interaction: discord.Interaction) -> None:
-        answerer = self.answerer_for(interaction.guild_id)
-        paths = list(getattr(answerer, "settings", self.settings).corpus.paths)
-        if not paths:
-            await interaction.response.send_message(
-                "No article folders are configured: add them to [corpus] paths in the settings file.",
-                ephemeral=True,
-            )
-            return
-        if self._reindexing.locked():
-            await interaction.response.send_message(
-                "A reindex is already running; please wait for it.", ephemeral=True
-            )
-            return
-        async with self._reindexing:
-            await interaction.response.defer(ephemeral=True, thinking=True)
-            latest: list[tuple[int, int, str] | None] = [None]
-
-            def progress(done: int, total: int, path: str) -> None:  # called in the worker thread
-                latest[0] = (done, total, path)
-
-            work = asyncio.ensure_future(asyncio.to_thread(answerer.ingest, paths, progress=progress))
-            shown = None
-            while not work.done():
-                await asyncio.wait({work}, timeout=self.progress_every)
-                if work.done() or latest[0] is None or latest[0] == shown:
-                    continue
-                shown = latest[0]
-                try:
-                    await interaction.edit_original_response(
-                        content=rd.ingest_progress_text(*shown)
-                    )
-                except discord.HTTPException as error:
-                    log.info("could not show reindex progress: %s", error)
-            report = work.result()
-            await interaction.edit_original_response(
-                content=rd.ingest_report_text(report)
-            )
-
-    async def sources(self, interaction: discord.Interaction) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        rows = await asyncio.to_thread(self.answerer_for(interaction.guild_id).sources)
-        for text in rd.sources_messages(rows):
-            await interaction.followup.send(text, ephemeral=True)
+    # -- admin commands: bot/discord_admin.py
 
     # -- errors
 
@@ -622,6 +625,13 @@ class CitebotClient(discord.Client):
 
     async def _on_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         await self.report_error(interaction, error)
+
+
+def _channel_id(channel: object) -> int | None:
+    """The channel whose rules apply: a thread's parent, else the channel itself."""
+    if isinstance(channel, discord.Thread):
+        return channel.parent_id
+    return getattr(channel, "id", None)
 
 
 def _wait_text(seconds: float) -> str:
@@ -694,19 +704,7 @@ def _add_commands(client: CitebotClient) -> None:
     async def help_command(interaction: discord.Interaction) -> None:
         await client.help(interaction)
 
-    @tree.command(name="reindex", description="Re-read the configured article folders into the index (admins only).")
-    @app_commands.guild_only()
-    @app_commands.default_permissions(manage_guild=True)
-    @app_commands.checks.has_permissions(manage_guild=True)
-    async def reindex(interaction: discord.Interaction) -> None:
-        await client.reindex(interaction)
-
-    @tree.command(name="sources", description="List the indexed articles (admins only).")
-    @app_commands.guild_only()
-    @app_commands.default_permissions(manage_guild=True)
-    @app_commands.checks.has_permissions(manage_guild=True)
-    async def sources(interaction: discord.Interaction) -> None:
-        await client.sources(interaction)
+    discord_admin.add_commands(client)
 
 
 def run_bot(settings: Settings, answerer: Answerer, *, answerers: dict[str, Answerer] | None = None) -> int:

@@ -207,6 +207,16 @@ class DiscordSettings(_Section):
                             "another for it")
     guilds: dict[int, str] = Field(default_factory=dict, description="server id -> the collection that server "
                                    "asks (retrieval/collection.py): each server its own corpus and feeds")
+    shared: TextList[str] = Field(default_factory=list, description="collections a server's admins may point "
+                                  "it at with /collection use, besides discord.collection")
+    max_feeds_per_server: int = Field(50, ge=0, le=10_000, description="feeds a server's admins may follow "
+                                      "with /feeds add")
+    replies: Literal["thread", "inline"] = Field("thread", description="thread: open a thread on each answer for "
+                                                 "follow-ups; inline: no thread (admins change it per channel)")
+    mention_only: bool = Field(False, description="answer only messages that mention the bot, in threads and "
+                               "replies too (admins change it per channel)")
+    not_found: Literal["public", "private"] = Field("public", description="private: a \"not found\" goes to the "
+                                                    "asker only (admins change it per channel)")
 
 
 class Settings(BaseSettings):

@@ -106,8 +106,11 @@ async def test_login_command_sync_and_gateway_handshake(fake, make_settings):
     assert me.status == 200
     [sync] = fake.requests_to("PUT", rf"/applications/{fake.app_id}/guilds/{fake.guild_id}/commands")
     commands = {c["name"]: c for c in sync.json}
-    assert set(commands) == {"ask", "help", "reindex", "sources", discord_app.ASK_ABOUT}
-    assert str(commands["reindex"]["default_member_permissions"]) == "32"  # Manage Server
+    assert set(commands) == {"ask", "help", "reindex", "sources", "feeds", "collection", "channel",
+                             discord_app.ASK_ABOUT}
+    for admin in ("reindex", "sources", "feeds", "collection", "channel"):
+        assert str(commands[admin]["default_member_permissions"]) == "32"  # Manage Server
+    assert {o["name"] for o in commands["feeds"]["options"]} == {"add", "remove", "list"}
     [identify] = fake.identifies
     assert identify["intents"] & (1 << 15) and identify["intents"] & 1  # message content, guilds
     await fake.wait_for(lambda: fake.close_codes, timeout=WAIT, what="a close frame, not a dropped connection")
