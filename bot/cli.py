@@ -699,15 +699,28 @@ def cmd_discord(args, settings) -> int:
     base = args.base_settings
     default = args.collection or base.discord.collection
     base = base.model_copy(update={"discord": base.discord.model_copy(update={"collection": default})})
+    from bot.servers import ServerBook
+
     answerer = _answerer(collection.settings_for(base, default))
     answerers = {default: answerer}
-    for name in base.discord.guilds.values():
+    chosen = ServerBook.from_settings(base).collections()  # what admins chose with /collection
+    for name in [*base.discord.guilds.values(), *chosen.values()]:
         answerers.setdefault(name, answerer.sibling(collection.settings_for(base, name)))
     stop = threading.Event()
-    for name, each in answerers.items():  # the feeds keep every collection current while the bot answers
+    followed: set[str] = set()
+    lock = threading.Lock()
+
+    def follow(name: str, each) -> None:  # the feeds keep every collection current while the bot answers
+        with lock:
+            if name in followed:
+                return
+            followed.add(name)
         start_in_thread(collection.settings_for(base, name), each, stop)
+
+    for name, each in answerers.items():
+        follow(name, each)
     try:
-        return run_bot(base, answerer, answerers=answerers)
+        return run_bot(base, answerer, answerers=answerers, follow=follow)
     finally:
         stop.set()
 

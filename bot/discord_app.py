@@ -589,7 +589,9 @@ class CitebotClient(discord.Client):
         text = rd.help_text(collection=self.collection_of(interaction.guild_id),
                             message_content=self.intents.message_content,
                             cooldown=discord_settings.cooldown_seconds, roles_only=bool(discord_settings.ask_roles),
-                            max_concurrent=discord_settings.max_concurrent_per_server)
+                            max_concurrent=discord_settings.max_concurrent_per_server,
+                            channel_rules=_rule_notes(self.rules_in(interaction.guild_id,
+                                                                    _channel_id(interaction.channel))))
         await interaction.response.send_message(text, ephemeral=True)
 
     # -- admin commands: bot/discord_admin.py
@@ -625,6 +627,18 @@ class CitebotClient(discord.Client):
 
     async def _on_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         await self.report_error(interaction, error)
+
+
+def _rule_notes(rules: Rules) -> list[str]:
+    """What /help says of this channel's rules, where they differ from the usual."""
+    notes = []
+    if rules.replies == "inline":
+        notes.append("answers come without a thread: reply to one to follow up")
+    if rules.mention_only:
+        notes.append("I answer only messages that mention me, follow-ups included")
+    if rules.not_found == "private":
+        notes.append("when I find nothing, only the asker is told")
+    return notes
 
 
 def _channel_id(channel: object) -> int | None:
@@ -707,7 +721,8 @@ def _add_commands(client: CitebotClient) -> None:
     discord_admin.add_commands(client)
 
 
-def run_bot(settings: Settings, answerer: Answerer, *, answerers: dict[str, Answerer] | None = None) -> int:
+def run_bot(settings: Settings, answerer: Answerer, *, answerers: dict[str, Answerer] | None = None,
+            follow: Callable[[str, Answerer], None] | None = None) -> int:
     """Run the bot until SIGTERM or Ctrl-C; the exit code for `citebot discord`.
 
     The model and index load before the bot connects, so it only reports ready once it can answer.
@@ -723,7 +738,7 @@ def run_bot(settings: Settings, answerer: Answerer, *, answerers: dict[str, Answ
         return error.exit_code
 
     def client(message_content: bool) -> CitebotClient:
-        return CitebotClient(settings, answerer, answerers=answerers, message_content=message_content)
+        return CitebotClient(settings, answerer, answerers=answerers, follow=follow, message_content=message_content)
 
     return asyncio.run(serve(client, token.get_secret_value()))
 

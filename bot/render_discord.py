@@ -494,7 +494,7 @@ def message_question(content: str, user_id: int, limit: int) -> str:
 
 
 def help_text(*, collection: str, message_content: bool, cooldown: float, roles_only: bool,
-              max_concurrent: int) -> str:
+              max_concurrent: int, channel_rules: Sequence[str] = ()) -> str:
     """What /help says: what the bot does, how to ask, and the rules in force in this server."""
     lines = [
         "I answer questions from news articles, quoting the passages each answer rests on, with outlet and date.",
@@ -507,7 +507,10 @@ def help_text(*, collection: str, message_content: bool, cooldown: float, roles_
         "• On any message: **Apps → Ask citebot about this** asks its text.",
         "• Follow-ups: reply to an answer, or write in the thread under it: “and when?”.",
         "• Under each answer: **Show all sources** (every passage in full, just for you) and 👍/👎.",
-        "• Admins (Manage Server): `/sources` lists the indexed articles, `/reindex` re-reads the article folders.",
+        "• Admins (Manage Server): `/collection` (which collection this server asks: a shared one, or its own), "
+        "`/feeds add|remove|list` (the feeds of its own collection), `/channel set` (threads or inline replies, "
+        "mentions only, a private “not found”, where I answer), `/sources` lists the articles, `/reindex` re-reads "
+        "the article folders.",
         "",
         f"This server asks the collection **{escape(collection, at_line_start=False)}**.",
     ]
@@ -517,6 +520,7 @@ def help_text(*, collection: str, message_content: bool, cooldown: float, roles_
     rules.append(f"at most {max_concurrent} questions answered at once in this server")
     if roles_only:
         rules.append("asking is for members with certain roles")
+    rules.extend(channel_rules)
     lines.append("Here: " + "; ".join(rules) + ".")
     if not message_content:
         lines.append("I run without Discord's Message Content intent: I hear messages that mention me, but not "

@@ -190,3 +190,4 @@ def add_documents(path: Path, outlets: Sequence[str | None]) -> Path:
 def pytest_configure(config):
     config.addinivalue_line("markers", "discord_settings(**values): [discord] settings for the bot under test")
     config.addinivalue_line("markers", "client(**options): keyword arguments for the CitebotClient under test")
+    config.addinivalue_line("markers", "real: the bot under test answers from a real index (tests/bot/test_discord_admin.py)")

@@ -133,7 +133,7 @@ def test_the_discord_bot_polls_the_feeds_beside_it_and_stops_them_with_it(monkey
     monkeypatch.setenv("CITEBOT_INDEX__DIR", str(tmp_path / "index"))
     seen = {}
 
-    def run_bot(settings, answerer, answerers=None):
+    def run_bot(settings, answerer, answerers=None, follow=None):
         seen["threads"] = {t.name: t for t in threading.enumerate()}
         seen["answerers"] = answerers
         return 0
@@ -147,6 +147,50 @@ def test_the_discord_bot_polls_the_feeds_beside_it_and_stops_them_with_it(monkey
     assert poller is not None, "no poller thread beside the bot"
     poller.join(timeout=5)
     assert not poller.is_alive(), "the poller outlived the bot"
+
+
+def test_the_bot_follows_collections_chosen_on_discord_at_start_and_later_ones_once(monkeypatch, tmp_path):
+    """A collection an admin chose with /collection is opened and followed at start; one chosen later, once."""
+    import threading
+
+    from bot import cli, discord_app
+    from bot.servers import ServerBook
+
+    for name in [n for n in os.environ if n.startswith("CITEBOT_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("CITEBOT_INDEX__DIR", str(tmp_path / "index"))
+    ServerBook(tmp_path / "index" / "servers.sqlite").set_collection(42, "server-42")
+
+    class Answerer:
+        def __init__(self, settings):
+            self.settings = settings
+
+        def sibling(self, settings):
+            return Answerer(settings)
+
+    seen = {}
+
+    def pollers() -> int:
+        return sum(t.name == "citebot-poller" and t.is_alive() for t in threading.enumerate())
+
+    def run_bot(settings, answerer, answerers=None, follow=None):
+        seen["answerers"] = dict(answerers)
+        seen["at_start"] = pollers()
+        later = answerer.sibling(settings)
+        follow("server-7", later)
+        follow("server-7", later)  # asked again: no second poller
+        follow("server-42", answerers["server-42"])  # followed since the start
+        seen["after"] = pollers()
+        return 0
+
+    monkeypatch.setattr(discord_app, "run_bot", run_bot)
+    monkeypatch.setattr(cli, "_answerer", Answerer)
+    monkeypatch.setattr(cli, "check_token", lambda settings: None)
+    before = pollers()
+    assert cli.main(["discord"]) == 0
+    assert set(seen["answerers"]) == {"default", "server-42"}
+    assert seen["answerers"]["server-42"].settings.index.dir == tmp_path / "index" / "collections" / "server-42"
+    assert (seen["at_start"], seen["after"]) == (before + 2, before + 3)
 
 
 def test_watch_follows_a_folder_and_stops_on_sigterm(tmp_path):

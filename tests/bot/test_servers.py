@@ -1,0 +1,57 @@
+"""bot/servers.py: the admins' choices in servers.sqlite, read once, written through, looked up most particular first."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from bot.servers import SERVER, Overrides, Rules, ServerBook
+
+BASE = Rules()
+
+
+def test_a_rule_falls_through_channel_then_server_then_the_settings(tmp_path):
+    book = ServerBook(tmp_path / "servers.sqlite")
+    book.set_rules(1, SERVER, Overrides(replies="inline", not_found="private"))
+    book.set_rules(1, 10, Overrides(replies="thread"))
+
+    assert book.rules(BASE, 1, 10) == Rules(replies="thread", not_found="private")
+    assert book.rules(BASE, 1, 11) == Rules(replies="inline", not_found="private")
+    assert book.rules(BASE, 2, 10) == BASE  # another server
+    assert book.rules(BASE, None, None) == BASE  # no server: a direct message
+
+
+def test_changes_merge_and_survive_a_new_book_on_the_same_file(tmp_path):
+    path = tmp_path / "servers.sqlite"
+    book = ServerBook(path)
+    book.set_rules(1, 10, Overrides(mention_only=True))
+    book.set_rules(1, 10, Overrides(answers=False))  # mention_only stays
+    book.set_collection(1, "server-1", by=99)
+
+    again = ServerBook(path)
+    assert again.overrides(1, 10) == Overrides(answers=False, mention_only=True)
+    assert again.collection(1) == "server-1" and again.collection(2) is None
+    assert again.channels_with_rules(1) == [10]
+    assert again.reset_rules(1, 10) and not again.reset_rules(1, 10)
+    again.set_collection(1, None)
+    third = ServerBook(path)
+    assert third.overrides(1, 10) == Overrides() and third.collections() == {}
+
+
+def test_a_bad_value_is_refused_and_nothing_is_written(tmp_path):
+    book = ServerBook(tmp_path / "servers.sqlite")
+    with pytest.raises(ValueError, match="replies must be one of thread, inline"):
+        book.set_rules(1, 10, Overrides(replies="sideways"))
+    assert not (tmp_path / "servers.sqlite").exists() and book.overrides(1, 10) == Overrides()
+
+
+def test_reading_rules_asks_the_file_once(tmp_path):
+    path = tmp_path / "servers.sqlite"
+    ServerBook(path).set_rules(1, 10, Overrides(replies="inline"))
+    book = ServerBook(path)
+    assert book.rules(BASE, 1, 10).replies == "inline"
+    path.unlink()  # read once: later lookups need nothing from disk
+    assert book.rules(BASE, 1, 10).replies == "inline" and book.collection(1) is None
+    with pytest.raises(sqlite3.OperationalError):
+        sqlite3.connect(f"file:{path}?mode=ro", uri=True).execute("SELECT 1 FROM channels")
