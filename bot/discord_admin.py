@@ -132,6 +132,20 @@ async def collection_own(client: CitebotClient, interaction: discord.Interaction
                  "feeds with `/feeds add URL`; new articles are answerable within a poll of their feed.")
 
 
+async def collection_reset(client: CitebotClient, interaction: discord.Interaction) -> None:
+    if client.servers.collection(interaction.guild_id) is None:
+        await interaction.response.send_message(
+            f"No collection was chosen here: this server asks **{client.collection_of(interaction.guild_id)}**, "
+            "as the bot's settings say.", ephemeral=True)
+        return
+    await asyncio.to_thread(client.servers.set_collection, interaction.guild_id, None)
+    client.forget_outlets(interaction.guild_id)
+    log.info("server %s forgot its collection choice (user %s)", interaction.guild_id, interaction.user.id)
+    await interaction.response.send_message(
+        f"Choice forgotten: this server asks **{client.collection_of(interaction.guild_id)}** again, as the bot's "
+        "settings say. A collection of its own keeps its articles and feeds for `/collection own`.", ephemeral=True)
+
+
 async def _point(client: CitebotClient, interaction: discord.Interaction, name: str, said: str) -> None:
     collection.check_name(name)
     await interaction.response.defer(ephemeral=True, thinking=True)
@@ -454,6 +468,11 @@ def add_commands(client: CitebotClient) -> None:
     @is_admin
     async def own(interaction: discord.Interaction) -> None:
         await collection_own(client, interaction)
+
+    @group.command(name="reset", description="Forget this server's choice; it asks what the bot's settings say.")
+    @is_admin
+    async def reset_collection(interaction: discord.Interaction) -> None:
+        await collection_reset(client, interaction)
 
     channel = app_commands.Group(name="channel", description="How the bot behaves in a channel (admins only).",
                                  guild_only=True, default_permissions=admins)

@@ -175,6 +175,13 @@ async def test_the_servers_choice_survives_a_restart(world, simcord_bot):
     assert restarted.collection_of(world.guild.id) == f"server-{world.guild.id}"
     assert restarted.collection_of(world.other_guild.id) == "default"
 
+    simcord_bot.guild_collections[world.guild.id] = "harbour"  # what the settings say for it
+    reset = await world.admin.slash(world.general, "collection reset")
+    assert said(reset).startswith("Choice forgotten: this server asks **harbour** again")
+    assert CitebotClient(simcord_bot.settings, simcord_bot.answerer).servers.collections() == {}
+    again = await world.admin.slash(world.general, "collection reset")
+    assert said(again).startswith("No collection was chosen here")
+
 
 @pytest.mark.real
 @pytest.mark.asyncio
