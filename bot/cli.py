@@ -691,6 +691,7 @@ def cmd_discord(args, settings) -> int:
     import threading
 
     from bot.feeds_cli import start_in_thread
+    from bot.servers import ServerBook
 
     from retrieval import collection
 
@@ -699,8 +700,6 @@ def cmd_discord(args, settings) -> int:
     base = args.base_settings
     default = args.collection or base.discord.collection
     base = base.model_copy(update={"discord": base.discord.model_copy(update={"collection": default})})
-    from bot.servers import ServerBook
-
     answerer = _answerer(collection.settings_for(base, default))
     answerers = {default: answerer}
     chosen = ServerBook.from_settings(base).collections()  # what admins chose with /collection

@@ -14,6 +14,7 @@ Every reply is private. Every read and write of the files runs in a worker threa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 from typing import TYPE_CHECKING, Literal, Optional
@@ -64,9 +65,8 @@ def why_not_manage(client: CitebotClient, guild_id: int) -> str | None:
     name = client.collection_of(guild_id)
     if name in shared_names(client):
         return SHARED_NOT_YOURS.format(name=rd.escape(name, at_line_start=False))
-    others = {g for g, n in client.settings.discord.guilds.items() if n == name}
-    others |= {g for g, n in client.servers.collections().items() if n == name}
-    others |= {g for g, n in client.guild_collections.items() if n == name}
+    # guild_collections starts as discord.guilds
+    others = {g for g, n in [*client.guild_collections.items(), *client.servers.collections().items()] if n == name}
     if others - {guild_id}:
         return MAPPED_ELSEWHERE.format(name=rd.escape(name, at_line_start=False))
     return None
@@ -97,7 +97,7 @@ def check_feed_url(url: str, *, allow_private: bool) -> str:
 async def collection_show(client: CitebotClient, interaction: discord.Interaction) -> None:
     guild_id = interaction.guild_id
     name = client.collection_of(guild_id)
-    answerer = client.answerer_for(guild_id)
+    answerer = await asyncio.to_thread(client.answerer_for, guild_id)
     documents = await asyncio.to_thread(answerer.store.count_documents) if hasattr(answerer, "store") else None
     chosen = client.servers.collection(guild_id)
     how = ("chosen here with `/collection`" if chosen is not None else
@@ -163,10 +163,11 @@ async def shared_choices(client: CitebotClient, typed: str) -> list[app_commands
 
 # -- /feeds
 
-def _book(client: CitebotClient, guild_id: int):
+def _book(client: CitebotClient, guild_id: int) -> contextlib.closing:
+    """The feed book of the collection the server asks, closed at the end of the `with`."""
     from retrieval.feeds import FeedBook
 
-    return FeedBook(collection.folder(client.settings, client.collection_of(guild_id)))
+    return contextlib.closing(FeedBook(collection.folder(client.settings, client.collection_of(guild_id))))
 
 
 async def feeds_add(client: CitebotClient, interaction: discord.Interaction, url: str, outlet: str | None,
@@ -183,17 +184,14 @@ async def feeds_add(client: CitebotClient, interaction: discord.Interaction, url
     limit = client.settings.discord.max_feeds_per_server
 
     def add() -> bool | int:
-        book = _book(client, interaction.guild_id)
-        try:
+        with _book(client, interaction.guild_id) as book:
             feeds = book.added()
             if url not in {f.url for f in feeds} and len(feeds) >= limit:
                 return len(feeds)
             return book.add(url, outlet=outlet, every_s=seconds)
-        finally:
-            book.close()
 
     added = await asyncio.to_thread(add)
-    client.answerer_for(interaction.guild_id)  # its poller runs from now on, if it did not already
+    await asyncio.to_thread(client.answerer_for, interaction.guild_id)  # its poller runs from now on, if not yet
     if not isinstance(added, bool):
         await interaction.followup.send(FEEDS_FULL.format(count=added, limit=limit), ephemeral=True)
         return
@@ -215,11 +213,8 @@ async def feeds_remove(client: CitebotClient, interaction: discord.Interaction, 
     url = url.strip()
 
     def remove() -> bool:
-        book = _book(client, interaction.guild_id)
-        try:
+        with _book(client, interaction.guild_id) as book:
             return book.remove(url)
-        finally:
-            book.close()
 
     shown = rd.escape(url, at_line_start=False)
     if await asyncio.to_thread(remove):
@@ -234,16 +229,14 @@ async def feeds_list(client: CitebotClient, interaction: discord.Interaction) ->
     from retrieval.poller import followed
 
     await interaction.response.defer(ephemeral=True, thinking=True)
-    settings = collection.settings_for(client.settings, client.collection_of(interaction.guild_id))
+    name = client.collection_of(interaction.guild_id)
+    settings = collection.settings_for(client.settings, name)
 
     def read() -> list:
-        book = _book(client, interaction.guild_id)
-        try:
+        with _book(client, interaction.guild_id) as book:
             return [book.status(feed) for feed in followed(settings, book)]
-        finally:
-            book.close()
 
-    for text in feeds_messages(await asyncio.to_thread(read), client.collection_of(interaction.guild_id)):
+    for text in feeds_messages(await asyncio.to_thread(read), name):
         await interaction.followup.send(text, ephemeral=True)
 
 
@@ -262,32 +255,14 @@ def feeds_messages(statuses: list, name: str, *, max_messages: int = 5) -> list[
         lines.append(rd.trim(f"• {rd.escape(s.feed.url, at_line_start=False)}{origin}: {state}{when}{new}, "
                              f"{s.entries} articles taken", 400))
     head = f"The collection **{rd.escape(name, at_line_start=False)}** follows {len(statuses)} feeds:"
-    return _paged(head, lines, max_messages)
-
-
-def _paged(head: str, lines: list[str], max_messages: int) -> list[str]:
-    messages, current = [], head
-    for shown, line in enumerate(lines):
-        if rd.size(current) + 1 + rd.size(line) <= rd.MESSAGE_LIMIT - 40:
-            current += "\n" + line
-            continue
-        if len(messages) + 1 == max_messages:
-            messages.append(current + f"\n… and {len(lines) - shown} more.")
-            return messages
-        messages.append(current)
-        current = line
-    messages.append(current)
-    return messages
+    return rd.paged(head, lines, max_messages=max_messages)
 
 
 async def feed_choices(client: CitebotClient, interaction: discord.Interaction, typed: str) -> list[app_commands.Choice[str]]:
     """The feeds added in this server, matching what was typed, for `/feeds remove url:`."""
     def read() -> list[str]:
-        book = _book(client, interaction.guild_id)
-        try:
+        with _book(client, interaction.guild_id) as book:
             return [feed.url for feed in book.added()]
-        finally:
-            book.close()
 
     try:
         urls = await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(client.quick, read), 2.0)
@@ -327,10 +302,15 @@ def _origins(client: CitebotClient, guild_id: int, channel_id: int) -> dict[str,
 def _scope(interaction: discord.Interaction, scope: str | None) -> tuple[int, str]:
     if scope == "server":
         return SERVER, "this server"
-    channel = interaction.channel
-    parent = getattr(channel, "parent_id", None) if isinstance(channel, discord.Thread) else None
-    channel_id = parent or interaction.channel_id
+    channel_id = rules_channel(interaction.channel) or interaction.channel_id
     return channel_id, f"<#{channel_id}>"
+
+
+def rules_channel(channel: object) -> int | None:
+    """The channel whose rules apply: a thread's parent, else the channel itself."""
+    if isinstance(channel, discord.Thread):
+        return channel.parent_id
+    return getattr(channel, "id", None)
 
 
 async def channel_show(client: CitebotClient, interaction: discord.Interaction) -> None:

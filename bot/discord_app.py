@@ -40,6 +40,7 @@ import discord
 from discord import app_commands
 
 from bot import discord_admin
+from bot.discord_admin import rules_channel
 from bot import render_discord as rd
 from bot.discord_views import AnswerView, ShareButton, SourcesButton, VoteButton, buttons
 from bot.followup import CONTEXT_QUESTIONS, classify
@@ -195,7 +196,7 @@ class CitebotClient(discord.Client):
 
         Both the settings' `discord.channels` and the server's own rules (`/channel set answers`) must allow it.
         """
-        if not self.rules_in(guild_id, _channel_id(channel)).answers:
+        if not self.rules_in(guild_id, rules_channel(channel)).answers:
             return False
         allowed = self.settings.discord.channels
         if not allowed:
@@ -330,13 +331,9 @@ class CitebotClient(discord.Client):
             answer_id = await self._store_answer(answer, guild_id=interaction.guild_id,
                                                  channel_id=interaction.channel_id, user_id=interaction.user.id,
                                                  conversation=None, private=private)
-            rules = self.rules_in(interaction.guild_id, _channel_id(channel))
+            rules = self.rules_in(interaction.guild_id, rules_channel(channel))
             if not answer.found and not private and rules.not_found == "private":
-                # The public "thinking…" must not become a public "not found": fill it with a neutral line,
-                # tell the asker alone, then take the public message away.
-                await interaction.edit_original_response(content=NO_ANSWER)
-                await interaction.followup.send(rd.not_found_text(answer), ephemeral=True)
-                await interaction.delete_original_response()
+                await self._tell_instead_of_public(interaction, rd.not_found_text(answer))
                 return
             if not answer.found:
                 sent = await interaction.followup.send(rd.not_found_text(answer), wait=True, ephemeral=private)
@@ -408,7 +405,7 @@ class CitebotClient(discord.Client):
             return
         if not self.allowed_in(message.channel, message.guild.id):
             return
-        rules = self.rules_in(message.guild.id, _channel_id(message.channel))
+        rules = self.rules_in(message.guild.id, rules_channel(message.channel))
         found = await self._conversation_for(message, mention_only=rules.mention_only)
         if found is None:
             return
@@ -574,7 +571,7 @@ class CitebotClient(discord.Client):
             except discord.HTTPException as error:
                 log.info("could not take the share button off answer %s: %s", answer_id, error)
             if answer.found and self.rules_in(interaction.guild_id,
-                                              _channel_id(interaction.channel)).replies == "thread":
+                                              rules_channel(interaction.channel)).replies == "thread":
                 await self._open_thread(interaction.channel, sent.id, answer.question)
         except Exception as error:
             await self.report_error(interaction, error)
@@ -591,7 +588,7 @@ class CitebotClient(discord.Client):
                             cooldown=discord_settings.cooldown_seconds, roles_only=bool(discord_settings.ask_roles),
                             max_concurrent=discord_settings.max_concurrent_per_server,
                             channel_rules=_rule_notes(self.rules_in(interaction.guild_id,
-                                                                    _channel_id(interaction.channel))))
+                                                                    rules_channel(interaction.channel))))
         await interaction.response.send_message(text, ephemeral=True)
 
     # -- admin commands: bot/discord_admin.py
@@ -615,15 +612,22 @@ class CitebotClient(discord.Client):
                 await interaction.response.send_message(text, ephemeral=True)
                 return
             if interaction.extras.get("public_defer"):
-                # The first follow-up would fill the public "thinking…" message, for everyone to see:
-                # fill it with a neutral line, tell the user privately, then remove it.
-                await interaction.edit_original_response(content=NO_ANSWER)
-                await interaction.followup.send(text, ephemeral=True)
-                await interaction.delete_original_response()
+                await self._tell_instead_of_public(interaction, text)
                 return
             await interaction.followup.send(text, ephemeral=True)
         except discord.HTTPException as failure:
             log.warning("could not tell user %s about an error: %s", interaction.user.id, failure)
+
+    @staticmethod
+    async def _tell_instead_of_public(interaction: discord.Interaction, text: str) -> None:
+        """After a public defer: `text` to the user alone, and the public "thinking…" message gone.
+
+        The first follow-up would fill the public message, for everyone to see: it is filled with a
+        neutral line first, the user is told privately, then it is removed.
+        """
+        await interaction.edit_original_response(content=NO_ANSWER)
+        await interaction.followup.send(text, ephemeral=True)
+        await interaction.delete_original_response()
 
     async def _on_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         await self.report_error(interaction, error)
@@ -639,13 +643,6 @@ def _rule_notes(rules: Rules) -> list[str]:
     if rules.not_found == "private":
         notes.append("when I find nothing, only the asker is told")
     return notes
-
-
-def _channel_id(channel: object) -> int | None:
-    """The channel whose rules apply: a thread's parent, else the channel itself."""
-    if isinstance(channel, discord.Thread):
-        return channel.parent_id
-    return getattr(channel, "id", None)
 
 
 def _wait_text(seconds: float) -> str:

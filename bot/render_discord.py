@@ -440,19 +440,26 @@ def sources_messages(rows: Sequence[SourceRow], *, max_messages: int = 5) -> lis
     """The indexed articles, one line each, in at most `max_messages` messages."""
     if not rows:
         return ["The index is empty: an admin can run /reindex."]
-    reserve = 40  # room left in each message for the "… and N more." line
-    messages: list[str] = []
-    current = f"{len(rows)} articles indexed:"
-    for shown, row in enumerate(rows):
+    lines = []
+    for row in rows:
         where = f" <{url}>" if (url := safe_url(row.location)) else ""
         title = _inert(row.label, 300, at_line_start=False)
         outlet = _inert(row.outlet or "outlet unknown", 100, at_line_start=False)
-        line = trim(f"• {title} — {outlet}, {_date(row.published)} · {row.chunks} passages", 400) + where
+        lines.append(trim(f"• {title} — {outlet}, {_date(row.published)} · {row.chunks} passages", 400) + where)
+    return paged(f"{len(rows)} articles indexed:", lines, max_messages=max_messages)
+
+
+def paged(head: str, lines: Sequence[str], *, max_messages: int) -> list[str]:
+    """`head` and then `lines`, one a line, in at most `max_messages` messages; the last says how many were left out."""
+    reserve = 40  # room left in each message for the "… and N more." line
+    messages: list[str] = []
+    current = head
+    for shown, line in enumerate(lines):
         if size(current) + 1 + size(line) <= MESSAGE_LIMIT - reserve:
             current += "\n" + line
             continue
         if len(messages) + 1 == max_messages:
-            messages.append(current + f"\n… and {len(rows) - shown} more.")
+            messages.append(current + f"\n… and {len(lines) - shown} more.")
             return messages
         messages.append(current)
         current = line

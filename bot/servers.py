@@ -74,9 +74,6 @@ class Overrides:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
 
-RULES = tuple(f.name for f in fields(Overrides))
-
-
 def defaults(settings: Settings) -> Rules:
     """The rules of the `[discord]` settings, where no admin set any."""
     d = settings.discord
