@@ -91,7 +91,12 @@ def _fingerprint(folder: Path) -> str:
 
 
 def load_question_embedder(settings: EmbeddingSettings) -> Embedder | None:
-    """The ONNX embedder if this model has an export in the cache, else None (use sentence-transformers)."""
+    """The ONNX embedder if this model has an export in the cache, else None (use sentence-transformers).
+
+    None too when `embedding.backend` is "sentence-transformers".
+    """
+    if settings.backend == "sentence-transformers":
+        return None
     if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("tokenizers") is None:
         return None
     try:

@@ -68,6 +68,10 @@ class EmbeddingSettings(_Section):
     )
     batch_size: int = Field(32, ge=1, le=4096)
     device: str = "cpu"
+    backend: Literal["auto", "sentence-transformers"] = Field(
+        "auto", description="auto: once the model's ONNX Runtime export exists (made after the first ingest), "
+        "questions and, on the CPU, ingest use it (the same vectors, no torch); sentence-transformers: always torch",
+    )
 
 
 class ChunkSettings(_Section):

@@ -212,3 +212,78 @@ def test_a_new_export_replaces_the_old_one_whole(tmp_path):
     _replace(new, old)
     assert (old / META).read_text() == "new"
     assert [p.name for p in tmp_path.iterdir()] == ["export"]
+
+
+def test_the_export_embeds_documents_too_on_the_cpu_unless_told_otherwise(tmp_path, monkeypatch):
+    from retrieval.embed import SentenceTransformerEmbedder
+    from retrieval.pipeline import Answerer
+    from retrieval.settings import load_settings
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    model = fake_model(tmp_path / "model", "{}").model
+
+    def answerer(**embedding):
+        settings = load_settings(index={"dir": str(tmp_path / "index")}, embedding={"model": model, **embedding})
+        return Answerer.from_settings(settings)
+
+    before = answerer()  # no export yet: sentence-transformers, which the first ingest uses and then exports
+    assert isinstance(before.embedder, SentenceTransformerEmbedder) and before.reader.embedder is before.embedder
+    folder = default_onnx_dir(EmbeddingSettings(model=model))
+    folder.mkdir(parents=True)
+    (folder / META).write_text(json.dumps({"format": FORMAT}))
+    exported = answerer()
+    assert isinstance(exported.embedder, OnnxEmbedder) and exported.reader.embedder is exported.embedder
+    on_gpu = answerer(device="cuda")  # the export runs on the CPU only: a GPU keeps torch for documents
+    assert isinstance(on_gpu.embedder, SentenceTransformerEmbedder) and isinstance(on_gpu.reader.embedder, OnnxEmbedder)
+    told = answerer(backend="sentence-transformers")
+    assert isinstance(told.embedder, SentenceTransformerEmbedder) and told.reader.embedder is told.embedder
+
+
+def _index_rows(index) -> list[tuple]:
+    import sqlite3
+
+    with sqlite3.connect(index / "citebot.sqlite") as db:
+        return db.execute("SELECT chunk_id, start, end, text, vector, sentences, sentence_vectors FROM chunks "
+                          "ORDER BY chunk_id").fetchall()
+
+
+@pytest.mark.slow
+def test_an_ingest_with_the_export_needs_no_torch_and_stores_what_sentence_transformers_would(export, tmp_path):
+    from tests.conftest import SEEDS
+
+    env = {**__import__("os").environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
+    env = {k: v for k, v in env.items() if not k.startswith("CITEBOT_")}
+    script = (
+        "import json, os, sys\n"
+        "from pathlib import Path\n"
+        "if sys.argv[1] == 'onnx':\n"
+        "    sys.modules['torch'] = None  # any import of torch now fails\n"
+        "    from retrieval.onnx_embed import default_onnx_dir\n"
+        "    from retrieval.settings import EmbeddingSettings\n"
+        "    target = default_onnx_dir(EmbeddingSettings())\n"
+        "    target.parent.mkdir(parents=True, exist_ok=True)\n"
+        "    target.symlink_to(sys.argv[3])\n"
+        "from retrieval.pipeline import Answerer\n"
+        "from retrieval.settings import load_settings\n"
+        "backend = 'auto' if sys.argv[1] == 'onnx' else 'sentence-transformers'\n"
+        "settings = load_settings(index={'dir': sys.argv[2]}, embedding={'backend': backend})\n"
+        "answerer = Answerer.from_settings(settings)\n"
+        f"report = answerer.ingest([Path({str(SEEDS)!r})])\n"
+        "heavy = [m for m in ('transformers', 'sentence_transformers') if m in sys.modules]\n"
+        "print(json.dumps({'embedder': type(answerer.embedder).__name__, 'added': report.added, 'heavy': heavy}))\n"
+    )
+    seen = {}
+    for side in ("onnx", "sentence-transformers"):
+        done = subprocess.run([sys.executable, "-c", script, side, str(tmp_path / side), str(export)], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        seen[side] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["onnx"]["embedder"] == "OnnxEmbedder" and seen["onnx"]["heavy"] == []
+    assert seen["sentence-transformers"]["embedder"] == "SentenceTransformerEmbedder"
+    assert seen["onnx"]["added"] == seen["sentence-transformers"]["added"] > 0
+    mine, theirs = _index_rows(tmp_path / "onnx"), _index_rows(tmp_path / "sentence-transformers")
+    assert [row[:4] + row[5:6] for row in mine] == [row[:4] + row[5:6] for row in theirs]  # the same chunks
+    for a, b in zip(mine, theirs):
+        assert float(np.frombuffer(a[4], np.float32) @ np.frombuffer(b[4], np.float32)) >= 0.99999
+        x, y = (np.frombuffer(v, np.float16).astype(np.float32).reshape(-1, 384) for v in (a[6], b[6]))
+        np.testing.assert_allclose(x, y, atol=2e-3, rtol=0)  # float16 keeps about 3 digits
