@@ -170,28 +170,34 @@ class Segment:
         self.words.kill(ids)
         self._selector = None
 
-    def _params(self, nprobe: int):
+    def _params(self, nprobe: int, among=None):
+        """FAISS search parameters: the IVF lists to visit, and a selector that skips dead vectors
+        (and, with `among`, an `IDSelectorBatch` of the allowed ids, every vector not in it)."""
         import faiss
 
         ivf = "IVF" in type(self.index).__name__ or hasattr(self.index, "nprobe")
-        if not self.dead and not ivf:
+        if not self.dead and not ivf and among is None:
             return None
         if self.dead and self._selector is None:
             batch = faiss.IDSelectorBatch(np.fromiter(self.dead, dtype=np.int64, count=len(self.dead)))
             self._selector = (batch, faiss.IDSelectorNot(batch))  # keep `batch` alive beside its wrapper
         selector = self._selector[1] if self.dead else None
-        if ivf:
-            params = faiss.SearchParametersIVF(nprobe=nprobe)
-            if selector is not None:
-                params.sel = selector
-            return params
-        return faiss.SearchParameters(sel=selector)
+        keep = ()  # the SWIG wrappers hold no reference to what they wrap: the params keep them
+        if among is not None:
+            keep = (among, selector)
+            selector = among if selector is None else faiss.IDSelectorAnd(among, selector)
+        params = faiss.SearchParametersIVF(nprobe=nprobe) if ivf else faiss.SearchParameters()
+        if selector is not None:
+            params.sel = selector
+        params.citebot_keep = (keep, selector)
+        return params
 
-    def search(self, queries: np.ndarray, k: int, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, nprobe: int, among=None) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest live vectors; with `among` (a faiss.IDSelector), only those it lets through."""
         if self.index.ntotal == 0:
             n = len(queries)
             return np.zeros((n, 0), dtype=np.float32), np.zeros((n, 0), dtype=np.int64)
-        params = self._params(nprobe)
+        params = self._params(nprobe, among)
         k = min(k, self.index.ntotal)  # places beyond the live vectors come back as id -1
         if params is None:
             return self.index.search(queries, k)
@@ -256,19 +262,31 @@ class SegmentSet:
     def _words(self, store, row) -> lexical.LexicalSegment:
         return lexical.LexicalSegment(load_postings(self.folder, store, row))
 
-    def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """The k best live (chunk id, inner product) over every segment, best first."""
+    def search(self, vector: np.ndarray, k: int, among: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """The k best live (chunk id, inner product) over every segment, best first.
+
+        `among`, if given, is an int64 array of the chunk ids that may be returned: FAISS skips
+        every other vector as it searches, so a rare outlet needs no deeper search.
+        """
+        import faiss
+
         query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
+        selector = None
+        if among is not None:
+            among = np.ascontiguousarray(among, dtype=np.int64)
+            selector = faiss.IDSelectorBatch(among)
         found: list[tuple[float, int]] = []
         for segment in list(self.segments.values()):
-            scores, ids = segment.search(query, k, self.nprobe)
+            scores, ids = segment.search(query, k, self.nprobe, selector)
             found += [(float(s), int(i)) for s, i in zip(scores[0], ids[0]) if i >= 0]
         found.sort(key=lambda pair: -pair[0])
         return [(i, s) for s, i in found[:k]]
 
-    def lexical_search(self, terms: list[str], k: int, allowed: set[int] | None = None) -> list[tuple[int, float]]:
-        """The k best live (chunk id, BM25) over every segment's postings, best first."""
-        among = None if allowed is None else np.sort(np.fromiter(allowed, dtype=np.int64, count=len(allowed)))
+    def lexical_search(self, terms: list[str], k: int, among: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """The k best live (chunk id, BM25) over every segment's postings, best first.
+
+        `among`, if given, is a sorted int64 array of the chunk ids that may be returned.
+        """
         return lexical.search([s.words for s in list(self.segments.values())], terms, k, among)
 
 

@@ -39,6 +39,9 @@ PROFILE_CACHE = 5_000
 TOKEN_CACHE = 4_000
 # How much deeper than `search.candidates` a question searches when wire copies crowd its candidates.
 MAX_DEPTH = 8
+# A filter letting through less than 1/MAX_FILTER_DEPTH of the chunks is given to FAISS as an ID
+# selector; a broader one is applied to a search that many times deeper at most.
+MAX_FILTER_DEPTH = 8
 _TOKEN_FEATURES = [FEATURES.index("token_match"), FEATURES.index("token_match_strong")]
 
 
@@ -205,11 +208,16 @@ class Reader:
             n = candidates or self.settings.search.candidates
             mode = self.settings.search.mode
             runs = []
+            among = None if allowed is None else np.sort(np.fromiter(allowed, dtype=np.int64, count=len(allowed)))
             if mode in ("hybrid", "dense") and segments is not None:
-                found = segments.search(vector, n if allowed is None else self._depth(n, allowed))
-                runs.append(dense_run([(i, s) for i, s in found if allowed is None or i in allowed][:n]))
+                depth = n if allowed is None else self._depth(n, allowed)
+                if depth > MAX_FILTER_DEPTH * n:  # a rare outlet or a short span: FAISS skips the rest
+                    found = segments.search(vector, n, among)
+                else:
+                    found = [(i, s) for i, s in segments.search(vector, depth) if allowed is None or i in allowed]
+                runs.append(dense_run(found[:n]))
             if mode in ("hybrid", "bm25") and segments is not None:
-                runs.append(lexical_run(segments.lexical_search(question_terms(question), n, allowed)))
+                runs.append(lexical_run(segments.lexical_search(question_terms(question), n, among)))
         if not runs:
             return []
         return runs[0] if len(runs) == 1 else fuse(runs, rrf_k=self.settings.search.rrf_k)

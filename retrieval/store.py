@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS documents (
 );
 CREATE INDEX IF NOT EXISTS documents_doc_id ON documents(doc_id);
 CREATE INDEX IF NOT EXISTS documents_published ON documents(published);
+CREATE INDEX IF NOT EXISTS documents_outlet ON documents(trim(outlet));
 CREATE INDEX IF NOT EXISTS documents_path ON documents(path);
 CREATE INDEX IF NOT EXISTS documents_age ON documents(coalesce(published, substr(ingested_at, 1, 10)));
 -- AUTOINCREMENT: a chunk id (which is also its FAISS id) is never given out twice.
@@ -103,6 +104,10 @@ CREATE INDEX IF NOT EXISTS story_bands_document ON story_bands(document);
 -- The outlets (trimmed, as stored) and how many documents each has: for listing them without a scan.
 CREATE TABLE IF NOT EXISTS outlets (name TEXT PRIMARY KEY, documents INTEGER NOT NULL) WITHOUT ROWID;
 """
+
+# The outlet filter's index. An index made before it existed gets it at its next write (Store.write):
+# one pass over the documents, once; until then the filter reads every document, as it used to.
+OUTLET_INDEX = "CREATE INDEX IF NOT EXISTS documents_outlet ON documents(trim(outlet))"
 
 # Each outlet's documents counted from the documents themselves: what the outlets table must hold
 # (filled this way by `citebot migrate`, compared this way by `citebot check`).
@@ -266,6 +271,7 @@ class Store:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
+            db.execute(OUTLET_INDEX)
             writer = Writer(db, self.generation + 1, copies_threshold=copies_threshold)
             yield writer
             writer.finish()
@@ -398,11 +404,17 @@ class Store:
         """Chunk ids of the documents from `outlet` (any case) published within [since, until].
 
         A document without a date matches no date bound; one without an outlet matches no outlet.
+        The outlet is looked up in the outlets table (any case), then its documents by their index:
+        the cost is the outlets and the matching chunks, not the documents.
         """
         where, values = [], []
         if outlet is not None:
-            where.append("casefold(trim(d.outlet)) = ?")
-            values.append(outlet.strip().casefold())
+            wanted = outlet.strip().casefold()
+            names = [name for name in self.outlets() if name.casefold() == wanted]
+            if not names:
+                return set()
+            where.append(f"trim(d.outlet) IN ({','.join('?' * len(names))})")
+            values += names
         if since is not None:
             where.append("d.published >= ?")
             values.append(since.isoformat())

@@ -77,9 +77,10 @@ async def test_the_server_limit_counts_questions_being_answered_and_a_refusal_st
         dm = await fake.wait_for(lambda: [m for m in fake.bot_messages() if fake.channels[m["channel_id"]]["type"] == 1],
                                  timeout=WAIT, what="the busy DM")
         await fake.wait_for(lambda: all(answered(fake, r) for r in slow), timeout=WAIT, what="the slow answers")
+        # A slot is given back just after its reply is sent: wait for that rather than race it.
+        await fake.wait_for(lambda: bot._answering == {}, timeout=WAIT, what="the slow questions' slots given back")
         later = await fake.slash("carol", "ask", question=QUESTION)
         await fake.wait_for(lambda: answered(fake, later), timeout=WAIT, what="carol's answer once there is room")
-        # the slot is given back just after the reply is sent: wait for it rather than race it
         await fake.wait_for(lambda: bot._answering == {}, timeout=WAIT, what="every slot given back")
 
     told = callback_of(fake, refused)["data"]

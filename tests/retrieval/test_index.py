@@ -88,3 +88,26 @@ def test_an_empty_or_all_dead_segment_returns_nothing(factory):
     segment.kill(range(400))
     _, ids = segment.search(vectors[:1], 5, nprobe=8)
     assert (ids < 0).all()
+
+
+@pytest.mark.parametrize("factory", ["Flat", "IVF16,Flat"])
+def test_a_filter_given_to_faiss_returns_the_best_allowed_live_vectors(factory):
+    from retrieval.index import SegmentSet
+
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(3000, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = np.arange(3000) + 1
+    segments = SegmentSet(None, 16, nprobe=16)  # nprobe 16 of 16 lists: IVF is exact here
+    for n, part in enumerate(np.array_split(np.arange(3000), 3)):
+        segments.segments[n] = Segment(n, f"s{n}", build_index(ids[part], vectors[part], factory))
+    segments.segments[1].kill([1500, 1501])
+    allowed = np.sort(rng.choice(ids, 60, replace=False))
+    allowed = np.union1d(allowed, [1500, 1501])  # dead ones stay out even when allowed
+    query = vectors[0]
+    live = np.array([i for i in allowed if i not in (1500, 1501)])
+    exact = live[np.argsort(-(vectors[live - 1] @ query), kind="stable")][:10]
+    found = segments.search(query, 10, allowed)
+    assert [i for i, _ in found] == exact.tolist()
+    assert [s for _, s in found] == sorted((s for _, s in found), reverse=True)
+    assert segments.search(query, 10, np.array([], dtype=np.int64)) == []
