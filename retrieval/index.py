@@ -182,14 +182,12 @@ class Segment:
             batch = faiss.IDSelectorBatch(np.fromiter(self.dead, dtype=np.int64, count=len(self.dead)))
             self._selector = (batch, faiss.IDSelectorNot(batch))  # keep `batch` alive beside its wrapper
         selector = self._selector[1] if self.dead else None
-        keep = ()  # the SWIG wrappers hold no reference to what they wrap: the params keep them
-        if among is not None:
-            keep = (among, selector)
+        if among is not None:  # the caller keeps `among` alive, and self._selector the tombstones' one
             selector = among if selector is None else faiss.IDSelectorAnd(among, selector)
         params = faiss.SearchParametersIVF(nprobe=nprobe) if ivf else faiss.SearchParameters()
         if selector is not None:
             params.sel = selector
-        params.citebot_keep = (keep, selector)
+            params.citebot_sel = selector  # params.sel holds no Python reference: keep the wrapper alive
         return params
 
     def search(self, queries: np.ndarray, k: int, nprobe: int, among=None) -> tuple[np.ndarray, np.ndarray]:
@@ -271,10 +269,7 @@ class SegmentSet:
         import faiss
 
         query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
-        selector = None
-        if among is not None:
-            among = np.ascontiguousarray(among, dtype=np.int64)
-            selector = faiss.IDSelectorBatch(among)
+        selector = None if among is None else faiss.IDSelectorBatch(among)
         found: list[tuple[float, int]] = []
         for segment in list(self.segments.values()):
             scores, ids = segment.search(query, k, self.nprobe, selector)

@@ -31,6 +31,10 @@ from retrieval.models import Source
 # 4: stories and story_bands, the wire copies found at ingest (retrieval/stories.py); outlets.
 SCHEMA_VERSION = 4
 
+# The outlet filter's index. An index made before it existed gets it at its next write (Store.write):
+# one pass over the documents, once; until then the filter reads every document, as it used to.
+OUTLET_INDEX = "CREATE INDEX IF NOT EXISTS documents_outlet ON documents(trim(outlet))"
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS documents (
@@ -44,7 +48,6 @@ CREATE TABLE IF NOT EXISTS documents (
 );
 CREATE INDEX IF NOT EXISTS documents_doc_id ON documents(doc_id);
 CREATE INDEX IF NOT EXISTS documents_published ON documents(published);
-CREATE INDEX IF NOT EXISTS documents_outlet ON documents(trim(outlet));
 CREATE INDEX IF NOT EXISTS documents_path ON documents(path);
 CREATE INDEX IF NOT EXISTS documents_age ON documents(coalesce(published, substr(ingested_at, 1, 10)));
 -- AUTOINCREMENT: a chunk id (which is also its FAISS id) is never given out twice.
@@ -81,7 +84,7 @@ CREATE TABLE IF NOT EXISTS tombstones (
 CREATE INDEX IF NOT EXISTS tombstones_generation ON tombstones(generation);
 -- Segment files no commit names any more; deleted by a later writer once no reader can want them.
 CREATE TABLE IF NOT EXISTS retired (file TEXT PRIMARY KEY, since REAL NOT NULL) WITHOUT ROWID;
-"""
+""" + OUTLET_INDEX + ";\n"
 
 # Wire copies (retrieval/stories.py): the story each document was grouped into when it arrived,
 # its MinHash, and the band hashes through which a later copy finds it. A document without a
@@ -104,10 +107,6 @@ CREATE INDEX IF NOT EXISTS story_bands_document ON story_bands(document);
 -- The outlets (trimmed, as stored) and how many documents each has: for listing them without a scan.
 CREATE TABLE IF NOT EXISTS outlets (name TEXT PRIMARY KEY, documents INTEGER NOT NULL) WITHOUT ROWID;
 """
-
-# The outlet filter's index. An index made before it existed gets it at its next write (Store.write):
-# one pass over the documents, once; until then the filter reads every document, as it used to.
-OUTLET_INDEX = "CREATE INDEX IF NOT EXISTS documents_outlet ON documents(trim(outlet))"
 
 # Each outlet's documents counted from the documents themselves: what the outlets table must hold
 # (filled this way by `citebot migrate`, compared this way by `citebot check`).
