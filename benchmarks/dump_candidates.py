@@ -23,11 +23,13 @@ sys.path.insert(0, str(ROOT))
 
 def dump(path: Path, out: Path, candidates: int) -> None:
     from retrieval.evaluate import _covers, _index, load_squad, questions_for
+    from rich.console import Console
+
     from retrieval.settings import load_settings
 
     articles = load_squad(path)
     with tempfile.TemporaryDirectory() as tmp:
-        answerer, texts = _index(load_settings(), articles, Path(tmp), None, True)
+        answerer, texts = _index(load_settings(), articles, Path(tmp), Console(stderr=True), False)
         questions, _ = questions_for(articles, texts)
         key_of = {row.doc_id: row.key for row in answerer.sources()}
         ids, all_texts = answerer.store.all_chunk_texts()
@@ -44,9 +46,12 @@ def dump(path: Path, out: Path, candidates: int) -> None:
                 if r.id not in chunks:
                     # The sentences and their vectors as stored at ingest; word pieces as the reader computes them.
                     texts = [chunk.text[s:e] for s, e in chunk.sentences]
+                    # Each sentence embedded on its own too, for train_ranker.py --sentence-vectors separate.
+                    separate, tokens = answerer.reader.embedder.embed_with_tokens(texts)
                     chunks[r.id] = {"text": chunk.text, "spans": chunk.sentences,
                                     "vectors": chunk.sentence_vectors,
-                                    "tokens": answerer.reader.embedder.embed_with_tokens(texts)[1],
+                                    "separate_vectors": separate.astype(np.float16),
+                                    "tokens": tokens,
                                     "doc": key_of.get(chunk.source.doc_id)}
                 hit = type("H", (), {"doc_id": chunk.source.doc_id, "start": chunk.start, "end": chunk.end})
                 rows.append((r.id, r.score, r.dense if r.dense is not None else dense_of[r.id],

@@ -1,6 +1,7 @@
 """Fit the sentence scorer's weights on SQuAD dev, with held-out figures, from dump_candidates.py's file.
 
 usage: python benchmarks/train_ranker.py [--data FILE.pkl] [--candidates N] [--ablation] [--errors]
+                                        [--sentence-vectors stored|separate]
 Every sentence of every candidate chunk gets the features of retrieval/features.py; a linear
 listwise model (softmax over a question's sentences, the gold being any sentence holding a
 gold answer) is fitted on half the articles and measured on the other half, both ways round,
@@ -197,9 +198,15 @@ def main() -> None:
     parser.add_argument("--errors", action="store_true", help="also say where the held-out choice goes wrong")
     parser.add_argument("--two-stage", metavar="C,S", action="append", default=[],
                         help="also measure word-piece matching on the best C chunks' best S sentences only")
+    parser.add_argument("--sentence-vectors", choices=["stored", "separate"], default="stored",
+                        help="stored: the sentence vectors the ingest kept (embedding.sentence_vectors); "
+                        "separate: each sentence embedded on its own, as dump_candidates.py also keeps them")
     args = parser.parse_args()
     with args.data.open("rb") as handle:
         data = pickle.load(handle)
+    if args.sentence_vectors == "separate":
+        for chunk in data["chunks"].values():
+            chunk["vectors"] = chunk["separate_vectors"]
     started = time.perf_counter()
     x, question_of, chunk_of, chunk_label, sentence_label, article_of = build(data, args.candidates)
     print(f"{len(data['records'])} questions, {len(x)} sentences, features in {time.perf_counter() - started:.0f} s")

@@ -137,6 +137,23 @@ class SentenceTransformerEmbedder:
     def embed_queries(self, texts: list[str]) -> np.ndarray:
         return self._encode(texts)
 
+    def embed_with_spans(
+        self, texts: list[str], spans: list[list[tuple[int, int]]]
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Text vectors and, from the same pass, the mean of each sentence span's word pieces (see embed_with_sentences)."""
+        model = self.model
+        outputs = model.encode(texts, batch_size=self.settings.batch_size, output_value=None, show_progress_bar=False)
+        offsets = model.tokenizer(texts, truncation=True, max_length=int(model.max_seq_length),
+                                  return_offsets_mapping=True, verbose=False)["offset_mapping"]
+        vectors, means = [], []
+        for output, text_offsets, text_spans in zip(outputs, offsets, spans):
+            vectors.append(output["sentence_embedding"].float().cpu().numpy())
+            length = int(output["attention_mask"].sum())
+            states = output["token_embeddings"][1 : max(length - 1, 1)].float().cpu().numpy()
+            starts = np.array([start for start, _ in text_offsets[1 : max(length - 1, 1)]], dtype=np.int64)
+            means.append(span_means(states, starts, text_spans))
+        return _unit(np.vstack(vectors)).astype(np.float32), fill_missing(self, texts, spans, means)
+
     def embed_with_tokens(self, texts: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32), []
@@ -150,6 +167,65 @@ class SentenceTransformerEmbedder:
             pieces = output["token_embeddings"][1 : max(length - 1, 1)].float().cpu().numpy()
             tokens.append(_unit(pieces).astype(np.float16))
         return _unit(np.vstack(vectors)).astype(np.float32), tokens
+
+
+def embed_with_sentences(
+    embedder: Embedder, texts: list[str], spans: list[list[tuple[int, int]]], *, chunk_pass: bool = True
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Each text's unit vector, and a unit float16 vector for each of its sentence spans.
+
+    With `chunk_pass` and an embedder that can (`embed_with_spans`), one model pass: a sentence's
+    vector is the mean of its word pieces' hidden states in the text's own pass, so ingest reads
+    each text once. Otherwise the sentences are embedded again on their own; a sentence shared by
+    several texts (overlapping chunks, wire copies) is then embedded once.
+    """
+    if not texts:
+        return np.zeros((0, embedder.dim), np.float32), []
+    with_spans = getattr(embedder, "embed_with_spans", None) if chunk_pass else None
+    if with_spans is not None:
+        return with_spans(texts, spans)
+    return embedder.embed_documents(texts), embed_sentences(embedder, texts, spans)
+
+
+def embed_sentences(embedder: Embedder, texts: list[str], spans: list[list[tuple[int, int]]]) -> list[np.ndarray]:
+    """Each text's sentence spans embedded on their own, as float16 matrices; a sentence met twice is embedded once."""
+    sentences = [text[a:b] for text, ss in zip(texts, spans) for a, b in ss]
+    unique = list(dict.fromkeys(sentences))
+    embedded = embedder.embed_documents(unique) if unique else np.zeros((0, embedder.dim), np.float32)
+    row_of = {text: n for n, text in enumerate(unique)}
+    return [
+        embedded[[row_of[text[a:b]] for a, b in ss]].astype(np.float16).reshape(len(ss), embedder.dim)
+        for text, ss in zip(texts, spans)
+    ]
+
+
+def span_means(states: np.ndarray, starts: np.ndarray, spans: list[tuple[int, int]]) -> list[np.ndarray | None]:
+    """The unit mean of the word pieces starting inside each (start, end) character span, or None if none do.
+
+    `states` are one text's hidden states without its special tokens, `starts` the character offset
+    each of those word pieces starts at (non-decreasing, as a tokenizer gives them).
+    """
+    out: list[np.ndarray | None] = []
+    for a, b in spans:
+        lo, hi = np.searchsorted(starts, a, "left"), np.searchsorted(starts, b, "left")
+        if hi <= lo:
+            out.append(None)  # cut off by the model's length limit, or nothing but spaces
+            continue
+        mean = states[lo:hi].astype(np.float32).mean(axis=0)
+        out.append(mean / max(float(np.linalg.norm(mean)), 1e-9))
+    return out
+
+
+def fill_missing(embedder: Embedder, texts: list[str], spans: list[list[tuple[int, int]]],
+                 means: list[list[np.ndarray | None]]) -> list[np.ndarray]:
+    """`means` as float16 matrices, the sentences that had no word pieces in the pass embedded on their own."""
+    missing = sorted({texts[t][a:b] for t, ss in enumerate(spans) for (a, b), m in zip(ss, means[t]) if m is None})
+    extra = dict(zip(missing, embedder.embed_documents(missing))) if missing else {}
+    return [
+        np.array([m if m is not None else extra[texts[t][a:b]] for (a, b), m in zip(ss, means[t])],
+                 dtype=np.float16).reshape(len(ss), embedder.dim)
+        for t, ss in enumerate(spans)
+    ]
 
 
 def _unit(matrix: np.ndarray) -> np.ndarray:

@@ -25,7 +25,16 @@ from typing import Any
 
 import numpy as np
 
-from retrieval.embed import Embedder, SentenceTransformerEmbedder, _offline, _unit, resolve_model
+from retrieval.embed import (
+    Embedder,
+    SentenceTransformerEmbedder,
+    _offline,
+    _unit,
+    embed_with_sentences,
+    fill_missing,
+    resolve_model,
+    span_means,
+)
 from retrieval.errors import ModelLoadError, SettingsError
 from retrieval.settings import EmbeddingSettings
 
@@ -242,8 +251,27 @@ class OnnxEmbedder:
                 tokens[row] = _unit(states[1 : max(length - 1, 1)]).astype(np.float16)
         return _unit(vectors).astype(np.float32), tokens
 
-    def _batches(self, texts: list[str]):
-        """(original rows, last hidden states, lengths) per batch, longest texts first, padded per batch."""
+    def embed_with_spans(
+        self, texts: list[str], spans: list[list[tuple[int, int]]]
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Text vectors and, from the same pass, the mean of each sentence span's word pieces (see embed_with_sentences)."""
+        if self._model.pooling != ("mean",):
+            return embed_with_sentences(self, texts, spans, chunk_pass=False)
+        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
+        means: list[list] = [[] for _ in texts]
+        for rows, hidden, lengths, encodings in self._batches(texts, with_encodings=True):
+            vectors[rows] = self._pool(hidden, lengths)
+            for row, states, length, encoding in zip(rows, hidden, lengths, encodings):
+                inner = slice(1, max(int(length) - 1, 1))
+                starts = np.array([start for start, _ in encoding.offsets[inner]], dtype=np.int64)
+                means[row] = span_means(states[inner], starts, spans[row])
+        return vectors, fill_missing(self, texts, spans, means)
+
+    def _batches(self, texts: list[str], with_encodings: bool = False):
+        """(original rows, last hidden states, lengths) per batch, longest texts first, padded per batch.
+
+        `with_encodings` adds the batch's tokenizer encodings (their offsets) as a fourth item.
+        """
         model = self._model
         if not texts:
             return
@@ -266,7 +294,10 @@ class OnnxEmbedder:
                 feed["token_type_ids"][i, :n] = encoding.type_ids
             feed = {key: value for key, value in feed.items() if key in model.inputs}
             (hidden,) = model.session.run(["last_hidden_state"], feed)
-            yield rows, hidden, lengths[rows]
+            if with_encodings:
+                yield rows, hidden, lengths[rows], [encodings[row] for row in rows]
+            else:
+                yield rows, hidden, lengths[rows]
 
     def _pool(self, hidden: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """Pool padded hidden states as the model's Pooling module does, then normalise if it has Normalize."""

@@ -72,6 +72,10 @@ class EmbeddingSettings(_Section):
         "auto", description="auto: once the model's ONNX Runtime export exists (made after the first ingest), "
         "questions and, on the CPU, ingest use it (the same vectors, no torch); sentence-transformers: always torch",
     )
+    sentence_vectors: Literal["chunk-pass", "separate"] = Field(
+        "chunk-pass", description="chunk-pass: a sentence's vector is the mean of its word pieces in its chunk's own "
+        "pass (one model pass per chunk at ingest); separate: every sentence is embedded once more on its own",
+    )
 
 
 class ChunkSettings(_Section):

@@ -24,7 +24,7 @@ from retrieval import ingest as ingest_files
 from retrieval import lexical
 from retrieval.budget import TimeBudget
 from retrieval.chunk import chunk_text, split_sentences
-from retrieval.embed import Embedder
+from retrieval.embed import Embedder, embed_sentences, embed_with_sentences
 from retrieval.errors import IndexBusyError, IngestError, QuestionError, SettingsError
 from retrieval.index import (
     SegmentInfo, auto_factory, build_index, load_postings, plan_merge, save_index, segment_name,
@@ -360,30 +360,26 @@ class Writer:
             raise _ArticleError(f"cannot be cut into chunks: {error}") from None
 
     def _embed(self, pending: _Pending, vectors: np.ndarray | None = None):
-        """Chunk vectors and sentence spans and vectors for every pending article, in two batched passes.
+        """Chunk vectors and sentence spans and vectors for every pending article, batched.
 
-        `vectors`, if given, are the chunks' vectors already (a migration keeps them).
+        By default (`embedding.sentence_vectors = "chunk-pass"`) one model pass over the chunks gives
+        both. `vectors`, if given, are the chunks' vectors already (a migration keeps them); the
+        sentences are then embedded on their own.
         """
         items = list(pending.articles.values())
-        texts = [c.text for _, chunks in items for c in chunks]
-        if vectors is None:
-            vectors = self.embedder.embed_documents(texts) if texts else np.zeros((0, self.embedder.dim), np.float32)
+        chunks = [c for _, cs in items for c in cs]
+        texts = [c.text for c in chunks]
         # The chunker's sentences where it kept them (one pysbd pass per article), else the chunk's own.
-        spans = [list(c.sentences) or split_sentences(c.text) or [(0, len(c.text))]
-                 for _, chunks in items for c in chunks]
-        # A sentence shared by overlapping chunks, or by wire copies, is embedded once.
-        sentence_texts = [c.text[s:e] for c, ss in zip((c for _, cs in items for c in cs), spans) for s, e in ss]
-        unique = list(dict.fromkeys(sentence_texts))
-        embedded = self.embedder.embed_documents(unique) if unique else np.zeros((0, 1), np.float32)
-        row_of = {text: n for n, text in enumerate(unique)}
+        spans = [list(c.sentences) or split_sentences(c.text) or [(0, len(c.text))] for c in chunks]
+        if vectors is None:
+            chunk_pass = self.settings.embedding.sentence_vectors == "chunk-pass"
+            vectors, sentence_vectors = embed_with_sentences(self.embedder, texts, spans, chunk_pass=chunk_pass)
+        else:
+            sentence_vectors = embed_sentences(self.embedder, texts, spans)
         out, at = [], 0
-        for article, chunks in items:
-            n = len(chunks)
-            chunk_spans = spans[at : at + n]
-            chunk_sentences = [
-                embedded[[row_of[c.text[s:e]] for s, e in ss]].astype(np.float16) for c, ss in zip(chunks, chunk_spans)
-            ]
-            out.append((article, chunks, vectors[at : at + n], chunk_spans, chunk_sentences))
+        for article, article_chunks in items:
+            n = len(article_chunks)
+            out.append((article, article_chunks, vectors[at : at + n], spans[at : at + n], sentence_vectors[at : at + n]))
             at += n
         return out
 
