@@ -26,7 +26,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from retrieval.evaluate import normalize  # noqa: E402
-from retrieval.features import FEATURES, Vocabulary, chunk_features, chunk_profiles, question_profile  # noqa: E402
+from retrieval.features import (  # noqa: E402
+    FEATURES,
+    SECOND_STAGE,
+    Vocabulary,
+    chunk_features,
+    chunk_profiles,
+    question_profile,
+)
 
 
 def build(data: dict, candidates: int):
@@ -47,8 +54,9 @@ def build(data: dict, candidates: int):
         top_rrf = max([c[1] for c in found] + [1e-9])
         for rank, (cid, rrf, dense, lexical, covers) in enumerate(found):
             cosines = chunks[cid]["vectors"].astype(np.float32) @ qvector
+            alone = chunks[cid]["separate_vectors"].astype(np.float32) @ qvector
             rows.append(chunk_features(profile, *profiles[cid], cosines, dense, lexical / top_lexical, rrf / top_rrf,
-                                       qtokens, chunks[cid]["tokens"]))
+                                       qtokens, chunks[cid]["tokens"], alone))
             for text in normalized[cid]:
                 question_of.append(qi)
                 chunk_of.append(qi * 1000 + rank)
@@ -118,6 +126,7 @@ GROUPS = {
     "+ the kind of answer asked for": ["number_for_number", "number_for_date", "date_for_date", "name_for_person",
                                        "name_for_place", "name_for_other", "number_for_other"],
     "+ word-piece matching (all)": ["token_match", "token_match_strong"],
+    "+ each sentence embedded alone": ["alone_cosine"],
 }
 
 
@@ -158,7 +167,7 @@ def errors(data: dict, scores, question_of, sentence_label, candidates: int) -> 
     return counts
 
 
-TOKEN_FEATURES = ["token_match", "token_match_strong"]
+TOKEN_FEATURES = SECOND_STAGE
 
 
 def two_stage(z, label, question_of, chunk_of, article_of, l2, chunks: int, sentences: int):

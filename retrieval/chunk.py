@@ -39,6 +39,14 @@ def _segmenter():
     return pysbd.Segmenter(language="en", clean=False)
 
 
+def sentence_spans(chunk) -> list[tuple[int, int]]:
+    """The sentences ingest embeds for a chunk: the chunker's (one pysbd pass per article), else the chunk's own.
+
+    Never empty: a chunk pysbd finds no sentence in is one sentence.
+    """
+    return list(chunk.sentences) or split_sentences(chunk.text) or [(0, len(chunk.text))]
+
+
 def split_sentences(text: str, budget: TimeBudget | None = None) -> list[tuple[int, int]]:
     """Sentence spans (start, end) into `text`, stripped of surrounding whitespace.
 

@@ -140,7 +140,7 @@ class SentenceTransformerEmbedder:
     def embed_with_spans(
         self, texts: list[str], spans: list[list[tuple[int, int]]]
     ) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Text vectors and, from the same pass, the mean of each sentence span's word pieces (see embed_with_sentences)."""
+        """Text vectors and, from the same pass, each sentence span's mean word piece (see embed_with_sentences)."""
         model = self.model
         outputs = model.encode(texts, batch_size=self.settings.batch_size, output_value=None, show_progress_bar=False)
         offsets = model.tokenizer(texts, truncation=True, max_length=int(model.max_seq_length),

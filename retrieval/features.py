@@ -47,7 +47,12 @@ FEATURES = [
     "rarest_word",
     "token_match",
     "token_match_strong",
+    "alone_cosine",
 ]
+# Computed for the few sentences the second stage scores, from one model pass over each of them
+# alone: its word pieces (late interaction) and its own vector. The stored sentence vectors come
+# from the chunk's pass and carry the chunk's context; a sentence alone says only what it says.
+SECOND_STAGE = ["token_match", "token_match_strong", "alone_cosine"]
 # A question word piece "strongly" matches a sentence when its contextual vectors meet one this close.
 STRONG_MATCH = 0.8
 
@@ -195,19 +200,23 @@ def chunk_features(
     rrf: float,
     question_tokens: np.ndarray | None = None,
     sentence_tokens: list[np.ndarray] | None = None,
+    alone: np.ndarray | None = None,
 ) -> np.ndarray:
     """The FEATURES of each sentence of one chunk: a (sentences, features) matrix.
 
     With the question's and the sentences' word-piece vectors (Embedder.embed_with_tokens), each
     question piece is matched to its closest piece in the sentence (late interaction, as in ColBERT):
     token_match is the mean of those similarities, token_match_strong the share above STRONG_MATCH.
+    `alone` is each sentence's cosine to the question with the sentence embedded on its own
+    (alone_cosine); without it, and without the word pieces, the SECOND_STAGE features are 0.
     """
     matches = _token_matches(question_tokens, sentence_tokens, len(sentences))
+    alone = np.zeros(len(sentences)) if alone is None else alone
     best = float(cosines.max())
     in_chunk = _idf_share(question, chunk_stems)
     kind, surface = question.kind, question.surface
     rows = []
-    for (cosine, s), match in zip(zip(cosines, sentences), matches):
+    for (cosine, s), match, by_itself in zip(zip(cosines, sentences), matches, alone):
         has_number = bool(s.numbers - surface)
         has_date = bool(s.dates - surface)
         has_name = bool(s.names - surface)
@@ -238,6 +247,7 @@ def chunk_features(
             max((w for w in question.stems.values()), default=0.0) > 0 and float(
                 max(question.stems, key=question.stems.get) in s.stems),
             *match,
+            float(by_itself),
         ])
     return np.array(rows, dtype=np.float64).reshape(len(sentences), len(FEATURES))
 

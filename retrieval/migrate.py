@@ -8,7 +8,7 @@ next attempt).
 
 Schema 1 kept one FAISS file per generation and no sentence data. The upgrade builds a schema-2
 store in a new file beside the old one, from the old store's documents, chunks and chunk vectors
-(only the sentences are embedded anew), then renames it over the old file. Until that rename the
+(only the sentence vectors are computed anew), then renames it over the old file. Until that rename the
 old index is untouched and answers as before; a kill leaves either the old index or the new one.
 """
 

@@ -254,7 +254,7 @@ class OnnxEmbedder:
     def embed_with_spans(
         self, texts: list[str], spans: list[list[tuple[int, int]]]
     ) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Text vectors and, from the same pass, the mean of each sentence span's word pieces (see embed_with_sentences)."""
+        """Text vectors and, from the same pass, each sentence span's mean word piece (see embed_with_sentences)."""
         if self._model.pooling != ("mean",):
             return embed_with_sentences(self, texts, spans, chunk_pass=False)
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)

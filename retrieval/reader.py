@@ -23,7 +23,14 @@ from retrieval.answer import ScoredHit, build_answer, near_duplicate, not_found,
 from retrieval.embed import Embedder
 from retrieval.errors import QuestionError
 from retrieval.features import (
-    FEATURES, Vocabulary, _token_matches, chunk_features, chunk_profiles, content_stems, question_profile,
+    FEATURES,
+    SECOND_STAGE,
+    Vocabulary,
+    _token_matches,
+    chunk_features,
+    chunk_profiles,
+    content_stems,
+    question_profile,
 )
 from retrieval.index import SegmentSet
 from retrieval.models import Answer, Hit
@@ -42,7 +49,7 @@ MAX_DEPTH = 8
 # A filter letting through less than 1/MAX_FILTER_DEPTH of the chunks is given to FAISS as an ID
 # selector; a broader one is applied to a search that many times deeper at most.
 MAX_FILTER_DEPTH = 8
-_TOKEN_FEATURES = [FEATURES.index("token_match"), FEATURES.index("token_match_strong")]
+_SECOND_STAGE = [FEATURES.index(name) for name in SECOND_STAGE]
 
 
 class _Lru:
@@ -338,7 +345,7 @@ class Reader:
         chunks_n, sentences_n = self.settings.reranker.token_chunks, self.settings.reranker.token_sentences
         chosen = sorted(ids, key=lambda i: -first[i].max())[: chunks_n or len(ids)]
         picks = {i: np.argsort(-first[i], kind="stable")[: sentences_n or len(first[i])] for i in chosen}
-        self._add_token_features(rows, picks, stored, question_tokens)
+        self._add_second_stage(rows, picks, stored, vector, question_tokens)
         full = {i: rows[i][picks[i]] @ self._weights for i in chosen}
         floor = min((float(full[i].min()) for i in chosen), default=0.0)
         full_scored, rest = [], []
@@ -357,22 +364,23 @@ class Reader:
         scored = [item for item, _ in full_scored + rest]
         return scored
 
-    def _add_token_features(self, rows, picks, stored, question_tokens) -> None:
-        """Word-piece late interaction for the picked sentences, embedded in one batch (cached)."""
+    def _add_second_stage(self, rows, picks, stored, vector, question_tokens) -> None:
+        """The SECOND_STAGE features of the picked sentences: each embedded alone, in one batch (cached)."""
         if question_tokens is None:
             return
         keys = [(i, int(j)) for i, js in picks.items() for j in js]
-        tokens = {key: self._tokens.get((stored[key[0]].chunk_id, key[1])) for key in keys}
-        todo = [key for key in keys if tokens[key] is None]
+        alone = {key: self._tokens.get((stored[key[0]].chunk_id, key[1])) for key in keys}
+        todo = [key for key in keys if alone[key] is None]
         if todo:
             texts = [stored[i].text[slice(*stored[i].sentences[j])] for i, j in todo]
-            _, computed = self.embedder.embed_with_tokens(texts)
-            for key, value in zip(todo, computed):
-                tokens[key] = value
-                self._tokens.put((stored[key[0]].chunk_id, key[1]), value)
+            vectors, tokens = self.embedder.embed_with_tokens(texts)
+            for key, own, pieces in zip(todo, vectors, tokens):
+                alone[key] = (own, pieces)
+                self._tokens.put((stored[key[0]].chunk_id, key[1]), alone[key])
         for i, js in picks.items():
-            matches = _token_matches(question_tokens, [tokens[(i, int(j))] for j in js], len(js))
-            rows[i][np.asarray(js)[:, None], _TOKEN_FEATURES] = np.array(matches)
+            matches = _token_matches(question_tokens, [alone[(i, int(j))][1] for j in js], len(js))
+            cosines = [float(alone[(i, int(j))][0] @ vector) for j in js]
+            rows[i][np.asarray(js)[:, None], _SECOND_STAGE] = np.column_stack([np.array(matches), cosines])
 
     def _vocabulary(self, query: str) -> Vocabulary:
         return Vocabulary(self.store.count_chunks(), self.store.document_frequencies(content_stems(query)))

@@ -23,7 +23,7 @@ import numpy as np
 from retrieval import ingest as ingest_files
 from retrieval import lexical
 from retrieval.budget import TimeBudget
-from retrieval.chunk import chunk_text, split_sentences
+from retrieval.chunk import chunk_text, sentence_spans
 from retrieval.embed import Embedder, embed_sentences, embed_with_sentences
 from retrieval.errors import IndexBusyError, IngestError, QuestionError, SettingsError
 from retrieval.index import (
@@ -363,23 +363,24 @@ class Writer:
         """Chunk vectors and sentence spans and vectors for every pending article, batched.
 
         By default (`embedding.sentence_vectors = "chunk-pass"`) one model pass over the chunks gives
-        both. `vectors`, if given, are the chunks' vectors already (a migration keeps them); the
-        sentences are then embedded on their own.
+        both. `vectors`, if given, are the chunks' vectors already (a migration keeps them): with the
+        chunk pass it still runs, for the sentences; otherwise the sentences are embedded on their own.
         """
         items = list(pending.articles.values())
         chunks = [c for _, cs in items for c in cs]
         texts = [c.text for c in chunks]
-        # The chunker's sentences where it kept them (one pysbd pass per article), else the chunk's own.
-        spans = [list(c.sentences) or split_sentences(c.text) or [(0, len(c.text))] for c in chunks]
-        if vectors is None:
-            chunk_pass = self.settings.embedding.sentence_vectors == "chunk-pass"
-            vectors, sentence_vectors = embed_with_sentences(self.embedder, texts, spans, chunk_pass=chunk_pass)
+        spans = [sentence_spans(c) for c in chunks]
+        chunk_pass = self.settings.embedding.sentence_vectors == "chunk-pass"
+        if vectors is None or chunk_pass:
+            embedded, sentence_vectors = embed_with_sentences(self.embedder, texts, spans, chunk_pass=chunk_pass)
+            vectors = embedded if vectors is None else vectors
         else:
             sentence_vectors = embed_sentences(self.embedder, texts, spans)
         out, at = [], 0
         for article, article_chunks in items:
             n = len(article_chunks)
-            out.append((article, article_chunks, vectors[at : at + n], spans[at : at + n], sentence_vectors[at : at + n]))
+            part = slice(at, at + n)
+            out.append((article, article_chunks, vectors[part], spans[part], sentence_vectors[part]))
             at += n
         return out
 

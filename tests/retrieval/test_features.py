@@ -103,3 +103,13 @@ def test_token_match_takes_each_question_piece_to_its_closest_sentence_piece():
     assert list(strong) == pytest.approx([0.5, 1.0, 0.0])
     without = chunk_features(question_profile("a b", vocabulary), profiles, stems, np.zeros(3), 0.0, 0.0, 0.0)
     assert not without[:, FEATURES.index("token_match")].any()
+    assert not without[:, FEATURES.index("alone_cosine")].any()
+
+
+def test_the_cosine_of_each_sentence_alone_has_its_own_column():
+    vocabulary = Vocabulary.from_texts(["a b c"])
+    profiles, stems = chunk_profiles(["one", "two"])
+    matrix = chunk_features(question_profile("a b", vocabulary), profiles, stems, np.array([0.9, 0.1]), 0.0, 0.0,
+                            0.0, alone=np.array([0.3, 0.7]))
+    assert list(matrix[:, FEATURES.index("alone_cosine")]) == pytest.approx([0.3, 0.7])
+    assert list(matrix[:, FEATURES.index("cosine")]) == pytest.approx([0.9, 0.1])

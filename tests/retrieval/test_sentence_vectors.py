@@ -20,7 +20,7 @@ ARTICLE = (
 
 
 class ChunkPassEmbedder(FakeEmbedder):
-    """The fake embedder with a chunk pass: a word is a piece, its state the word's hashed one-hot."""
+    """The fake embedder with a chunk pass: a word is a piece; its state, a hashed one-hot, is not the word's own."""
 
     def __init__(self):
         super().__init__()
@@ -31,13 +31,16 @@ class ChunkPassEmbedder(FakeEmbedder):
         self.texts_embedded += texts
         return super().embed_documents(texts)
 
+    def _state(self, word: str) -> np.ndarray:
+        return self._vector(word + "-in-context")
+
     def embed_with_spans(self, texts, spans):
         self.spans_passes += 1
         vectors = self.embed_documents(texts)
         means = []
         for text, text_spans in zip(texts, spans):
             words = list(re.finditer(r"\w+", text.lower()))
-            states = np.array([self._vector(w.group()) for w in words]).reshape(len(words), self.dim)
+            states = np.array([self._state(w.group()) for w in words]).reshape(len(words), self.dim)
             means.append(span_means(states, np.array([w.start() for w in words], dtype=np.int64), text_spans))
         return vectors, fill_missing(self, texts, spans, means)
 
@@ -80,7 +83,7 @@ def test_the_chunk_pass_gives_each_sentence_the_mean_of_its_pieces():
     vectors, (sentences,) = embed_with_sentences(embedder, texts, [split_sentences(texts[0])])
     assert embedder.spans_passes == 1 and embedder.texts_embedded == texts
     for row, words in zip(sentences.astype(np.float32), (["one", "sentence"], ["two", "words", "here"])):
-        mean = np.mean([embedder._vector(w) for w in words], axis=0)
+        mean = np.mean([embedder._state(w) for w in words], axis=0)
         np.testing.assert_allclose(row, mean / np.linalg.norm(mean), atol=1e-3)
 
 
@@ -103,6 +106,29 @@ def test_ingest_runs_the_model_once_per_chunk_unless_told_to_embed_sentences_aga
         spans = [list(chunk.sentences)]
         _, (want,) = embed_with_sentences(ChunkPassEmbedder(), [chunk.text], spans, chunk_pass=mode == "chunk-pass")
         np.testing.assert_allclose(chunk.sentence_vectors.astype(np.float32), want.astype(np.float32), atol=1e-3)
+
+
+def test_the_second_stage_scores_the_sentence_embedded_alone(settings_for, tmp_path):
+    from retrieval.features import FEATURES
+
+    (tmp_path / "a.txt").write_text(ARTICLE, encoding="utf-8")
+    only = {name: 0.0 for name in FEATURES}
+    settings = settings_for(embedding={"model": "fake"}, chunking={"max_tokens": 40},
+                            answer={"min_score": 0.0, "min_mixed_score": -100.0},
+                            reranker={"weights": {**only, "alone_cosine": 1.0},
+                                      "first_stage_weights": {**only, "idf_overlap": 1.0}})
+    embedder = ChunkPassEmbedder()
+    answerer = Answerer(settings, embedder)
+    answerer.ingest([tmp_path / "a.txt"])
+    question = "when was the decision taken in Brussels"
+    top = answerer.rank(question)[0]
+    sentence = top.hit.text[top.sentence[0] : top.sentence[1]]
+    assert sentence.startswith("The decision was taken")
+    (alone,), _ = embedder.embed_with_tokens([sentence])
+    (asked,), _ = embedder.embed_with_tokens([question])
+    assert top.rank_score == pytest.approx(float(alone @ asked), abs=1e-3)
+    # the stored vector, from the chunk's pass, gives another cosine: the score is not from it
+    assert abs(top.sentence_score - top.rank_score) > 0.05
 
 
 @pytest.mark.slow
