@@ -384,6 +384,17 @@ class Writer:
             at += n
         return out
 
+    def _sentence_kind(self, replace_all: bool) -> str:
+        """How the index's sentence vectors were made once this commit is in: the setting's way, or "mixed".
+
+        An index from before the key was kept holds sentences embedded alone ("separate").
+        """
+        made = self.settings.embedding.sentence_vectors
+        if replace_all or self.store.count_chunks() == 0:
+            return made
+        before = self.store.get_meta("sentence_vectors") or "separate"
+        return made if before == made else "mixed"
+
     def _commit(self, pending: _Pending, removals: Sequence[str] = (), *, replace_all: bool = False,
                 vectors: np.ndarray | None = None) -> int:
         """One batch of articles and removals as one new generation: a new segment, one transaction."""
@@ -393,6 +404,8 @@ class Writer:
             if replace_all:
                 writer.clear()
             writer.set_model(self.settings.embedding.model, self.embedder.dim)
+            if batch:
+                writer.set_meta("sentence_vectors", self._sentence_kind(replace_all))
             removed = sum(writer.remove(key) for key in removals)
             for article, chunks, vectors, spans, sentence_vectors in batch:
                 writer.add(article, chunks, vectors, spans, sentence_vectors)

@@ -153,3 +153,41 @@ def test_onnx_and_sentence_transformers_chunk_passes_agree(tmp_path):
     assert float(got[0][1][2][-1].astype(np.float32) @ alone[2][-1].astype(np.float32)) >= 0.999
     # The others come from the chunk's pass: in context, not what the sentence gives alone.
     assert float((got[0][1][0].astype(np.float32) * alone[0].astype(np.float32)).sum(axis=1).min()) < 0.99
+
+
+def test_the_store_records_how_its_sentence_vectors_were_made(settings_for, tmp_path):
+    from bot import doctor
+
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.txt").write_text(ARTICLE.replace("Thursday", name), encoding="utf-8")
+
+    def ingest(mode, name, **kwargs):
+        settings = settings_for(embedding={"model": "fake", "sentence_vectors": mode}, chunking={"max_tokens": 40})
+        answerer = Answerer(settings, ChunkPassEmbedder())
+        answerer.ingest([tmp_path / f"{name}.txt"], **kwargs)
+        made = answerer.store.get_meta("sentence_vectors")
+        answerer.store.close()
+        return made, settings
+
+    assert ingest("chunk-pass", "a")[0] == "chunk-pass"
+    made, settings = ingest("chunk-pass", "b")
+    assert made == "chunk-pass" and doctor._sentence_vectors(settings)[0] == "ok"
+    made, settings = ingest("separate", "c")
+    assert made == "mixed"
+    status, detail = doctor._sentence_vectors(settings)
+    assert status == "warn" and "some of the index's sentence vectors" in detail and "--rebuild" in detail
+    assert ingest("chunk-pass", "a", rebuild=True)[0] == "chunk-pass"
+
+
+def test_an_index_from_before_the_record_counts_as_sentences_embedded_alone(settings_for, tmp_path):
+    from bot import doctor
+
+    (tmp_path / "a.txt").write_text(ARTICLE, encoding="utf-8")
+    settings = settings_for(embedding={"model": "fake"}, chunking={"max_tokens": 40})
+    answerer = Answerer(settings, ChunkPassEmbedder())
+    answerer.ingest([tmp_path / "a.txt"])
+    with answerer.store.write() as writer:  # as an older citebot left it
+        writer._db.execute("DELETE FROM meta WHERE key = 'sentence_vectors'")
+    answerer.store.close()
+    status, detail = doctor._sentence_vectors(settings)
+    assert status == "warn" and "all of the index's sentence vectors" in detail
