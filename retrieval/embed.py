@@ -141,7 +141,11 @@ class SentenceTransformerEmbedder:
         self, texts: list[str], spans: list[list[tuple[int, int]]]
     ) -> tuple[np.ndarray, list[np.ndarray]]:
         """Text vectors and, from the same pass, each sentence span's mean word piece (see embed_with_sentences)."""
+        from retrieval.onnx_embed import _pooling_modes
+
         model = self.model
+        if len(model) < 2 or _pooling_modes(model[1]) != ["mean"]:  # span means stand in for mean pooling only
+            return embed_with_sentences(self, texts, spans, chunk_pass=False)
         outputs = model.encode(texts, batch_size=self.settings.batch_size, output_value=None, show_progress_bar=False)
         offsets = model.tokenizer(texts, truncation=True, max_length=int(model.max_seq_length),
                                   return_offsets_mapping=True, verbose=False)["offset_mapping"]

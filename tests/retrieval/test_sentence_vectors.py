@@ -191,3 +191,19 @@ def test_an_index_from_before_the_record_counts_as_sentences_embedded_alone(sett
     answerer.store.close()
     status, detail = doctor._sentence_vectors(settings)
     assert status == "warn" and "all of the index's sentence vectors" in detail
+
+
+@pytest.mark.slow
+def test_a_model_that_does_not_mean_pool_embeds_its_sentences_alone(monkeypatch):
+    import retrieval.onnx_embed
+    from retrieval.embed import SentenceTransformerEmbedder
+
+    embedder = SentenceTransformerEmbedder(EmbeddingSettings())
+    texts = [ARTICLE]
+    spans = [split_sentences(ARTICLE)]
+    _, (pooled,) = embedder.embed_with_spans(texts, spans)
+    monkeypatch.setattr(retrieval.onnx_embed, "_pooling_modes", lambda pooling: ["cls"])
+    _, (got,) = embedder.embed_with_spans(texts, spans)
+    (alone,) = embed_sentences(embedder, texts, spans)
+    np.testing.assert_allclose(got.astype(np.float32), alone.astype(np.float32), atol=1e-3)
+    assert float((pooled.astype(np.float32) * alone.astype(np.float32)).sum(axis=1).min()) < 0.99
