@@ -167,9 +167,6 @@ def errors(data: dict, scores, question_of, sentence_label, candidates: int) -> 
     return counts
 
 
-TOKEN_FEATURES = SECOND_STAGE
-
-
 def two_stage(z, label, question_of, chunk_of, article_of, l2, chunks: int, sentences: int):
     """Held-out scores when word-piece matching is computed only for the best few sentences.
 
@@ -177,7 +174,7 @@ def two_stage(z, label, question_of, chunk_of, article_of, l2, chunks: int, sent
     the `chunks` best chunks by stage 1, `sentences` best sentences each, get the full score.
     The others keep their stage-1 order below them. Returns per-row scores to `measure`.
     """
-    cheap = [i for i, name in enumerate(FEATURES) if name not in TOKEN_FEATURES]
+    cheap = [i for i, name in enumerate(FEATURES) if name not in SECOND_STAGE]
     first = held_out(z[:, cheap], label, question_of, article_of, l2)
     full = held_out(z, label, question_of, article_of, l2)
     scores = np.empty(len(z))
@@ -241,7 +238,7 @@ def main() -> None:
     w = fit(z, label, question_of, args.l2)
     print("fitted on all:", figures(z @ w))
     if args.two_stage:
-        cheap = [i for i, name in enumerate(FEATURES) if name not in TOKEN_FEATURES]
+        cheap = [i for i, name in enumerate(FEATURES) if name not in SECOND_STAGE]
         w1 = fit(z[:, cheap], label, question_of, args.l2)
         print("[reranker.first_stage_weights]  # without word-piece matching, for config/default.toml")
         for i, value in zip(cheap, w1 / std[cheap]):

@@ -14,6 +14,7 @@ import re
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -124,20 +125,34 @@ def _schema(settings: Settings) -> tuple[Status, str]:
     return "ok", f"schema {version}, current"
 
 
-def _agreement(settings: Settings) -> tuple[Status, str]:
-    from retrieval.check import check
+@contextmanager
+def _current_store(settings: Settings):
+    """The index's store, closed after; None when there is no index of this citebot's schema."""
     from retrieval.migrate import schema_version
     from retrieval.store import SCHEMA_VERSION, Store
 
     path = _store_path(settings)
     if schema_version(path) != SCHEMA_VERSION:
-        return "ok", "nothing to check (no current index)"
+        yield None
+        return
     store = Store(path)
     try:
-        problems = check(store, settings.index.dir)
-        documents, chunks = store.count_documents(), store.count_chunks()
+        yield store
     finally:
         store.close()
+
+
+_NO_INDEX = ("ok", "nothing to check (no current index)")
+
+
+def _agreement(settings: Settings) -> tuple[Status, str]:
+    from retrieval.check import check
+
+    with _current_store(settings) as store:
+        if store is None:
+            return _NO_INDEX
+        problems = check(store, settings.index.dir)
+        documents, chunks = store.count_documents(), store.count_chunks()
     if problems:
         more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
         return "fail", f"{problems[0]}{more}: `citebot check` lists them"
@@ -145,17 +160,10 @@ def _agreement(settings: Settings) -> tuple[Status, str]:
 
 
 def _sentence_vectors(settings: Settings) -> tuple[Status, str]:
-    from retrieval.migrate import schema_version
-    from retrieval.store import SCHEMA_VERSION, Store
-
-    path = _store_path(settings)
-    if schema_version(path) != SCHEMA_VERSION:
-        return "ok", "nothing to check (no current index)"
-    store = Store(path)
-    try:
+    with _current_store(settings) as store:
+        if store is None:
+            return _NO_INDEX
         chunks, made = store.count_chunks(), store.get_meta("sentence_vectors") or "separate"
-    finally:
-        store.close()
     wanted = settings.embedding.sentence_vectors
     if not chunks or made == wanted:
         return "ok", f"made the way the settings say ({wanted})"

@@ -141,10 +141,8 @@ class SentenceTransformerEmbedder:
         self, texts: list[str], spans: list[list[tuple[int, int]]]
     ) -> tuple[np.ndarray, list[np.ndarray]]:
         """Text vectors and, from the same pass, each sentence span's mean word piece (see embed_with_sentences)."""
-        from retrieval.onnx_embed import _pooling_modes
-
         model = self.model
-        if len(model) < 2 or _pooling_modes(model[1]) != ["mean"]:  # span means stand in for mean pooling only
+        if len(model) < 2 or pooling_modes(model[1]) != ["mean"]:  # span means stand in for mean pooling only
             return embed_with_sentences(self, texts, spans, chunk_pass=False)
         outputs = model.encode(texts, batch_size=self.settings.batch_size, output_value=None, show_progress_bar=False)
         offsets = model.tokenizer(texts, truncation=True, max_length=int(model.max_seq_length),
@@ -230,6 +228,25 @@ def fill_missing(embedder: Embedder, texts: list[str], spans: list[list[tuple[in
                  dtype=np.float16).reshape(len(ss), embedder.dim)
         for t, ss in enumerate(spans)
     ]
+
+
+_LEGACY_POOLING = {
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+    "pooling_mode_weightedmean_tokens": "weightedmean",
+    "pooling_mode_lasttoken": "lasttoken",
+}
+
+
+def pooling_modes(pooling) -> list[str]:
+    """The modes of a sentence-transformers Pooling module ("mean", "cls" …), in the order it concatenates them."""
+    mode = getattr(pooling, "pooling_mode", None)
+    if mode is None:  # sentence-transformers before 6 keeps one flag per mode, concatenated in this order
+        flags = pooling.get_config_dict()
+        mode = [name for key, name in _LEGACY_POOLING.items() if flags.get(key)] or ["mean"]
+    return [mode] if isinstance(mode, str) else list(mode)
 
 
 def _unit(matrix: np.ndarray) -> np.ndarray:

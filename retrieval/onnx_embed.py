@@ -32,6 +32,7 @@ from retrieval.embed import (
     _unit,
     embed_with_sentences,
     fill_missing,
+    pooling_modes,
     resolve_model,
     span_means,
 )
@@ -47,14 +48,6 @@ TOKENIZER_FILE = "tokenizer.json"
 FORMAT = 1
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens")
 _MAKE_ONE = "make one with `python -m retrieval.onnx_embed`"
-_LEGACY_POOLING = {
-    "pooling_mode_cls_token": "cls",
-    "pooling_mode_max_tokens": "max",
-    "pooling_mode_mean_tokens": "mean",
-    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
-    "pooling_mode_weightedmean_tokens": "weightedmean",
-    "pooling_mode_lasttoken": "lasttoken",
-}
 
 
 def model_folder(settings: EmbeddingSettings) -> Path:
@@ -364,7 +357,7 @@ def _describe(model, settings: EmbeddingSettings, source: Path) -> dict[str, Any
             f"embedding model {settings.model!r} adds the prompt {model.default_prompt_name!r} to every text; "
             "the ONNX export does not: use the sentence-transformers embedder for it"
         )
-    pooling = _pooling_modes(model[1])
+    pooling = pooling_modes(model[1])
     if not set(pooling) <= set(POOLING_MODES):
         raise ModelLoadError(
             f"embedding model {settings.model!r} pools by {pooling}; the ONNX export pools only by "
@@ -385,14 +378,6 @@ def _describe(model, settings: EmbeddingSettings, source: Path) -> dict[str, Any
         "output": "last_hidden_state",
         "precision": "fp32",
     }
-
-
-def _pooling_modes(pooling) -> list[str]:
-    mode = getattr(pooling, "pooling_mode", None)
-    if mode is None:  # sentence-transformers before 6 keeps one flag per mode, concatenated in this order
-        flags = pooling.get_config_dict()
-        mode = [name for key, name in _LEGACY_POOLING.items() if flags.get(key)] or ["mean"]
-    return [mode] if isinstance(mode, str) else list(mode)
 
 
 def _write_tokenizer(model, meta: dict[str, Any], path: Path) -> None:

@@ -195,14 +195,14 @@ def test_an_index_from_before_the_record_counts_as_sentences_embedded_alone(sett
 
 @pytest.mark.slow
 def test_a_model_that_does_not_mean_pool_embeds_its_sentences_alone(monkeypatch):
-    import retrieval.onnx_embed
+    import retrieval.embed
     from retrieval.embed import SentenceTransformerEmbedder
 
     embedder = SentenceTransformerEmbedder(EmbeddingSettings())
     texts = [ARTICLE]
     spans = [split_sentences(ARTICLE)]
     _, (pooled,) = embedder.embed_with_spans(texts, spans)
-    monkeypatch.setattr(retrieval.onnx_embed, "_pooling_modes", lambda pooling: ["cls"])
+    monkeypatch.setattr(retrieval.embed, "pooling_modes", lambda pooling: ["cls"])
     _, (got,) = embedder.embed_with_spans(texts, spans)
     (alone,) = embed_sentences(embedder, texts, spans)
     np.testing.assert_allclose(got.astype(np.float32), alone.astype(np.float32), atol=1e-3)
