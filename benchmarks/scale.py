@@ -507,7 +507,13 @@ def vector_recall(index_dir: Path, queries: np.ndarray, k: int = RECALL_K) -> fl
 
 
 def _new_article(pool, embedder, settings, folder: Path, name: str) -> tuple[Path, str, str]:
-    """A new article file stating a fact about a word no other article has; returns it, its url and a question."""
+    """A new article file stating a fact about a word no other article has; returns it, its url and a query.
+
+    The query is the fact's own sentence, as a user pastes a claim to find who reported it. A question
+    ("When was the ... signed?") would do with the real model, but the model-less PoolEmbedder gives a text
+    outside the pool a random vector, and the weights (fitted on real vectors) then sometimes rank another
+    new article's fact first; the same sentence is the same vector there too.
+    """
     rng = random.Random(name)
     word = "Quor" + hashlib.sha1(name.encode()).hexdigest()[:8]
     kind = rng.choice(["accord", "treaty", "charter", "pact", "protocol"])
@@ -518,7 +524,7 @@ def _new_article(pool, embedder, settings, folder: Path, name: str) -> tuple[Pat
     record = {"title": article.title, "text": article.text, "source": article.outlet, "url": article.url,
               "published": article.published.isoformat() if article.published else None, "author": article.author}
     path.write_text(json.dumps(record) + "\n", encoding="utf-8")
-    return path, article.url, f"When was the {word} {kind} signed?"
+    return path, article.url, fact
 
 
 def measure(size_dir: Path, pool: dict, embedder: PoolEmbedder, args) -> tuple[dict, dict]:

@@ -83,6 +83,7 @@ def test_articles_are_reproducible_and_chunks_fit_the_model(tmp_path, squad):
 def test_a_tiny_run_prints_every_figure(tmp_path, squad, clean_env, capsys):
     # Batches of two articles make enough segments to merge, and merges past 100 vectors are IVF.
     clean_env.setattr(scale, "BATCH_ARTICLES", 2)
+    clean_env.setattr(scale, "VISIBLE_TIMEOUT_S", 60.0)  # seen within a second when it works
     clean_env.setenv("CITEBOT_INDEX__ANN_MIN_CHUNKS", "100")
     clean_env.setenv("CITEBOT_ANSWER__PHRASES", "false")
     scale.main(["--sizes", "300", "--dir", str(tmp_path / "runs"), "--questions", "4", "--model", "none",
@@ -104,6 +105,7 @@ def test_a_tiny_run_prints_every_figure(tmp_path, squad, clean_env, capsys):
 @pytest.mark.slow
 def test_a_tiny_run_with_the_real_model(tmp_path, squad, clean_env, capsys):
     clean_env.setattr(scale, "BATCH_ARTICLES", 2)
+    clean_env.setattr(scale, "VISIBLE_TIMEOUT_S", 120.0)
     clean_env.setenv("CITEBOT_INDEX__ANN_MIN_CHUNKS", "100")
     scale.main(["--sizes", "300", "--dir", str(tmp_path / "runs"), "--questions", "4", "--squad", str(squad),
                 "--json"])
