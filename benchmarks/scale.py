@@ -455,7 +455,9 @@ def _watch_worker(job: dict) -> None:
             print(json.dumps({"seen": time.monotonic()}), flush=True)
             return
         time.sleep(0.02)
-    print(json.dumps({"seen": None}), flush=True)
+    # What it answered instead, for the warning: a stale reader and a misranked article look different.
+    cited = [source.url for p in answer.passages for source in p.sources]
+    print(json.dumps({"seen": None, "found": answer.found, "cited": cited}), flush=True)
 
 
 def _worker(role: str, job: dict, verbose: bool) -> subprocess.Popen:
@@ -579,9 +581,11 @@ def measure(size_dir: Path, pool: dict, embedder: PoolEmbedder, args) -> tuple[d
     started = time.monotonic()
     writer.ingest([path])
     ingest_s = time.monotonic() - started
-    seen = _last_json(watcher)["seen"]
+    watched = _last_json(watcher)
+    seen = watched["seen"]
     if seen is None:
-        log.warning("the watching reader never cited the new article within %.0f s", VISIBLE_TIMEOUT_S)
+        log.warning("the watching reader never cited the new article within %.0f s; its last answer %s",
+                    VISIBLE_TIMEOUT_S, f"cited {', '.join(watched['cited'])}" if watched["found"] else "was not found")
     writer.store.close()
 
     figures = {

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal
 
@@ -28,6 +29,12 @@ class ScoredHit:
     sentence: tuple[int, int]
     sentence_score: float
     rank_score: float = 0.0  # what the candidates were ordered by (see pipeline rescoring)
+    # How well the passage supports an answer at all, across questions (reranker.support_weights):
+    # "not found" rests on it when set. None: on rank_score.
+    support: float | None = None
+    # The best sentence's feature row (retrieval/features.py FEATURES), where rescoring computed one:
+    # what benchmarks/fit_support.py fits the support weights on.
+    features: tuple[float, ...] | None = field(default=None, compare=False, repr=False)
     # Wire copies of this passage in other documents of its story, searched once with it
     # (Reader._collapse): cited beside it, and quoted instead when newer.
     copies: tuple[ScoredHit, ...] = ()
@@ -53,6 +60,12 @@ def near_duplicate(a: str, b: str, threshold: float) -> bool:
     return len(sa & sb) / min(len(sa), len(sb)) >= threshold
 
 
+def _support(item: ScoredHit, kind: str) -> float:
+    if kind == "support":
+        return item.support if item.support is not None else -math.inf
+    return item.rank_score if kind == "rank" else item.sentence_score
+
+
 def _overlaps(a: Hit, b: Hit) -> bool:
     return a.doc_id == b.doc_id and a.start < b.end and b.start < a.end
 
@@ -65,12 +78,14 @@ def build_answer(
     min_score: float,
     duplicate_threshold: float = 0.8,
     phrases: PhraseFinder | None = None,
-    support: Literal["sentence", "rank"] = "sentence",
+    support: Literal["sentence", "rank", "support"] = "sentence",
 ) -> Answer:
     """Cite up to k passages whose support scores at least `min_score`, best first.
 
-    The support is the best sentence's similarity, or with `support="rank"` the rescoring score
-    (sentence plus chunk, BM25 and word evidence), each with its own calibrated threshold.
+    The support is the best sentence's similarity; with `support="rank"` the rescoring score
+    (sentence plus chunk, BM25 and word evidence); with `support="support"` the support score fitted
+    to tell answerable from unanswerable questions (ScoredHit.support). Each has its own calibrated
+    threshold.
 
     A hit whose text nearly duplicates a passage already cited (the same quote or wire copy in
     another outlet) adds its source to that passage instead of taking a number of its own; a hit
@@ -83,7 +98,7 @@ def build_answer(
             compared to tell when the sources differ (see VERSION_MARGIN). None finds no phrase.
     """
     finder = phrases or NoPhrase()
-    supported = [s for s in scored if (s.rank_score if support == "rank" else s.sentence_score) >= min_score]
+    supported = [s for s in scored if _support(s, support) >= min_score]
     if not supported:
         return not_found(question)
 

@@ -105,6 +105,7 @@ def evaluate(answerer, questions: list[Question], *, progress=None) -> dict:
     key_of = {row.doc_id: row.key for row in answerer.sources()}
     ranks, in_citations, in_sentence, em, f1s, latencies, found, top_scores = [], 0, 0, 0.0, 0.0, [], 0, []
     top_mixed: list[float] = []
+    top_support: list[float] = []
     for i, question in enumerate(questions):
         started = time.perf_counter()
         scored = answerer.rank(question.text, k=10)
@@ -112,6 +113,7 @@ def evaluate(answerer, questions: list[Question], *, progress=None) -> dict:
         latencies.append((time.perf_counter() - started) * 1000)
         top_scores.append(max((s.sentence_score for s in scored), default=-1.0))
         top_mixed.append(max((s.rank_score for s in scored), default=-1.0))
+        top_support.append(max((s.support for s in scored if s.support is not None), default=-100.0))
         rank = next((r for r, s in enumerate(scored[:10], start=1) if _covers(s.hit, key_of, question)), None)
         ranks.append(rank)
         gold = [normalize(a) for a in question.answers]
@@ -143,6 +145,7 @@ def evaluate(answerer, questions: list[Question], *, progress=None) -> dict:
         "p95_ms": round(float(np.percentile(latencies, 95)), 1) if latencies else 0.0,
         "_top_scores": top_scores,
         "_top_mixed": top_mixed,
+        "_top_support": top_support,
     }
 
 
@@ -227,8 +230,8 @@ def run_squad(args, settings, *, out, err) -> int:
                 err.print(f"{unplaced} questions skipped: their paragraph was not found in the stored text")
             questions = sample(questions, args.limit)
             figures = _ask_all(answerer, questions, err, args.json)
-            figures.pop("_top_scores")
-            figures.pop("_top_mixed")
+            for key in ("_top_scores", "_top_mixed", "_top_support"):
+                figures.pop(key)
     if args.json:
         print(json.dumps(figures))
     else:
@@ -259,15 +262,19 @@ def _abstention(settings, articles: list[dict], folder: Path, args, err) -> dict
     answerable, unanswerable = sample(answerable, args.limit), sample(unanswerable, args.limit)
     inside = _ask_all(answerer, answerable, err, args.json)
     outside = _ask_all(answerer, unanswerable, err, args.json)
-    mixed = answerer.mixing
-    key = "_top_mixed" if mixed else "_top_scores"
-    threshold = settings.answer.min_mixed_score if mixed else settings.answer.min_score
+    supported = answerer.supporting
+    signals = [("sentence", "_top_scores", "best sentence similarity", settings.answer.min_score)]
+    if answerer.mixing:
+        signals.insert(0, ("mixed", "_top_mixed", "mixed rescoring score", settings.answer.min_mixed_score))
+    if supported:
+        signals.insert(0, ("support", "_top_support", "support score", settings.answer.min_support))
+    _, key, signal, threshold = signals[0]  # the one that decides
     scores_in, scores_out = np.array(inside[key]), np.array(outside[key])
     rates = (0.01, 0.02, 0.03, 0.05, 0.10)
     return {
         "answerable": len(scores_in),
         "unanswerable": len(scores_out),
-        "signal": "mixed rescoring score" if mixed else "best sentence similarity",
+        "signal": signal,
         "threshold": threshold,
         "abstained_unanswerable": round(float(np.mean(scores_out < threshold)), 4),
         "false_abstention": round(float(np.mean(scores_in < threshold)), 4),
@@ -275,7 +282,7 @@ def _abstention(settings, articles: list[dict], folder: Path, args, err) -> dict
         # What either signal would give at a few rates of false abstention, to compare them.
         "by_false_abstention": {
             name: {str(rate): _at_false_rate(inside[k], outside[k], rate) for rate in rates}
-            for name, k in (("mixed", "_top_mixed"), ("sentence", "_top_scores"))
+            for name, k, _, _ in signals
         },
     }
 

@@ -104,6 +104,10 @@ class Answerer:
     def mixing(self) -> bool:
         return self.reader.mixing
 
+    @property
+    def supporting(self) -> bool:
+        return self.reader.supporting
+
     def check(self) -> list[str]:
         """Problems where the store and the vector segments disagree; [] when the index is whole."""
         from retrieval.check import check

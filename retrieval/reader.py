@@ -101,11 +101,19 @@ class Reader:
         self._weights = np.array([weights.get(name, 0.0) for name in FEATURES])
         first = settings.reranker.first_stage_weights or {n: w for n, w in weights.items() if not n.startswith("token")}
         self._first_weights = np.array([first.get(name, 0.0) for name in FEATURES])
+        support = settings.reranker.support_weights
+        on = support and settings.reranker.support and self.mixing
+        self._support_weights = np.array([support.get(n, 0.0) for n in FEATURES]) if on else None
 
     @property
     def mixing(self) -> bool:
         """True when candidates are ordered by the mixed rescoring score (the default)."""
         return self.rescore and self.reranker is None
+
+    @property
+    def supporting(self) -> bool:
+        """True when "not found" rests on the support score (reranker.support_weights, the default)."""
+        return self._support_weights is not None
 
     # -- the generation -------------------------------------------------------------------------
     def refresh(self) -> SegmentSet | None:
@@ -188,10 +196,14 @@ class Reader:
         # "Not found" rests on the mixed score where it orders the candidates, else on the best
         # sentence's similarity; each has its own threshold, calibrated in config/default.toml.
         answer = self.settings.answer
+        if not self.mixing:
+            support, threshold = "sentence", answer.min_score
+        elif self.supporting:
+            support, threshold = "support", answer.min_support
+        else:
+            support, threshold = "rank", answer.min_mixed_score
         return build_answer(
-            question, scored, k=k or self.settings.search.k,
-            min_score=answer.min_mixed_score if self.mixing else answer.min_score,
-            support="rank" if self.mixing else "sentence",
+            question, scored, k=k or self.settings.search.k, min_score=threshold, support=support,
             duplicate_threshold=answer.duplicate_threshold, phrases=self.phrases,
         )
 
@@ -348,21 +360,35 @@ class Reader:
         self._add_second_stage(rows, picks, stored, vector, question_tokens)
         full = {i: rows[i][picks[i]] @ self._weights for i in chosen}
         floor = min((float(full[i].min()) for i in chosen), default=0.0)
+        bests = {i: int(picks[i][int(np.argmax(full[i]))]) if i in full else int(np.argmax(first[i])) for i in ids}
+        supports = self._supports(rows, bests, full)
         full_scored, rest = [], []
         for i in ids:
             chunk = stored[i]
             if i in full:
-                best, score = int(picks[i][int(np.argmax(full[i]))]), float(full[i].max())
+                score = float(full[i].max())
             else:  # below every chunk scored in full, in first-stage order
-                best = int(np.argmax(first[i]))
                 score = min(float(first[i].max()), floor)
-            item = ScoredHit(hit=_hit(chunk, ranked), sentence=chunk.sentences[best],
-                             sentence_score=float(cosines_of[i].max()), rank_score=score)
+            item = ScoredHit(hit=_hit(chunk, ranked), sentence=chunk.sentences[bests[i]],
+                             sentence_score=float(cosines_of[i].max()), rank_score=score, support=supports.get(i),
+                             features=tuple(rows[i][bests[i]].tolist()))
             (full_scored if i in full else rest).append((item, float(first[i].max())))
         full_scored.sort(key=lambda pair: -pair[0].rank_score)
         rest.sort(key=lambda pair: -pair[1])
         scored = [item for item, _ in full_scored + rest]
         return scored
+
+    def _supports(self, rows, bests: dict[int, int], full: dict) -> dict[int, float]:
+        """Each candidate's support: its best sentence's features by the support weights.
+
+        A chunk left out of the second stage has no word-piece features; like its rank score, its
+        support is capped at the lowest of the chunks scored in full.
+        """
+        if self._support_weights is None:
+            return {}
+        supports = {i: float(rows[i][best] @ self._support_weights) for i, best in bests.items()}
+        floor = min((supports[i] for i in full), default=0.0)
+        return {i: s if i in full else min(s, floor) for i, s in supports.items()}
 
     def _add_second_stage(self, rows, picks, stored, vector, question_tokens) -> None:
         """The SECOND_STAGE features of the picked sentences: each embedded alone, in one batch (cached)."""
@@ -441,7 +467,7 @@ def _with_copies(item: ScoredHit, copy_ids, stored: dict[int, StoredChunk], rank
         spans = chunk.sentences
         best = max(range(len(spans)), key=lambda j: len(sentence & trigrams(chunk.text[slice(*spans[j])])))
         copies.append(ScoredHit(hit=_hit(chunk, ranked), sentence=spans[best], sentence_score=item.sentence_score,
-                                rank_score=item.rank_score))
+                                rank_score=item.rank_score, support=item.support))
     return replace(item, copies=tuple(copies))
 
 

@@ -131,8 +131,15 @@ class RerankerSettings(_Section):
         default_factory=dict, description="weights that pick the sentences for word-piece matching; "
         "empty means the weights without the word-piece features",
     )
+    support: bool = Field(True, description="'not found' rests on the support score (support_weights) where "
+                          "they are set; false: on the rescoring score (answer.min_mixed_score)")
+    support_weights: dict[str, float] = Field(
+        default_factory=dict, description="weights of a passage's support, the score 'not found' rests on "
+        "(answer.min_support), fitted on answerable against unanswerable questions by "
+        "benchmarks/fit_support.py; empty means the rescoring score itself (answer.min_mixed_score)",
+    )
 
-    @field_validator("weights", "first_stage_weights")
+    @field_validator("weights", "first_stage_weights", "support_weights")
     @classmethod
     def _known_features(cls, value: dict[str, float]) -> dict[str, float]:
         unknown = sorted(set(value) - set(FEATURES))
@@ -150,6 +157,10 @@ class AnswerSettings(_Section):
     )
     min_mixed_score: float = Field(
         0.0, ge=-100.0, le=100.0, description="the same for the rescoring score, which decides when it is on"
+    )
+    min_support: float = Field(
+        0.0, ge=-100.0, le=100.0, description="the same for the support score, which decides instead when "
+        "reranker.support_weights are set"
     )
     max_question_chars: int = Field(500, ge=10)
     duplicate_threshold: float = Field(0.8, gt=0.0, le=1.0)

@@ -35,7 +35,7 @@ def _settings(tmp_path, **discord):
     return load_settings(index={"dir": str(tmp_path / "index")}, embedding={"model": "fake"},
                          chunking={"max_tokens": 40}, corpus={"paths": []}, fetch={"allow_private": True},
                          discord={"cooldown_seconds": 0, **discord},
-                         answer={"min_score": 0.0, "min_mixed_score": -100.0})
+                         answer={"min_score": 0.0, "min_mixed_score": -100.0, "min_support": -100.0})
 
 
 class Followed(list):

@@ -24,7 +24,7 @@ def simcord_bot(tmp_path, monkeypatch):
         monkeypatch.delenv(name)
     settings = load_settings(index={"dir": str(tmp_path / "index")}, embedding={"model": "fake"},
                              chunking={"max_tokens": 40}, corpus={"paths": []}, discord={"cooldown_seconds": 0},
-                             answer={"min_score": 0.0, "min_mixed_score": -100.0})
+                             answer={"min_score": 0.0, "min_mixed_score": -100.0, "min_support": -100.0})
     default = Answerer(settings, FakeEmbedder())
     default.ingest_articles([Article(key="texel", outlet="Texel Herald",
                                      text="The ferry to Texel was cancelled on Monday because of the storm.")])

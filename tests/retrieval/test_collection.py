@@ -32,7 +32,7 @@ def test_a_name_that_is_no_safe_folder_name_is_refused(settings_for, name):
 
 def test_collections_are_listed_from_settings_and_disk_and_answer_only_from_their_own(settings_for):
     settings = settings_for(embedding={"model": "fake"}, chunking={"max_tokens": 40},
-                            answer={"min_score": 0.0, "min_mixed_score": -100.0},
+                            answer={"min_score": 0.0, "min_mixed_score": -100.0, "min_support": -100.0},
                             collections={"harbour": {}})
     a = Answerer(collection.settings_for(settings, "default"), FakeEmbedder())
     b = Answerer(collection.settings_for(settings, "wire-desk"), FakeEmbedder())

@@ -82,7 +82,7 @@ def make_settings(folder: Path, **index):
     return load_settings(
         index={"dir": str(folder), **index}, embedding={"model": "fake"}, chunking={"max_tokens": MAX_TOKENS},
         # the fake embedder's scores are not the real model's: no calibrated "not found" threshold
-        answer={"min_score": 0.0, "min_mixed_score": -100.0},
+        answer={"min_score": 0.0, "min_mixed_score": -100.0, "min_support": -100.0},
     )
 
 

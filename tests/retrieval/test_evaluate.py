@@ -85,3 +85,22 @@ def test_progress_in_a_pipe_is_a_line_at_each_tenth():
     lines = err.file.getvalue().splitlines()
     assert len(lines) == 10 and lines[0].startswith("asking 5/50 (10%), about ")
     assert lines[-1].startswith("asking 50/50 (100%), done in ")
+
+
+@pytest.mark.slow
+def test_eval_abstention_reports_the_deciding_signal_first(tmp_path):
+    squad = tmp_path / "tiny.json"
+    squad.write_text(json.dumps(SQUAD))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CITEBOT_")}
+    result = subprocess.run([sys.executable, "-m", "bot.cli", "eval", "squad", str(squad), "--abstention", "--json"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    # Baltic Sea indexed (its two questions answerable), Sourdough held out (one unanswerable)
+    assert (figures["answerable"], figures["unanswerable"]) == (2, 1)
+    assert figures["signal"] == "support score"  # config/default.toml sets reranker.support_weights
+    from retrieval.settings import load_settings
+
+    assert figures["threshold"] == load_settings().answer.min_support
+    assert list(figures["by_false_abstention"]) == ["support", "mixed", "sentence"]
+    assert figures["abstained_unanswerable"] in (0.0, 1.0) and 0 <= figures["false_abstention"] <= 1

@@ -81,7 +81,7 @@ def test_a_rare_outlet_is_searched_through_a_faiss_selector_and_still_answers(se
     from tests.fakes import FakeEmbedder
 
     settings = settings_for(embedding={"model": "fake"}, chunking={"max_tokens": 40}, search={"candidates": 2},
-                            answer={"min_score": 0.0, "min_mixed_score": -100.0})
+                            answer={"min_score": 0.0, "min_mixed_score": -100.0, "min_support": -100.0})
     answerer = Answerer(settings, FakeEmbedder())
     answerer.ingest_articles([Article(key=f"c{n}", outlet="Courier", text=f"The ferry to the island sailed on day {n}.")
                               for n in range(40)]

@@ -114,7 +114,7 @@ def test_the_second_stage_scores_the_sentence_embedded_alone(settings_for, tmp_p
     (tmp_path / "a.txt").write_text(ARTICLE, encoding="utf-8")
     only = {name: 0.0 for name in FEATURES}
     settings = settings_for(embedding={"model": "fake"}, chunking={"max_tokens": 40},
-                            answer={"min_score": 0.0, "min_mixed_score": -100.0},
+                            answer={"min_score": 0.0, "min_mixed_score": -100.0, "min_support": -100.0},
                             reranker={"weights": {**only, "alone_cosine": 1.0},
                                       "first_stage_weights": {**only, "idf_overlap": 1.0}})
     embedder = ChunkPassEmbedder()

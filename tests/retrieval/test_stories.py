@@ -107,7 +107,7 @@ def test_copies_can_be_turned_off(settings_for):
     from tests.fakes import FakeEmbedder
 
     settings = settings_for(embedding={"model": "fake"}, chunking={"max_tokens": 40}, copies={"enabled": False},
-                            answer={"min_score": 0.0, "min_mixed_score": -100.0})
+                            answer={"min_score": 0.0, "min_mixed_score": -100.0, "min_support": -100.0})
     answerer = Answerer(settings, FakeEmbedder())
     answerer.ingest_articles(wire(3))
     assert answerer.store.count_copies() == 0 and story_rows(answerer) == {}
@@ -132,7 +132,7 @@ def test_copies_do_not_crowd_other_articles_out_of_the_candidates(settings_for, 
 
     settings = settings_for(embedding={"model": "fake"}, chunking={"max_tokens": 40}, search={"candidates": depth, "mode": "dense"},
                             reranker={"candidates": depth},
-                            answer={"min_score": 0.0, "min_mixed_score": -100.0})
+                            answer={"min_score": 0.0, "min_mixed_score": -100.0, "min_support": -100.0})
     answerer = Answerer(settings, FakeEmbedder())
     other = Article(key="other", outlet="Yle", published=dt.date(2025, 3, 5), text=(
         "The Rotterdam strike grew on Wednesday: workers at a fourth terminal joined it, bringing the number "
@@ -169,7 +169,7 @@ def test_a_recency_half_life_puts_the_newer_report_first(settings_for):
     for half_life in (None, 1):
         settings = settings_for(embedding={"model": "fake"}, chunking={"max_tokens": 40},
                                 search={"recency_half_life_days": half_life},
-                                answer={"min_score": 0.0, "min_mixed_score": -100.0})
+                                answer={"min_score": 0.0, "min_mixed_score": -100.0, "min_support": -100.0})
         answerer = Answerer(settings, FakeEmbedder())
         answerer.ingest_articles([old, new])
         answer = answerer.answer("how many workers joined the Rotterdam strike?")
