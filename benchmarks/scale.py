@@ -23,6 +23,7 @@ or, for texts made of pool sentences, by adding their cached counts (exact for W
 Per size (--json: one line with exactly the keys in KEYS):
   add_article_s         median wall time of Answerer.ingest([one new article file]), over 5 new articles
   visible_after_s       from the start of an ingest until a reader in another process cites the article
+                        (without the real model: has it among its candidates, see _watch_worker)
   question_p*_ms_*      Answerer.answer in a fresh reader process after warm_up; cold: its chunk, word-piece
                         and phrase caches emptied first; warm: the same question at once again
   reader_rss_mb         that reader process's peak RSS
@@ -70,6 +71,7 @@ NOISE = 0.4  # the noise's norm against the unit mean vector: cos(vector, mean) 
 NEW_ARTICLES = 5
 RECALL_K = 40
 VISIBLE_TIMEOUT_S = 600.0
+RERANK_K = 40  # candidates the model-less watcher looks among (reranker.candidates)
 OUTLETS = ["The Northern Ledger", "Daily Meridian", "Coastal Herald", "The Evening Courier", "Valley Tribune",
            "Harbor Times", "The Civic Post", "Metro Observer", "Prairie Gazette", "The Atlantic Wire",
            "Summit Press", "River City Journal", "The Morning Standard", "Lakeside News", "Capital Dispatch"]
@@ -379,16 +381,16 @@ def _commit(writer, store, embedder, settings, batch, index_dir: Path, times: di
 
 
 # -- measuring -------------------------------------------------------------------------------------
-def _settings(index_dir: Path, **sections):
+def _settings(index_dir: Path):
     from retrieval.settings import load_settings
 
-    return load_settings(index={"dir": str(index_dir)}, **sections)
+    return load_settings(index={"dir": str(index_dir)})
 
 
-def _answerer(job: dict, **sections):
+def _answerer(job: dict):
     from retrieval.pipeline import Answerer
 
-    settings = _settings(Path(job["index"]), **sections)
+    settings = _settings(Path(job["index"]))
     if job["model"] == "real":
         return Answerer.from_settings(settings)
     pool = load_pool(Path(job["pool"]), Path(job["squad"]), settings.embedding,
@@ -440,27 +442,52 @@ def _reader_worker(job: dict) -> None:
 
 
 def _watch_worker(job: dict) -> None:
-    """In a fresh process: ask every 20 ms until a passage cites the article at `url`; print when (monotonic).
+    """In a fresh process: ask every 20 ms until the reader answers from the article at `url`; print when.
 
-    A cited source, not the passage's text: a passage quotes the newest of its near-duplicate sources.
-    Without the real model the "not found" thresholds (fitted on real vectors) are off: a random
-    vector's score says nothing, and what is timed is when the reader sees the article.
+    With the real model, "answers from" is "a passage cites it" (a cited source, not the passage's
+    text: a passage quotes the newest of its near-duplicate sources). Without it, a text outside the
+    pool gets a vector that says nothing and the weights were fitted on real ones: even the fact's own
+    sentence has been seen ranked 20th and 37th of the candidates (1 run in about 200). What is timed
+    is when the reader sees the article, so there it is "among the reader's candidates" (Answerer.rank,
+    the same search and rescoring, without the "not found" cut).
     """
-    blind = {} if job["model"] == "real" else {"answer": {"min_mixed_score": -100.0, "min_support": -100.0}}
-    answerer = _answerer(job, **blind)
+    answerer = _answerer(job)
+    cited = job["model"] == "real"
     answerer.warm_up()
     answerer.answer(job["question"])
     print("ready", flush=True)
     deadline = time.monotonic() + job["timeout"]
     while time.monotonic() < deadline:
-        answer = answerer.answer(job["question"])
-        if any(source.url == job["url"] for p in answer.passages for source in p.sources):
+        if job["url"] in (_cited(answerer, job["question"]) if cited else _candidates(answerer, job["question"])):
             print(json.dumps({"seen": time.monotonic()}), flush=True)
             return
         time.sleep(0.02)
     # What it answered instead, for the warning: a stale reader and a misranked article look different.
-    cited = [source.url for p in answer.passages for source in p.sources]
-    print(json.dumps({"seen": None, "found": answer.found, "cited": cited}), flush=True)
+    candidates = _candidates(answerer, job["question"])
+    segments = answerer.reader._segments
+    print(json.dumps({"seen": None, "cited": _cited(answerer, job["question"]),
+                      "rank": candidates.index(job["url"]) if job["url"] in candidates else None,
+                      "generation": segments.generation if segments else None,
+                      "store_generation": _store_generation(Path(job["index"]))}), flush=True)
+
+
+def _cited(answerer, question: str) -> list[str]:
+    return [source.url for p in answerer.answer(question).passages for source in p.sources]
+
+
+def _candidates(answerer, question: str) -> list[str]:
+    """The urls of the reader's ranked candidates (RERANK_K of them) and of their wire copies, in order."""
+    return [item.hit.source.url for s in answerer.rank(question, k=RERANK_K) for item in (s, *s.copies)]
+
+
+def _store_generation(index_dir: Path) -> int:
+    from retrieval.store import Store
+
+    store = Store(index_dir / "citebot.sqlite")
+    try:
+        return store.generation
+    finally:
+        store.close()
 
 
 def _worker(role: str, job: dict, verbose: bool) -> subprocess.Popen:
@@ -582,13 +609,17 @@ def measure(size_dir: Path, pool: dict, embedder: PoolEmbedder, args) -> tuple[d
     if watcher.stdout.readline().strip() != "ready":
         raise SystemExit("scale.py: the watching reader did not start")
     started = time.monotonic()
-    writer.ingest([path])
+    report = writer.ingest([path])
     ingest_s = time.monotonic() - started
+    if report.added != 1:
+        raise SystemExit(f"scale.py: the new article {path} was not added: {report.errors}")
     watched = _last_json(watcher)
     seen = watched["seen"]
     if seen is None:
-        log.warning("the watching reader never cited the new article within %.0f s; its last answer %s",
-                    VISIBLE_TIMEOUT_S, f"cited {', '.join(watched['cited'])}" if watched["found"] else "was not found")
+        log.warning("the watching reader never answered from the new article within %.0f s; its last answer %s; "
+                    "the article's rank among its candidates %s; generation %s read, %s in the store",
+                    VISIBLE_TIMEOUT_S, f"cited {', '.join(watched['cited'])}" if watched["cited"] else "was not found",
+                    watched["rank"], watched["generation"], watched["store_generation"])
     writer.store.close()
 
     figures = {
