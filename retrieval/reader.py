@@ -193,8 +193,9 @@ class Reader:
             return self._rank(question, context=context, k=k, allowed=self.allowed(outlet, since, until))
 
     def compose(self, question: str, scored: list[ScoredHit], *, k: int | None = None) -> Answer:
-        # "Not found" rests on the mixed score where it orders the candidates, else on the best
-        # sentence's similarity; each has its own threshold, calibrated in config/default.toml.
+        # "Not found" rests on the support score where its weights are set, else on the mixed score
+        # where it orders the candidates, else on the best sentence's similarity; each has its own
+        # threshold, calibrated in config/default.toml.
         answer = self.settings.answer
         if not self.mixing:
             support, threshold = "sentence", answer.min_score
