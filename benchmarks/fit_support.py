@@ -80,13 +80,10 @@ def fit(rows: np.ndarray, labels: np.ndarray, l2: float, iterations: int = 50) -
 
 
 def rates(scores: np.ndarray, labels: np.ndarray) -> dict:
-    answerable, unanswerable = scores[labels == 1], scores[labels == 0]
-    out = {}
-    for rate in RATES:
-        threshold = float(np.quantile(answerable, rate))
-        out[str(rate)] = {"threshold": round(threshold, 3),
-                          "abstained_unanswerable": round(float(np.mean(unanswerable < threshold)), 4)}
-    return out
+    """What `scores` give at each of RATES false abstention, as `citebot eval --abstention` reports it."""
+    from retrieval.evaluate import _at_false_rate
+
+    return {str(rate): _at_false_rate(scores[labels == 1], scores[labels == 0], rate) for rate in RATES}
 
 
 def main(argv: list[str] | None = None) -> int:

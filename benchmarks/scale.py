@@ -71,7 +71,6 @@ NOISE = 0.4  # the noise's norm against the unit mean vector: cos(vector, mean) 
 NEW_ARTICLES = 5
 RECALL_K = 40
 VISIBLE_TIMEOUT_S = 600.0
-RERANK_K = 40  # candidates the model-less watcher looks among (reranker.candidates)
 OUTLETS = ["The Northern Ledger", "Daily Meridian", "Coastal Herald", "The Evening Courier", "Valley Tribune",
            "Harbor Times", "The Civic Post", "Metro Observer", "Prairie Gazette", "The Atlantic Wire",
            "Summit Press", "River City Journal", "The Morning Standard", "Lakeside News", "Capital Dispatch"]
@@ -476,8 +475,9 @@ def _cited(answerer, question: str) -> list[str]:
 
 
 def _candidates(answerer, question: str) -> list[str]:
-    """The urls of the reader's ranked candidates (RERANK_K of them) and of their wire copies, in order."""
-    return [item.hit.source.url for s in answerer.rank(question, k=RERANK_K) for item in (s, *s.copies)]
+    """The urls of the reader's ranked candidates (reranker.candidates of them) and their wire copies, in order."""
+    k = answerer.settings.reranker.candidates
+    return [item.hit.source.url for s in answerer.rank(question, k=k) for item in (s, *s.copies)]
 
 
 def _store_generation(index_dir: Path) -> int:

@@ -7,10 +7,13 @@ import math
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from retrieval.models import Answer, Hit, Passage, Span, Version
 from retrieval.spans import NoPhrase, PhraseFinder, normalise
+
+if TYPE_CHECKING:
+    import numpy as np
 
 NOT_FOUND = "Not found: nothing in the indexed articles answers this question."
 # An article's phrase is compared with the others' only when its sentence scores within this much
@@ -34,7 +37,7 @@ class ScoredHit:
     support: float | None = None
     # The best sentence's feature row (retrieval/features.py FEATURES), where rescoring computed one:
     # what benchmarks/fit_support.py fits the support weights on.
-    features: tuple[float, ...] | None = field(default=None, compare=False, repr=False)
+    features: np.ndarray | None = field(default=None, compare=False, repr=False)
     # Wire copies of this passage in other documents of its story, searched once with it
     # (Reader._collapse): cited beside it, and quoted instead when newer.
     copies: tuple[ScoredHit, ...] = ()

@@ -372,7 +372,7 @@ class Reader:
                 score = min(float(first[i].max()), floor)
             item = ScoredHit(hit=_hit(chunk, ranked), sentence=chunk.sentences[bests[i]],
                              sentence_score=float(cosines_of[i].max()), rank_score=score, support=supports.get(i),
-                             features=tuple(rows[i][bests[i]].tolist()))
+                             features=rows[i][bests[i]])
             (full_scored if i in full else rest).append((item, float(first[i].max())))
         full_scored.sort(key=lambda pair: -pair[0].rank_score)
         rest.sort(key=lambda pair: -pair[1])
