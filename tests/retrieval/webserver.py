@@ -15,6 +15,7 @@ class Route:
     headers: dict = field(default_factory=dict)
     trickle_s: float = 0.0  # seconds between 1-byte writes, for a server that never finishes
     stream: object = None  # an iterator of byte blocks, written as they come
+    raw: object = None  # an iterator of byte blocks written as the whole answer, status line and headers included
 
 
 def local_fetcher(**policy):
@@ -28,6 +29,7 @@ class WebServer:
     def __init__(self):
         self.routes: dict[str, Route] = {}
         self.requests: list[tuple[str, dict]] = []
+        self.sent = 0  # bytes written by raw routes
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -44,6 +46,13 @@ class WebServer:
                 if callable(route):
                     route = route(self)
                 try:
+                    if route.raw is not None:
+                        for block in route.raw:
+                            self.wfile.write(block)
+                            self.wfile.flush()
+                            server.sent += len(block)
+                        self.close_connection = True
+                        return
                     self.send_response(route.status)
                     for key, value in route.headers.items():
                         self.send_header(key, value)
