@@ -23,17 +23,19 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
 from retrieval.errors import CitebotError, IngestError
 from retrieval.fetch import Fetcher, FetchError
 from retrieval.models import Article
-from retrieval.web import fetch_article, normalise_url
+from retrieval.web import fetch_article, is_url, normalise_url
 
 log = logging.getLogger(__name__)
 
 FEED_TYPES = frozenset({"application/rss+xml", "application/atom+xml", "application/rdf+xml", "application/xml",
                         "text/xml"})
 VIA_FEED = "the feed's summary: the article page could not be fetched"
+VIA_FEED_ONLY = "the feed's summary: the entry links to no web page"
 MAX_BACKOFF_S = 24 * 3600.0
 MAX_ENTRIES = 200  # read from one feed per poll
 
@@ -58,7 +60,15 @@ CREATE TABLE IF NOT EXISTS entries (
     seen_at REAL NOT NULL,
     PRIMARY KEY (feed, entry)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS held (
+    feed TEXT NOT NULL,
+    entry TEXT NOT NULL,
+    article TEXT NOT NULL,
+    held_at REAL NOT NULL,
+    PRIMARY KEY (feed, entry)
+) WITHOUT ROWID;
 """
+BUSY_RETRY_S = 60.0  # a poll whose articles could not be committed (a busy index) is due again this soon
 
 
 def looks_like_feed(body: bytes) -> bool:
@@ -130,6 +140,7 @@ class FeedBook:
         with self._transaction():
             gone = self._db.execute("DELETE FROM feeds WHERE url = ?", (url,)).rowcount
             self._db.execute("DELETE FROM entries WHERE feed = ?", (url,))
+            self._db.execute("DELETE FROM held WHERE feed = ?", (url,))
         return bool(gone)
 
     def added(self) -> list[Feed]:
@@ -155,9 +166,14 @@ class FeedBook:
         return {row[0] for row in rows}
 
     def record(self, feed: Feed, result: PollResult, *, every_s: float, etag=None, modified=None,
-               taken: Iterable[str] = ()) -> None:
-        """Store a poll's outcome: validators, times, the entries taken, when the feed is due again."""
+               taken: Iterable[str] = (), retry_s: float | None = None) -> None:
+        """Store a poll's outcome: validators, times, the entries taken, when the feed is due again.
+
+        A failed poll backs off (twice the interval per failure in a row), unless `retry_s` says when to
+        try again: a busy index is not the feed's fault.
+        """
         now = time.time()
+        taken = list(taken)
         with self._transaction():
             self._db.execute("INSERT OR IGNORE INTO feeds(url, outlet, every_s, added_at) VALUES (?, ?, ?, ?)",
                              (feed.url, feed.outlet, feed.every_s, now))
@@ -170,11 +186,24 @@ class FeedBook:
             else:
                 failures = (self._db.execute("SELECT failures FROM feeds WHERE url = ?", (feed.url,)).fetchone()
                             or (0,))[0] + 1
-                wait = min(every_s * 2 ** failures, MAX_BACKOFF_S)
+                wait = retry_s if retry_s is not None else min(every_s * 2 ** failures, MAX_BACKOFF_S)
                 self._db.execute("UPDATE feeds SET last_poll = ?, last_error = ?, failures = ?, next_due = ?"
                                  " WHERE url = ?", (now, result.error, failures, now + wait, feed.url))
             self._db.executemany("INSERT OR IGNORE INTO entries(feed, entry, seen_at) VALUES (?, ?, ?)",
                                  [(feed.url, entry, now) for entry in taken])
+            self._db.executemany("DELETE FROM held WHERE feed = ? AND entry = ?", [(feed.url, e) for e in taken])
+
+    def hold(self, url: str, articles: dict[str, Article]) -> None:
+        """Keep articles fetched for entries that could not be committed, for the next poll to commit."""
+        now = time.time()
+        with self._transaction():
+            self._db.executemany("INSERT OR REPLACE INTO held(feed, entry, article, held_at) VALUES (?, ?, ?, ?)",
+                                 [(url, entry, a.model_dump_json(), now) for entry, a in articles.items()])
+
+    def held(self, url: str) -> dict[str, Article]:
+        """The articles fetched at an earlier poll of this feed and not committed yet, by entry."""
+        rows = self._db.execute("SELECT entry, article FROM held WHERE feed = ? ORDER BY held_at, entry", (url,))
+        return {entry: Article.model_validate_json(article) for entry, article in rows}
 
     def due(self, feed: Feed, now: float | None = None) -> bool:
         row = self._db.execute("SELECT next_due FROM feeds WHERE url = ?", (feed.url,)).fetchone()
@@ -291,66 +320,104 @@ def _plain(html: str) -> str:
     return "\n".join(" ".join(line.split()) for line in root.text_content().split("\n")).strip()
 
 
-def from_entry(entry, *, outlet: str | None, fallback_outlet: str | None) -> Article | None:
-    """An Article from the feed entry's own text, when its page cannot be had; None if it has none."""
+def entry_link(entry, feed_url: str) -> str | None:
+    """The entry's web page: an http(s) URL (a relative one read against the feed's address), else None.
+
+    `file:`, `javascript:` and `gopher:` links are no page, and neither is a guid that feedparser took
+    for a link ("m2": RSS calls a guid a permalink unless told otherwise).
+    """
+    link = (entry.get("link") or "").strip()
+    if not link or entry.get("guidislink") and not is_url(link):
+        return None
+    try:
+        absolute = urljoin(feed_url, link)
+        parts = urlsplit(absolute)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            return None
+    except ValueError:  # an unbalanced [ in the host
+        return None
+    return absolute
+
+
+def from_entry(entry, *, link: str | None, feed_url: str, outlet: str | None,
+               fallback_outlet: str | None) -> Article | None:
+    """An Article from the feed entry's own text, when its page cannot be had; None if it has none.
+
+    `link` is the entry's vetted page (entry_link): the citation's location, or None. An entry without
+    one is keyed by the feed and its id, so that two feeds' entries "1" stay two articles.
+    """
     content = entry.get("content") or []
     text = _plain(content[0].get("value", "") if content else entry.get("summary", "") or "")
     if not text:
         return None
-    link = entry.get("link")
-    key = normalise_url(link) if link else f"feed-entry:{entry_key(entry)}"
-    return Article(key=key, text=text, title=(entry.get("title") or "").strip() or None,
-                   outlet=outlet or fallback_outlet, published=_entry_date(entry),
-                   author=(entry.get("author") or "").strip() or None, url=normalise_url(link) if link else None,
-                   via=VIA_FEED)
+    url = normalise_url(link) if link else None
+    return Article(key=url or f"{feed_url}#entry={entry_key(entry)}", text=text,
+                   title=(entry.get("title") or "").strip() or None, outlet=outlet or fallback_outlet,
+                   published=_entry_date(entry), author=(entry.get("author") or "").strip() or None, url=url,
+                   via=VIA_FEED if link else VIA_FEED_ONLY)
 
 
 def poll(feed: Feed, *, fetcher: Fetcher, book: FeedBook, writer, every_s: float,
          max_feed_bytes: int | None = None) -> PollResult:
-    """Poll one feed once: new entries fetched, extracted and committed. Never raises for the feed's faults."""
+    """Poll one feed once: new entries fetched, extracted and committed. Never raises for the feed's faults,
+    nor for an index that is busy or full: the articles fetched are then held for the next poll."""
     result = PollResult(feed.url)
+    got: dict[str, Article] = book.held(feed.url)  # entry -> its article in hand, from an earlier poll too
+    failures: list[IngestError] = []
     etag, modified = book.validators(feed.url)
     try:
         response = fetcher.get(feed.url, accept=FEED_TYPES, etag=etag, modified=modified, sniff=looks_like_feed,
                                max_bytes=max_feed_bytes)
-        if response.not_modified:
-            result.not_modified = True
-            book.record(feed, result, every_s=every_s)
-            return result
-        parsed = parse_feed(response.body, feed.url)
+        parsed = None if response.not_modified else parse_feed(response.body, feed.url)
     except (FetchError, CitebotError) as error:
         result.error = error.reason if isinstance(error, FetchError) else str(error).split(": ", 1)[-1]
-        log.warning("feed %s: %s", feed.url, result.error)
-        book.record(feed, result, every_s=every_s)
-        return result
-    entries = [e for e in parsed.entries[:MAX_ENTRIES] if entry_key(e)]
-    result.entries = len(entries)
-    taken = book.seen(feed.url, (entry_key(e) for e in entries))
-    fresh = [e for e in entries if entry_key(e) not in taken]
-    result.new = len(fresh)
-    site = (parsed.feed.get("title") or "").strip() or None
-    articles: list[Article | IngestError] = []
-    taken = []  # entries whose article is in hand; the others are tried again at the next poll
-    for entry in fresh:
-        link = entry.get("link")
-        page = fetch_article(fetcher, link, outlet=feed.outlet) if link else IngestError(entry_key(entry), "no link")
-        if isinstance(page, Article):
-            articles.append(page)
-            taken.append(entry_key(entry))
-            continue
-        summary = from_entry(entry, outlet=feed.outlet, fallback_outlet=site)
-        if summary is None:
-            articles.append(page)
-            continue
-        taken.append(entry_key(entry))
-        log.info("feed %s: %s; indexed from the feed's summary", feed.url, page.reason)
-        result.from_summary += 1
-        articles.append(summary)
-    if articles:
-        report = writer.ingest_articles(articles)
+        log.info("feed %s: %s", feed.url, result.error)
+        response = parsed = None
+    if parsed is not None:
+        _take_entries(feed, parsed, fetcher, book, got, failures, result)
+    elif response is not None:
+        result.not_modified = True
+    if got or failures:  # what an earlier poll fetched is committed even when the feed fails now
+        try:
+            report = writer.ingest_articles([*got.values(), *failures])
+        except CitebotError as error:  # a busy index, a full disk: the pages stay fetched
+            book.hold(feed.url, got)
+            result.failed, result.errors = len(failures), [str(f) for f in failures]
+            result.error = (f"{len(got)} articles fetched but not indexed ({error}); they are kept and indexed at "
+                            "the next poll")
+            log.info("feed %s: %s", feed.url, result.error)
+            book.record(feed, result, every_s=every_s, retry_s=min(every_s, BUSY_RETRY_S))
+            return result
         result.added, result.updated, result.failed = report.added, report.updated, report.failed
         result.errors = report.errors
-    book.record(feed, result, every_s=every_s, etag=response.etag, modified=response.last_modified, taken=taken)
+    book.record(feed, result, every_s=every_s, etag=response and response.etag,
+                modified=response and response.last_modified, taken=list(got))
     log.info("feed %s: %d entries, %d new, %d added, %d failed", feed.url, result.entries, result.new,
              result.added, result.failed)
     return result
+
+
+def _take_entries(feed: Feed, parsed, fetcher: Fetcher, book: FeedBook, got: dict[str, Article],
+                  failures: list[IngestError], result: PollResult) -> None:
+    """Each new entry's article into `got` (its page, else the feed's own text), or its failure into `failures`."""
+    entries = [e for e in parsed.entries[:MAX_ENTRIES] if entry_key(e)]
+    result.entries = len(entries)
+    taken = book.seen(feed.url, (entry_key(e) for e in entries))
+    fresh = [e for e in entries if entry_key(e) not in taken and entry_key(e) not in got]
+    result.new = len(fresh)
+    site = (parsed.feed.get("title") or "").strip() or None
+    for entry in fresh:
+        key = entry_key(entry)
+        link = entry_link(entry, feed.url)
+        page = fetch_article(fetcher, link, outlet=feed.outlet) if link else IngestError(
+            f"{feed.url} entry {key}", "links to no web page (only http and https links are fetched)")
+        if isinstance(page, Article):
+            got[key] = page
+            continue
+        summary = from_entry(entry, link=link, feed_url=feed.url, outlet=feed.outlet, fallback_outlet=site)
+        if summary is None:
+            failures.append(IngestError(page.path, f"{page.reason}, and the feed gives no text for it"))
+            continue
+        log.info("feed %s: %s; indexed from the feed's summary", feed.url, page.reason)
+        result.from_summary += 1
+        got[key] = summary

@@ -74,9 +74,12 @@ class Poller:
             return poll(feed, fetcher=self.fetcher, book=self.book, writer=self.writer,
                         every_s=feed.every_s or self.default_every,
                         max_feed_bytes=int(self.settings.fetch.max_feed_mb * 2**20))
-        except Exception as error:  # noqa: BLE001 - a bug or a full disk costs this poll, not the loop
-            log.exception("feed %s: poll failed", feed.url)
-            return PollResult(feed.url, error=f"poll failed ({type(error).__name__}: {error})")
+        except Exception as error:  # noqa: BLE001 - a bug costs this poll, not the loop
+            log.debug("feed %s: poll failed", feed.url, exc_info=True)
+            result = PollResult(feed.url, error=f"poll failed ({type(error).__name__}: {error}): run with -vv "
+                                                "for the details")
+            log.error("feed %s: %s", feed.url, result.error)
+            return result
 
     def poll_all(self) -> list[PollResult]:
         """Every feed once, due or not (`citebot feeds poll`)."""

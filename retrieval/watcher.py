@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 
+from retrieval.errors import CitebotError
 from retrieval.ingest import SUPPORTED_SUFFIXES
 
 log = logging.getLogger(__name__)
@@ -28,26 +30,71 @@ def watched(path: str) -> bool:
 
 
 class FolderWatcher:
+    """Applies the changes watchfiles reports. A change is kept until the index has taken it: a batch that
+    fails (an index busy for longer than index.lock_wait_seconds, a full disk) is tried again every
+    RETRY_S, together with whatever changed since, until it lands. Nothing a watcher saw is forgotten."""
+
+    RETRY_S = 2.0
+
     def __init__(self, writer, paths: list[Path]):
         self.writer = writer  # the Answerer: ingest(paths, sync=…) and forget_under(paths)
         self.paths = [Path(p).resolve() for p in paths]
+        self.caught_up = False
+        self._waiting: dict[Path, bool] = {}  # changed paths not yet applied -> whether one was added
+        self._retry_at = 0.0
+
+    @property
+    def waiting(self) -> int:
+        """Changed paths seen and not yet in the index."""
+        return len(self._waiting)
 
     def catch_up(self):
         """Bring the index in line with the folders as they are now (an ingest with --sync)."""
         report = self.writer.ingest(self.paths, sync=True)
+        self.caught_up = True
         log.info("watch: caught up with %s: %d added, %d updated, %d removed, %d failed",
                  ", ".join(map(str, self.paths)), report.added, report.updated, report.removed, report.failed)
         return report
 
-    def apply(self, changes) -> None:
-        """One batch of (Change, path) from watchfiles."""
+    def note(self, changes) -> None:
+        """Remember one batch of (Change, path) from watchfiles, to be applied by `flush`."""
         from watchfiles import Change
 
-        # A new folder is read whole: files written into it before its watch was set up send no event.
-        # A folder merely modified is not: that would read all of it for each change inside.
-        present = sorted({Path(p) for kind, p in changes
-                          if kind != Change.deleted and (Path(p).is_file() or kind == Change.added and Path(p).is_dir())})
-        gone = sorted({Path(p) for kind, p in changes if kind == Change.deleted and not Path(p).exists()})
+        for kind, path in changes:
+            path = Path(path)
+            self._waiting[path] = self._waiting.get(path, False) or kind == Change.added
+
+    def apply(self, changes) -> None:
+        """One batch of (Change, path) from watchfiles, applied now with any earlier one that failed;
+        raises (keeping them all) if the index cannot take them."""
+        self.note(changes)
+        self._flush()
+
+    def flush(self) -> bool:
+        """Apply what is waiting, if it is time to; False, keeping it, if the index could not take it."""
+        if time.monotonic() < self._retry_at or not (self._waiting or not self.caught_up):
+            return True
+        try:
+            if not self.caught_up:
+                self.catch_up()
+            self._flush()
+        except Exception as error:  # noqa: BLE001 - nothing a batch does stops the watch; it is tried again
+            self._retry_at = time.monotonic() + self.RETRY_S
+            log.debug("watch: changes not applied", exc_info=True)
+            log.warning("watch: %s not indexed yet (%s); trying again in %g s",
+                        "the folders" if not self.caught_up else f"{len(self._waiting)} changed paths",
+                        _one_line(error), self.RETRY_S)
+            return False
+        self._retry_at = 0.0
+        return True
+
+    def _flush(self) -> None:
+        # Each path is judged as it is now, whatever happened to it on the way: a file written then
+        # deleted is gone, a new folder is read whole (files written into it before its watch was set
+        # up send no event), a folder merely modified is not (that would read all of it per change).
+        waiting = dict(self._waiting)
+        present = sorted(p for p, added in waiting.items() if p.is_file() or added and p.is_dir())
+        gone = sorted(p for p in waiting if not p.exists())
         if gone:
             removed = self.writer.forget_under(gone)
             log.info("watch: %d deleted paths, %d documents removed", len(gone), removed)
@@ -57,19 +104,21 @@ class FolderWatcher:
                 log.warning("watch: %s", line)
             log.info("watch: %d files: %d added, %d updated, %d unchanged, %d failed", len(present), report.added,
                      report.updated, report.unchanged, report.failed)
+        for path in waiting:
+            self._waiting.pop(path, None)
 
     def run(self, stop: threading.Event) -> None:
         """Catch up, then follow the folders until `stop` is set. Nothing one batch does stops the loop."""
         from watchfiles import watch
 
-        try:
-            self.catch_up()
-        except Exception:  # noqa: BLE001 - the watch goes on; the next change is tried again
-            log.exception("watch: catching up failed")
+        self.flush()  # the catch-up; if it fails it is tried again below, as a failed batch is
         for changes in watch(*self.paths, watch_filter=lambda _, path: watched(path), debounce=DEBOUNCE_MS,
-                             step=100, stop_event=stop, rust_timeout=1000, yield_on_timeout=False,
+                             step=100, stop_event=stop, rust_timeout=1000, yield_on_timeout=True,
                              raise_interrupt=False):
-            try:
-                self.apply(changes)
-            except Exception:  # noqa: BLE001
-                log.exception("watch: a batch of changes failed")
+            self.note(changes)
+            self.flush()
+
+
+def _one_line(error: Exception) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if isinstance(error, CitebotError) else f"{type(error).__name__}: {text}"

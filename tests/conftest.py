@@ -18,7 +18,7 @@ def settings_for(tmp_path, monkeypatch):
             monkeypatch.delenv(name)
 
     def make(**sections):
-        sections.setdefault("index", {"dir": str(tmp_path / "index")})
+        sections["index"] = {"dir": str(tmp_path / "index"), **sections.get("index", {})}
         return load_settings(**sections)
 
     return make

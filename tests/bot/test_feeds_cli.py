@@ -1,5 +1,6 @@
 """`citebot feeds`, `citebot ingest URL` and `citebot run`, as a user runs them, against a real server on 127.0.0.1."""
 
+import fcntl
 import json
 import os
 import signal
@@ -221,3 +222,79 @@ def test_watch_follows_a_folder_and_stops_on_sigterm(tmp_path):
     refused = citebot("watch", str(folder / "a.txt"), index=index)
     assert refused.returncode != 0 and "is not a folder" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def hold_write_lock(index):
+    """Another writer's long ingest, as a real lock on the index folder: release by closing the file."""
+    index.mkdir(parents=True, exist_ok=True)
+    handle = open(index / "write.lock", "w")
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    return handle
+
+
+def test_feeds_poll_on_a_busy_index_says_so_in_one_line_and_keeps_the_pages(web, tmp_path):
+    index = tmp_path / "index"
+    web.routes["/a1"] = Route(page("Strike grows", "Dock workers walked out in Rotterdam on Monday."), headers=HTML)
+    web.routes["/a2"] = Route(page("Ferries", "All ferries to the islands were cancelled by the storm."),
+                              headers=HTML)
+    web.routes["/feed"] = Route(rss([("1", web.url("/a1"), ""), ("2", web.url("/a2"), "")]), headers=RSS)
+    assert citebot("feeds", "add", web.url("/feed"), index=index).returncode == 0
+    env = environment(index, CITEBOT_FETCH__ALLOW_PRIVATE="true", CITEBOT_INDEX__LOCK_WAIT_SECONDS="1")
+    lock = hold_write_lock(index)
+    try:
+        busy = subprocess.run([sys.executable, "-m", "bot.cli", "feeds", "poll"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        lock.close()
+    assert busy.returncode == 1 and "Traceback" not in busy.stderr, busy.stderr
+    [line] = busy.stderr.strip().splitlines()
+    assert line.startswith(f"{web.url('/feed')}: 2 articles fetched but not indexed (another citebot process")
+    [status] = [json.loads(row) for row in citebot("feeds", "list", "--json", index=index).stdout.splitlines()]
+    assert status["last_poll"] and "not indexed" in status["last_error"] and status["entries_taken"] == 0
+
+    again = subprocess.run([sys.executable, "-m", "bot.cli", "feeds", "poll", "--json"], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    [result] = [json.loads(row) for row in again.stdout.splitlines()]
+    assert (result["error"], result["added"]) == (None, 2)
+    assert web.paths().count("/a1") == web.paths().count("/a2") == 1  # fetched once, indexed at the next poll
+
+
+def test_watch_keeps_what_changed_while_the_index_was_busy(tmp_path):
+    index, folder = tmp_path / "index", tmp_path / "news"
+    folder.mkdir()
+    (folder / "a.txt").write_text("The harbour opened at dawn, officials said.")
+    env = environment(index, CITEBOT_INDEX__LOCK_WAIT_SECONDS="1")
+    loop = subprocess.Popen([sys.executable, "-m", "bot.cli", "watch", str(folder)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def listed() -> set:
+        result = citebot("sources", "--json", index=index)
+        return {row["location"] for row in json.loads(result.stdout or "[]")} if result.returncode == 0 else set()
+
+    written = [folder / f"b{burst}-{n}.txt" for burst in range(3) for n in range(4)]
+    try:
+        deadline = time.monotonic() + 180
+        while str((folder / "a.txt").resolve()) not in listed() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(1)  # the watch is set up once the catch-up is in
+        lock = hold_write_lock(index)
+        try:
+            for burst in range(3):  # several batches, each failing at least once
+                for path in written[burst * 4:(burst + 1) * 4]:
+                    path.write_text(f"Boat {path.stem} docked at noon after the storm had passed.")
+                time.sleep(2.5)
+            assert listed() == {str((folder / "a.txt").resolve())}
+        finally:
+            lock.close()
+        want = {str((folder / "a.txt").resolve())} | {str(p.resolve()) for p in written}
+        while listed() != want and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert listed() == want
+        loop.send_signal(signal.SIGTERM)
+        _, err = loop.communicate(timeout=60)
+    finally:
+        if loop.poll() is None:
+            loop.kill()
+    assert loop.returncode == 0 and "Traceback" not in err, err
+    assert "not indexed yet (another citebot process has been writing to" in err

@@ -1,13 +1,16 @@
 """Feeds and article pages from a real HTTP server on 127.0.0.1: new entries become answerable, bad ones are reported."""
 
+import fcntl
 import time
 
 import pytest
 
 from bot.render import source_line
 from retrieval import fetch
-from retrieval.feeds import VIA_FEED, Feed, FeedBook, poll
+from retrieval.feeds import VIA_FEED, VIA_FEED_ONLY, Feed, FeedBook, poll
+from retrieval.pipeline import Answerer
 from retrieval.web import canonical_key, fetch_article, normalise_url
+from tests.fakes import FakeEmbedder
 from tests.retrieval.webserver import Route
 from tests.retrieval.webserver import local_fetcher as fetcher
 
@@ -181,3 +184,64 @@ def test_a_sitemap_index_or_one_without_news_is_refused_and_entities_are_not_res
                            doctype=f'<!DOCTYPE urlset [<!ENTITY x SYSTEM "file://{secret}">]>')
     [entry] = parse_sitemap(hostile, "https://herald.example/s.xml").entries
     assert "Zqsecret" not in str(entry["title"])
+
+
+def test_only_http_links_become_locations_and_a_guid_is_not_taken_for_a_link(web, answerer):
+    items = "".join(f"<item><guid>{g}</guid><title>T{g}</title>{f'<link>{link}</link>' if link else ''}"
+                    f"{f'<description>{text}</description>' if text else ''}</item>"
+                    for g, link, text in [("x", "file:///etc/passwd", "Zqfile summary."),
+                                          ("y", "javascript:alert(1)", "Zqjs summary."),
+                                          ("z", "gopher://example.com/1", "Zqgopher summary."),
+                                          ("m1", None, "Zqguid summary &amp; more."),
+                                          ("m2", None, None)])
+    # an unescaped & makes the feed malformed: feedparser reads it anyway, and so must citebot
+    body = f'<?xml version="1.0"?><rss version="2.0"><channel><title>Herald & Co</title>{items}</channel></rss>'
+    web.routes["/feed"] = Route(body.encode(), headers=RSS)
+    result = poll(Feed(web.url("/feed")), fetcher=fetcher(), book=FeedBook(answerer.settings.index.dir),
+                  writer=answerer, every_s=60)
+    assert (result.entries, result.new, result.added, result.from_summary, result.failed) == (5, 5, 4, 4, 1)
+    [error] = result.errors
+    assert error == (f"{web.url('/feed')} entry m2: links to no web page (only http and https links are "
+                     "fetched), and the feed gives no text for it")
+    sources = answerer.sources()
+    assert len(sources) == 4 and all(row.location is None for row in sources)
+    assert {row.key for row in sources} == {f"{web.url('/feed')}#entry={g}" for g in ("x", "y", "z", "m1")}
+    for word in ("Zqfile", "Zqjs", "Zqgopher", "Zqguid"):
+        [source] = cites(answerer, word)
+        assert source.url is None and source.via == VIA_FEED_ONLY
+    assert web.paths() == ["/robots.txt", "/feed"]  # nothing but the feed was requested
+
+
+def test_two_feeds_entries_with_one_guid_and_no_link_stay_two_articles(web, answerer):
+    book = FeedBook(answerer.settings.index.dir)
+    for name, word in (("/one", "Zqalpha"), ("/two", "Zqbeta")):
+        web.routes[name] = Route(f'<?xml version="1.0"?><rss version="2.0"><channel><title>{name}</title><item>'
+                                 f'<guid isPermaLink="false">1</guid><description>{word} news.</description></item>'
+                                 f'</channel></rss>'.encode(), headers=RSS)
+        assert poll(Feed(web.url(name)), fetcher=fetcher(), book=book, writer=answerer, every_s=60).added == 1
+    assert cites(answerer, "Zqalpha") and cites(answerer, "Zqbeta")
+
+
+def test_pages_fetched_while_the_index_is_busy_are_kept_and_indexed_at_the_next_poll(web, settings_for):
+    settings = settings_for(embedding={"model": "fake"}, chunking={"max_tokens": 40}, index={"lock_wait_seconds": 0.3},
+                            answer={"min_score": 0.0, "min_mixed_score": -100.0, "min_support": -100.0})
+    answerer = Answerer(settings, FakeEmbedder())
+    web.routes["/a1"] = Route(page("Strike", "Zqdockers walked out in Rotterdam."), headers=HTML)
+    web.routes["/a2"] = Route(page("Port", "Zqcranes stood still at the port."), headers=HTML)
+    web.routes["/feed"] = Route(rss([("1", web.url("/a1"), ""), ("2", web.url("/a2"), "")]), headers=RSS)
+    book, feed = FeedBook(settings.index.dir), Feed(web.url("/feed"))
+    settings.index.dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.index.dir / "write.lock", "w") as other_writer:
+        fcntl.flock(other_writer, fcntl.LOCK_EX)  # another process's long ingest
+        busy = poll(feed, fetcher=fetcher(), book=book, writer=answerer, every_s=600)
+    assert busy.error.startswith("2 articles fetched but not indexed (another citebot process has been writing")
+    assert busy.error.endswith("they are kept and indexed at the next poll") and "\n" not in busy.error
+    status = book.status(feed)
+    assert status.last_error == busy.error and status.last_poll is not None and status.entries == 0
+    assert time.time() + 50 < status.next_due < time.time() + 70  # soon, not the backed-off interval
+    assert set(book.held(feed.url)) == {"1", "2"}
+    again = poll(feed, fetcher=fetcher(), book=book, writer=answerer, every_s=600)
+    assert (again.error, again.new, again.added) == (None, 0, 2)
+    assert web.paths().count("/a1") == web.paths().count("/a2") == 1  # fetched once, committed later
+    assert cites(answerer, "Zqdockers") and cites(answerer, "Zqcranes")
+    assert book.held(feed.url) == {} and book.status(feed).entries == 2
