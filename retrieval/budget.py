@@ -1,5 +1,9 @@
 """A file's time budget: the seconds it may spend being read and cut into chunks (setting corpus.max_file_seconds).
 
+A file of one article has one budget for both. A JSON or JSON Lines file of many records has one
+for reading (parsing is cheap, and bounded by corpus.max_file_mb) and one per record for chunking:
+a big archive of ordinary records must not fail for the sum of their times.
+
 Only that work counts. The writer embeds and commits between a file's articles, and that time
 is not the file's: a big feed of ordinary records must not fail for the time its vectors took.
 A thread cannot be stopped from outside, so the budget is cooperative: the reader and the

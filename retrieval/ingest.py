@@ -367,7 +367,13 @@ def _read_regular(path: Path, max_bytes: int | None) -> bytes | IngestError:
 def _parse(data: bytes, path: Path, where: str, budget: TimeBudget | None) -> list[Article | IngestError]:
     suffix = path.suffix.lower()
     try:
-        raw = data.decode("utf-8-sig")
+        if b"\x00" in data:  # no text file holds NULs, but UTF-16 and UTF-32 without a byte-order mark do
+            raw = _wide_text(data)
+            if raw is None:
+                return [IngestError(where, "not UTF-8 text (it holds NUL bytes), nor UTF-16, UTF-32 or another "
+                                           "encoding citebot could tell: save the file as UTF-8")]
+        else:
+            raw = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raw = _legacy_text(data) if suffix not in (".json", ".jsonl") else None  # JSON is UTF-8 by definition
         if raw is None:
@@ -387,6 +393,44 @@ def _parse(data: bytes, path: Path, where: str, budget: TimeBudget | None) -> li
         return [IngestError(where, "empty: no article text")]
     return [IngestError(where, "empty: no article text") if isinstance(i, Article) and not i.text else i
             for i in items]
+
+
+def _wide_text(data: bytes) -> str | None:
+    """Text in UTF-16 or UTF-32, with or without a byte-order mark, told by where its NULs sit (the high
+    bytes of Latin letters); None when no reading gives printable text."""
+    if len(data) < MIN_LEGACY_BYTES:  # too little to tell an encoding from noise
+        return None
+    for mark, encoding in ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
+                           (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):
+        if data.startswith(mark):
+            return _nul_free(data, encoding)
+    sample = data[:8192]
+    quads = [sample[i::4].count(0) / max(1, len(sample[i::4])) for i in range(4)]
+    pairs = [sample[i::2].count(0) / max(1, len(sample[i::2])) for i in range(2)]
+    guesses = []
+    if min(quads[1], quads[2], quads[3]) > 0.9:
+        guesses.append("utf-32-le")
+    if min(quads[0], quads[1], quads[2]) > 0.9:
+        guesses.append("utf-32-be")
+    if pairs[1] > 0.3 and pairs[1] > 2 * pairs[0]:
+        guesses.append("utf-16-le")
+    if pairs[0] > 0.3 and pairs[0] > 2 * pairs[1]:
+        guesses.append("utf-16-be")
+    for encoding in guesses:
+        text = _nul_free(data, encoding)
+        if text is not None:
+            return text
+    return None
+
+
+def _nul_free(data: bytes, encoding: str) -> str | None:
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError:
+        return None
+    text = text.lstrip("\ufeff")
+    printable = sum(c.isprintable() or c in "\n\r\t" for c in text[:4096])
+    return text if text and "\x00" not in text and printable >= 0.95 * len(text[:4096]) else None
 
 
 # Western news archives are mostly Windows-1252; among equally good readings, it is taken first.
@@ -469,16 +513,16 @@ def _read_json(raw: str, where: str, budget: TimeBudget | None = None) -> list[A
                 budget.check()
             records.append(_record(record, where, n, f"record {n}"))
         return records
-    return [IngestError(where, "not an article: give a JSON object with title and text, or a list of them")]
+    return [IngestError(where, "not an article: give a JSON object with a text (and a title), or a list of them")]
 
 
 def _record(record: Any, where: str, n: int, label: str) -> Article | IngestError:
     """One JSON record -> Article; its text is taken as given (a feed is already clean)."""
     if not isinstance(record, dict):
         return IngestError(where, f"{label}: not a JSON object: give {{\"title\": ..., \"text\": ...}}")
-    missing = [f for f in ("title", "text") if not isinstance(record.get(f), str) or not record[f].strip()]
-    if missing:
-        return IngestError(where, f"{label}: missing {' and '.join(missing)}: each record needs title and text")
+    if not isinstance(record.get("text"), str) or not record["text"].strip():
+        return IngestError(where, f"{label}: missing text: each record needs a text (a title, url, source, "
+                                  "author and published date are taken when given)")
     published = record.get("published")
     if published not in (None, ""):
         try:
@@ -486,12 +530,12 @@ def _record(record: Any, where: str, n: int, label: str) -> Article | IngestErro
         except (TypeError, ValueError):
             return IngestError(where, f"{label}: published {published!r} is not an ISO date: use YYYY-MM-DD")
     record = {k: _without_surrogates(v) if isinstance(v, str) else v for k, v in record.items()}
-    url, ident = _text_field(record.get("url")), record.get("id")
+    url, ident, title = _text_field(record.get("url")), record.get("id"), _text_field(record.get("title"))
     ident = str(ident).strip() if ident not in (None, "") and not isinstance(ident, (dict, list)) else None
     return Article(
         key=url or ident or f"{where}#{n}",  # a url or id lets a re-ingested feed update in place
         text=_normalise(record["text"]),
-        title=record["title"].strip(),
+        title=title,  # None: cited by its opening words, as an untitled text file is
         outlet=_text_field(record.get("source")),
         published=published or None,
         author=_text_field(record.get("author")),

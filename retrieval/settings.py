@@ -100,8 +100,8 @@ class IndexSettings(_Section):
 class CorpusSettings(_Section):
     paths: TextList[Path] = Field(default_factory=list, description="indexed on first use when the index is empty")
     max_file_mb: float = Field(64.0, gt=0, description="a bigger file is refused, unread")
-    max_file_seconds: float = Field(60.0, gt=0, description="a file whose reading and chunking takes longer "
-                                    "fails alone")
+    max_file_seconds: float = Field(60.0, gt=0, description="an article whose reading and chunking takes longer "
+                                    "fails alone (per file; per record in .json and .jsonl files)")
     max_article_chars: int = Field(500_000, ge=1000, description="a longer article is refused (a book, a dump)")
 
 

@@ -217,8 +217,10 @@ class Writer:
                 self.store.check_model(self.settings.embedding.model)
             last = _last_records(files, self.settings)
             run = _Run(report, rebuild=rebuild)
+            seconds = self.settings.corpus.max_file_seconds
             for done, path in enumerate(files, start=1):
-                budget = TimeBudget(self.settings.corpus.max_file_seconds)  # for reading and chunking this file
+                budget = TimeBudget(seconds)  # for reading this file, and chunking it if it is one article
+                records = path.suffix.lower() in (".json", ".jsonl")  # each record is chunked on its own budget
                 for number, item in enumerate(self._read(path, budget)):
                     if isinstance(item, Article):
                         run.read.add(item.key)
@@ -226,7 +228,7 @@ class Writer:
                             continue  # a later record with this key wins: this one is never indexed
                     elif item.path == str(path):
                         run.unreadable.add(str(path))
-                    self._take(item, run, budget)
+                    self._take(item, run, TimeBudget(seconds) if records else budget)
                 if progress:
                     progress(done, len(files), str(path))
             if sync:

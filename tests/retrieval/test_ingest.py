@@ -224,7 +224,7 @@ def test_json_that_is_not_an_article(tmp_path):
     path.write_text("[1, ")
     assert only_error(path).reason.startswith("not valid JSON (")
     path.write_text("42")
-    assert "JSON object with title and text" in only_error(path).reason
+    assert "JSON object with a text (and a title)" in only_error(path).reason
 
 
 # --- whole-file problems ----------------------------------------------------------------------
@@ -375,3 +375,40 @@ def test_bytes_that_are_no_text_in_any_encoding_are_one_line():
 def test_bylines_with_particles(byline, author):
     article = _one("a.txt", f"Port talks\n\n{byline}\n\nTalks resumed on Tuesday at the harbour.\n".encode())
     assert article.author == author and byline not in article.text
+
+
+def test_a_record_without_a_title_is_indexed_and_cited_by_its_opening_words(tmp_path, answerer):
+    path = tmp_path / "feed.jsonl"
+    path.write_text(json.dumps({"url": "https://example.com/a", "text": "Ferries were cancelled on Monday."}) + "\n"
+                    + json.dumps({"title": "  ", "text": "A second untitled story."}) + "\n"
+                    + json.dumps({"title": 7, "text": "A third, its title not text."}) + "\n")
+    items = read_articles(path)
+    assert all(isinstance(i, Article) for i in items), items
+    assert [i.title for i in items] == [None, None, None]
+    assert items[0].key == items[0].url == "https://example.com/a"
+    report = answerer.ingest([path])
+    assert (report.added, report.failed) == (3, 0), report.errors
+    labels = {row.label for row in answerer.sources()}
+    assert "“Ferries were cancelled on Monday.”" in labels, labels
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be", "utf-16", "utf-32"])
+def test_utf16_and_utf32_with_or_without_a_byte_order_mark_are_read_as_text(tmp_path, encoding):
+    text = "Title: Storm in the harbour\n\nA storm closed the harbour on Tuesday, officials said. Cafés shut early."
+    path = tmp_path / "storm.txt"
+    path.write_bytes(text.encode(encoding))
+    [article] = read_articles(path)
+    assert isinstance(article, Article), article
+    assert article.title == "Storm in the harbour" and "\x00" not in article.text
+    assert article.text.startswith("A storm closed the harbour") and article.text.endswith("Cafés shut early.")
+    records = tmp_path / "records.jsonl"
+    records.write_bytes((json.dumps({"title": "T", "text": "Zq wide JSON."}) + "\n").encode(encoding))
+    [record] = read_articles(records)
+    assert isinstance(record, Article) and record.text == "Zq wide JSON."
+
+
+def test_bytes_with_nuls_that_read_as_no_text_are_refused_not_indexed_as_junk(tmp_path):
+    path = tmp_path / "junk.txt"
+    path.write_bytes(b"PK\x03\x04\x00\x00" + bytes(range(256)) * 8)
+    [error] = read_articles(path)
+    assert isinstance(error, IngestError) and "NUL bytes" in error.reason and "save the file as UTF-8" in error.reason

@@ -4,6 +4,7 @@ A named pipe blocks whoever opens it for reading until a writer comes, so each F
 the code in a child process with a timeout: a regression fails the test instead of hanging the suite.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -183,3 +184,34 @@ def test_an_ingest_fails_a_slow_file_alone_and_goes_on(tmp_path):
     added, failed, seconds = counts.split()
     assert (added, failed) == ("1", "1") and float(seconds) < 5
     assert "a-slow.txt" in errors[0] and "corpus.max_file_seconds" in errors[0]
+
+
+def test_a_file_of_many_records_is_timed_per_record(settings_for, tmp_path, monkeypatch):
+    """A JSONL archive of ordinary records must not fail for the sum of their times (3,773 news records
+    failed 2,380 of them once the file's 60 s were spent); one record over its own budget still fails alone."""
+    from retrieval import writer as writer_module
+    from retrieval.budget import running
+    from retrieval.pipeline import Answerer
+    from tests.fakes import FakeEmbedder
+
+    real_chunk_text = writer_module.chunk_text
+
+    def slow_chunk_text(doc_id, text, *, budget=None, **kwargs):
+        with running(budget):  # each record costs 0.05 s of its budget, the slow one 0.6 s
+            time.sleep(0.6 if "Zqslow" in text else 0.05)
+            if budget is not None:
+                budget.check()
+        return real_chunk_text(doc_id, text, budget=budget, **kwargs)
+
+    monkeypatch.setattr(writer_module, "chunk_text", slow_chunk_text)
+    archive = tmp_path / "archive.jsonl"
+    records = [{"title": f"Story {n}", "text": f"Zqrecord{n} happened in the harbour on Monday."} for n in range(40)]
+    records.insert(20, {"title": "Slow", "text": "Zqslow took its time."})
+    archive.write_text("".join(json.dumps(r) + "\n" for r in records))
+    (tmp_path / "one.txt").write_text("Zqslow one article in one file. " * 2)
+    settings = settings_for(embedding={"model": "fake"}, chunking={"max_tokens": 40}, corpus={"max_file_seconds": 0.5})
+    report = Answerer(settings, FakeEmbedder()).ingest([archive, tmp_path / "one.txt"])
+    assert (report.added, report.failed) == (40, 2), report.errors  # 41 records x 0.05 s = 2 s: over a file's 0.5
+    assert all("over its time budget of 0.5 s" in e for e in report.errors)
+    assert any(e.startswith(f"{archive.resolve()}#21:") for e in report.errors)
+    assert any(e.startswith(str((tmp_path / "one.txt").resolve())) for e in report.errors)
