@@ -294,6 +294,9 @@ def _logging(verbose: int) -> None:
     if verbose < 2:
         for noisy in ("sentence_transformers", "transformers", "httpx", "urllib3", "faiss"):
             logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    if verbose == 0:  # the extractors warn about the pages they read; the report already says what failed
+        for chatty in ("trafilatura", "htmldate", "courlan", "justext", "charset_normalizer"):
+            logging.getLogger(chatty).setLevel(logging.ERROR)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -313,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except CitebotError as error:
         # Text, not markup: a path or a quote in the message may hold [brackets].
-        err.print(Text.assemble(("citebot:", "bold red"), f" {_line(str(error))}"), soft_wrap=True)
+        err.print(Text.assemble(("citebot:", "bold red"), f" {failure_line(error)[0]}"), soft_wrap=True)
         return error.exit_code
     except KeyboardInterrupt:
         err.print("citebot: interrupted")
@@ -324,18 +327,23 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 141  # 128 + SIGPIPE
     except Exception as error:
-        full = _disk_full(error)
-        if full is not None:
-            log.debug("disk full", exc_info=True)
-            where = f" writing {_line(str(full))}" if full else ""
-            err.print(f"citebot: the disk is full (no space left on device{where}): free some space there "
-                      "and run the command again", markup=False, soft_wrap=True)
-            return 1
-        # a bug: one line for the user, the traceback in the log
-        log.debug("unexpected error", exc_info=True)
-        err.print(f"citebot: unexpected error: {type(error).__name__}: {_line(str(error))} "
-                  "(run with -vv for the traceback)", markup=False, soft_wrap=True)
-        return 1
+        log.debug("disk full" if _disk_full(error) is not None else "unexpected error", exc_info=True)
+        line, code = failure_line(error)
+        err.print(f"citebot: {line}", markup=False, soft_wrap=True)
+        return code
+
+
+def failure_line(error: Exception) -> tuple[str, int]:
+    """What a user is told of an error that ends a command, in one line, and the exit code."""
+    if isinstance(error, CitebotError):
+        return _line(str(error)), error.exit_code
+    full = _disk_full(error)
+    if full is not None:
+        where = f" writing {_line(str(full))}" if full else ""
+        return (f"the disk is full (no space left on device{where}): free some space there and run the command "
+                "again"), 1
+    # a bug: one line for the user, the traceback in the log
+    return f"unexpected error: {type(error).__name__}: {_line(str(error))} (run with -vv for the traceback)", 1
 
 
 def _answerer(settings):
@@ -363,12 +371,15 @@ def _ingest_with_progress(answerer, paths, *, rebuild=False, quiet=False, sync=F
         return answerer.ingest(paths, progress=progress, rebuild=rebuild, sync=sync)
 
 
+def _report_fields(report) -> dict:
+    return {k: getattr(report, k) for k in ("added", "updated", "unchanged", "removed", "failed", "errors")}
+
+
 def _print_report(report, as_json: bool) -> None:
     for line in report.errors:
         err.print(f"failed: {_line(line)}", markup=False, soft_wrap=True)
     if as_json:
-        print(json.dumps({k: getattr(report, k)
-                          for k in ("added", "updated", "unchanged", "removed", "failed", "errors")}))
+        print(json.dumps({**_report_fields(report), "error": None}))
     else:
         err.print(f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
                   + (f"{report.removed} removed, " if report.removed else "") + f"{report.failed} failed",
@@ -414,15 +425,21 @@ def cmd_ingest(args, settings) -> int:
     if errors and not files and not urls and not args.rebuild:  # every path is wrong: say so before the model loads
         _print_report(IngestReport(failed=len(errors), errors=[str(e) for e in errors]), args.json)
         return 1
-    answerer = _answerer(settings)
     report = IngestReport()
-    if paths or args.rebuild:
-        report = _ingest_with_progress(answerer, paths, rebuild=args.rebuild, sync=args.sync)
-    if urls:
-        fetched = ingest_urls(answerer, urls, settings)
-        for name in ("added", "updated", "unchanged", "removed", "failed"):
-            setattr(report, name, getattr(report, name) + getattr(fetched, name))
-        report.errors += fetched.errors
+    try:
+        answerer = _answerer(settings)
+        if paths or args.rebuild:
+            report = _ingest_with_progress(answerer, paths, rebuild=args.rebuild, sync=args.sync)
+        if urls:
+            fetched = ingest_urls(answerer, urls, settings)
+            for name in ("added", "updated", "unchanged", "removed", "failed"):
+                setattr(report, name, getattr(report, name) + getattr(fetched, name))
+            report.errors += fetched.errors
+    except Exception as error:
+        if args.json and not isinstance(error, BrokenPipeError):  # a script reads stdout: it gets the report too
+            print(json.dumps({**_report_fields(IngestReport(failed=len(errors), errors=[str(e) for e in errors])),
+                              "error": failure_line(error)[0]}))
+        raise  # main() says it on stderr and sets the exit code
     _print_report(report, args.json)
     return 0 if report.ok else 1
 

@@ -302,6 +302,19 @@ def test_a_full_disk_writing_a_file_is_one_line(fake, monkeypatch, tmp_path):
     assert err_lines() == [FULL.format(" writing /index/seg-000007.faiss")]
 
 
+def test_a_full_disk_under_ingest_json_still_prints_the_json_report(fake, monkeypatch, tmp_path, capsys):
+    def ingest(paths, progress=None, rebuild=False, sync=False):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/index/seg-000007.faiss")
+
+    monkeypatch.setattr(fake, "ingest", ingest, raising=False)
+    (tmp_path / "a.txt").write_text("The harbour opened at dawn.")
+    assert cli.main(["ingest", "--json", str(tmp_path), str(tmp_path / "missing.txt")]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["error"] == FULL.format(" writing /index/seg-000007.faiss").removeprefix("citebot: ")
+    assert (report["added"], report["failed"]) == (0, 1) and "missing.txt" in report["errors"][0]
+    assert err_lines()[-1] == FULL.format(" writing /index/seg-000007.faiss")
+
+
 def test_a_full_disk_under_sqlite_is_one_line(fake, monkeypatch, tmp_path):
     def ingest(paths, progress=None, rebuild=False, sync=False):
         db = sqlite3.connect(tmp_path / "small.sqlite")
@@ -518,3 +531,14 @@ def test_a_line_says_the_model_is_loading_before_an_ingest_that_must_load_it(fak
     fake.embedder._model = object()  # loaded already: nothing to say
     assert cli.main(["ingest", str(tmp_path)]) == 0
     assert err_lines()[2:] == ["1 added, 0 updated, 0 unchanged, 0 failed"]
+
+
+@pytest.mark.parametrize("verbose, shown", [(0, False), (1, True)])
+def test_the_extractors_warnings_about_a_hostile_page_show_only_with_v(tmp_path, verbose, shown):
+    page = tmp_path / "deep.html"
+    page.write_text("<html><body>" + "<div>" * 100_000 + "<p>Deep text.</p>" + "</div>" * 100_000 + "</body></html>")
+    code = (f"import sys; from bot import cli; from retrieval.ingest import read_articles; cli._logging({verbose}); "
+            f"print(read_articles({str(page)!r}))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "empty: no article text" in result.stdout, result.stderr
+    assert ("discarding data" in result.stderr) is shown, result.stderr
