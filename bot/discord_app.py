@@ -71,6 +71,7 @@ AUTOCOMPLETE_SECONDS = 2.0  # of Discord's 3 s for the choices: past it, none ar
 NOT_HERE = "I don't answer questions in this channel; please ask in one of the channels set up for me."
 NOT_YOUR_ROLE = "Sorry, asking me in this server is for members with certain roles; a server admin can tell you which."
 BUSY = "I'm busy answering other questions in this server: please try again in a moment."
+NOTICE_EVERY_S = 10.0  # a refused mention is explained to its author at most this often (or once per cooldown)
 NO_TEXT = "That message has no text for me to ask about."
 SHARED_ALREADY = "That answer is already in the channel."
 SHARED_BY = "Shared by <@{user}>"
@@ -162,6 +163,7 @@ class CitebotClient(discord.Client):
         self.tree.error(self._on_app_command_error)
         self._clock = clock
         self._asked_at: dict[int, float] = {}
+        self._told_at: dict[int, float] = {}  # when each user was last told why a mention was refused
         self._answering: dict[int | None, int] = {}  # questions being answered, by server
         self._sharing: set[int] = set()
         self.reindexing = asyncio.Lock()
@@ -253,6 +255,18 @@ class CitebotClient(discord.Client):
             self._asked_at = {u: t for u, t in self._asked_at.items() if now - t < cooldown}
         self._asked_at[user_id] = now
         return 0.0
+
+    def notice_due(self, user_id: int) -> bool:
+        """Whether a refused mention may be told why: once per user per cooldown (at least NOTICE_EVERY_S)."""
+        window = max(self.settings.discord.cooldown_seconds, NOTICE_EVERY_S)
+        now = self._clock()
+        last = self._told_at.get(user_id)
+        if last is not None and now - last < window:
+            return False
+        if len(self._told_at) > 10_000:
+            self._told_at = {u: t for u, t in self._told_at.items() if now - t < window}
+        self._told_at[user_id] = now
+        return True
 
     # -- the history: every call off the event loop; a history that cannot be written costs the buttons only
 
@@ -421,7 +435,9 @@ class CitebotClient(discord.Client):
             log.debug("not a question, left alone: message %s", message.id)
             return
         if refused := self.refusal(message.author, message.guild.id):
-            if kind == "question":  # a remark in a thread is left alone rather than answered with a rule
+            # A remark in a thread is left alone rather than answered with a rule, and a storm of mentions
+            # gets one notice: the bot's own rate limit is not one user's to spend.
+            if kind == "question" and self.notice_due(message.author.id):
                 await self._tell_privately(message, refused)
             return
         with self.answering(message.guild.id):

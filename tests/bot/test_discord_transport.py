@@ -379,3 +379,25 @@ def test_a_signal_closes_the_gateway_cleanly(fake, make_settings, caplog, signum
     assert fake.close_codes == [1000]
     assert answerer.warmed_at is not None and answerer.warmed_at < fake.identifies[0]["at"]  # warm before connecting
     assert fake.token not in caplog.text
+
+
+@pytest.mark.asyncio
+async def test_a_mention_storm_gets_one_notice_per_user_not_one_per_mention(fake, make_settings):
+    answerer = FakeAnswerer()
+    bot = new_bot(fake, make_settings(cooldown_seconds=5), answerer)
+    users = ("alice", "bob", "carol")
+    async with connected(bot, fake.token):
+        sent = []
+        for n in range(60):  # 20 mentions each, as fast as the fake gateway takes them
+            sent.append(await fake.send_message(users[n % 3], f"{mention(fake)} {QUESTION} ({n})"))
+        await fake.wait_for(lambda: len(answerer.calls) == 3, timeout=WAIT, what="three answers")
+        await fake.wait_for(lambda: len(bot._told_at) == 3, timeout=WAIT, what="the three notices")
+        await asyncio.sleep(1.0)  # any further notice would be on its way by now
+        dms = [m for m in fake.bot_messages() if fake.channels[m["channel_id"]]["type"] == 1]
+
+    assert len(answerer.calls) == 3
+    assert len(dms) == 3 and all(m["content"].startswith("You're asking quickly") for m in dms)
+    assert {fake.channels[m["channel_id"]]["recipients"][0]["id"] for m in dms} == {
+        fake.users[u]["id"] for u in users}
+    assert len(fake.bot_messages(fake.general)) == 3  # the answers; no refusal as a reply in the channel
+    assert fake.violations == []
