@@ -22,7 +22,7 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass, field
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from retrieval.addresses import public_address
 from retrieval.errors import CitebotError
@@ -150,9 +150,11 @@ class Fetcher:
         if deadline - time.monotonic() <= 0:
             raise FetchError(url, f"took longer than {self.policy.timeout_s:g} s")
         default_port = port == (443 if parts.scheme == "https" else 80)
-        sent = {"Host": host if default_port else f"{host}:{port}", "User-Agent": self.policy.user_agent,
+        name = _ascii_host(host)
+        sent = {"Host": name if default_port else f"{name}:{port}", "User-Agent": self.policy.user_agent,
                 "Accept-Encoding": "gzip, deflate", **headers}
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        # A path written with spaces or non-ASCII letters is sent percent-encoded, as a browser sends it.
+        target = quote((parts.path or "/") + (f"?{parts.query}" if parts.query else ""), safe=_URL_SAFE)
         watchdog = _Watchdog(deadline)
         sock = connection = None
         try:
@@ -250,6 +252,17 @@ class Fetcher:
             log.info("robots.txt of %s answered HTTP %d: not fetching from it for now", site, status)
             return _Robots(None, False, now + ROBOTS_RETRY_S)
         return _Robots(Protego.parse(body.decode("utf-8", errors="replace")), False, now + ROBOTS_TTL_S)
+
+
+_URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
+
+
+def _ascii_host(host: str) -> str:
+    """The host as sent in the Host header: an internationalised name in its IDNA (xn--) form."""
+    try:
+        return host if host.isascii() else host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return host.encode("ascii", "backslashreplace").decode("ascii")
 
 
 def _wrong_type(url: str, media: str, accept: frozenset[str]) -> FetchError:

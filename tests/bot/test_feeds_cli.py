@@ -298,3 +298,28 @@ def test_watch_keeps_what_changed_while_the_index_was_busy(tmp_path):
             loop.kill()
     assert loop.returncode == 0 and "Traceback" not in err, err
     assert "not indexed yet (another citebot process has been writing to" in err
+
+
+def test_ingest_and_feeds_poll_end_at_the_deadline_against_hostile_servers(web, tmp_path):
+    from tests.retrieval.test_fetch_hostile import EMPTY_STORED_BLOCK, HARD_STOP_S, drip, gzip_head
+
+    index = tmp_path / "index"
+    web.routes["/page.html"] = Route(raw=drip(b"HTTP/1.1 200 OK\r\nX-Slow: ", b"a", 0.2, b"\r\n\r\n"))
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\nContent-Encoding: gzip\r\nConnection: close\r\n\r\n"
+    web.routes["/feed"] = Route(raw=drip(head + gzip_head(), EMPTY_STORED_BLOCK * 1000, 0.001))
+    env = environment(index, CITEBOT_FETCH__ALLOW_PRIVATE="true", CITEBOT_FETCH__TIMEOUT_SECONDS="2",
+                      CITEBOT_FETCH__MAX_FEED_MB="1")
+    started = time.monotonic()
+    ingest = subprocess.run([sys.executable, "-m", "bot.cli", "ingest", web.url("/page.html")], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    took = time.monotonic() - started
+    assert ingest.returncode == 1 and "Traceback" not in ingest.stderr
+    assert f"failed: {web.url('/page.html')}: took longer than 2 s" in ingest.stderr
+    assert took < HARD_STOP_S  # the server drips for 12 s: a fetch that waited for it would take longer
+
+    assert citebot("feeds", "add", web.url("/feed"), index=index).returncode == 0
+    polled = subprocess.run([sys.executable, "-m", "bot.cli", "feeds", "poll", "--json"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    [result] = [json.loads(line) for line in polled.stdout.splitlines()]
+    assert polled.returncode == 1 and "more than the limit of 1,048,576" in result["error"], result
+    assert web.sent < 32 * 2**20  # not the gigabytes an uncapped read takes in the same time

@@ -194,3 +194,9 @@ def test_a_redirect_to_a_hidden_private_address_is_refused_without_a_connection(
     with pytest.raises(FetchError, match="refused"):
         fetcher(allow_private=False, robots=False).get(web.url("/go"))
     assert set(attempts) == {"127.0.0.1"}
+
+
+def test_a_path_with_spaces_and_letters_beyond_ascii_is_sent_percent_encoded(web):
+    web.routes["/caf%C3%A9%20news?q=%C3%A9t%C3%A9"] = Route(b"<html>ok</html>", headers={"Content-Type": "text/html"})
+    assert fetcher(robots=False).get(web.url("/café news?q=été")).body == b"<html>ok</html>"
+    assert web.paths() == ["/caf%C3%A9%20news?q=%C3%A9t%C3%A9"]
