@@ -33,12 +33,17 @@ def citebot(*args, index, private=True):
                           text=True, timeout=300)
 
 
-def test_follow_a_feed_poll_it_ask_from_it_and_ingest_a_page(web, tmp_path):
-    index = tmp_path / "index"
+def serve_two_page_feed(web) -> None:
+    """/feed with two entries, /a1 (a strike) and /a2 (ferries cancelled)."""
     web.routes["/a1"] = Route(page("Strike grows", "Dock workers walked out in Rotterdam on Monday."), headers=HTML)
     web.routes["/a2"] = Route(page("Ferries", "All ferries to the islands were cancelled by the storm."),
                               headers=HTML)
     web.routes["/feed"] = Route(rss([("1", web.url("/a1"), ""), ("2", web.url("/a2"), "")]), headers=RSS)
+
+
+def test_follow_a_feed_poll_it_ask_from_it_and_ingest_a_page(web, tmp_path):
+    index = tmp_path / "index"
+    serve_two_page_feed(web)
 
     added = citebot("feeds", "add", web.url("/feed"), "--outlet", "Harbour Herald", "--every", "15m", index=index)
     assert added.returncode == 0, added.stderr
@@ -234,10 +239,7 @@ def hold_write_lock(index):
 
 def test_feeds_poll_on_a_busy_index_says_so_in_one_line_and_keeps_the_pages(web, tmp_path):
     index = tmp_path / "index"
-    web.routes["/a1"] = Route(page("Strike grows", "Dock workers walked out in Rotterdam on Monday."), headers=HTML)
-    web.routes["/a2"] = Route(page("Ferries", "All ferries to the islands were cancelled by the storm."),
-                              headers=HTML)
-    web.routes["/feed"] = Route(rss([("1", web.url("/a1"), ""), ("2", web.url("/a2"), "")]), headers=RSS)
+    serve_two_page_feed(web)
     assert citebot("feeds", "add", web.url("/feed"), index=index).returncode == 0
     env = environment(index, CITEBOT_FETCH__ALLOW_PRIVATE="true", CITEBOT_INDEX__LOCK_WAIT_SECONDS="1")
     lock = hold_write_lock(index)
