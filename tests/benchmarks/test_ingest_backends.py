@@ -7,13 +7,17 @@ from pathlib import Path
 
 import pytest
 
+from tests import squad_sample
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
 def test_both_backends_embed_the_writers_texts_both_ways_and_agree(tmp_path):
     env = {**__import__("os").environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ingest_backends.py"), "--articles", "2",
+    squad = squad_sample.write(tmp_path / "squad.json")  # made up here: a clone has no ../shared
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ingest_backends.py"), "--squad", str(squad),
+                             "--articles", "2",
                              "--rounds", "1", "--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)

@@ -5,12 +5,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests import squad_sample
+
 ROOT = Path(__file__).resolve().parents[2]
-SQUAD = ROOT.parent / "shared" / "eval" / "squad-dev-v1.1.json"
 
 
-def test_wire_copies_are_grouped_and_distinct_articles_kept_apart():
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "wire.py"), "--squad", str(SQUAD),
+def test_wire_copies_are_grouped_and_distinct_articles_kept_apart(tmp_path):
+    squad = squad_sample.write(tmp_path / "squad.json")  # made up here: a clone has no ../shared
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "wire.py"), "--squad", str(squad),
                              "--groups", "8", "--no-embeddings", "--json"],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
