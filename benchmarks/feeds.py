@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from retrieval.settings import load_settings
-    from retrieval.store import Store
+    from retrieval.backends.embedded.store import Store
 
     rng = random.Random(SEED)
     work = Path(tempfile.mkdtemp(prefix="citebot-feeds-"))

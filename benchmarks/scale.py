@@ -59,7 +59,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from retrieval.chunk import _pack, split_sentences  # noqa: E402
-from retrieval.index import SegmentSet  # noqa: E402
+from retrieval.backends.embedded.segments import SegmentSet  # noqa: E402
 from retrieval.models import Article, Chunk  # noqa: E402
 from retrieval.writer import BATCH_ARTICLES, BATCH_CHUNKS, write_segment  # noqa: E402
 
@@ -321,7 +321,7 @@ def build(index_dir: Path, size: int, pool: dict, embedder: PoolEmbedder, settin
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 
-    from retrieval.store import Store
+    from retrieval.backends.embedded.store import Store
     from retrieval.writer import Writer
 
     store = Store(index_dir / "citebot.sqlite")
@@ -481,7 +481,7 @@ def _candidates(answerer, question: str) -> list[str]:
 
 
 def _store_generation(index_dir: Path) -> int:
-    from retrieval.store import Store
+    from retrieval.backends.embedded.store import Store
 
     store = Store(index_dir / "citebot.sqlite")
     try:
@@ -504,7 +504,7 @@ def _last_json(process: subprocess.Popen) -> dict:
 
 def vector_recall(index_dir: Path, queries: np.ndarray, k: int = RECALL_K) -> float | None:
     """Share of each query's exact top k (ties at the k-th score counted) the segments return; None if all Flat."""
-    from retrieval.store import Store
+    from retrieval.backends.embedded.store import Store
 
     settings = _settings(index_dir)
     store = Store(index_dir / "citebot.sqlite")
@@ -561,7 +561,7 @@ def _new_article(pool, embedder, settings, folder: Path, name: str) -> tuple[Pat
 
 def measure(size_dir: Path, pool: dict, embedder: PoolEmbedder, args) -> tuple[dict, dict]:
     """The figures for one built index (KEYS), and details for -v."""
-    from retrieval.store import Store
+    from retrieval.backends.embedded.store import Store
 
     index_dir, pool_dir = size_dir / "index", Path(args.dir)
     settings = _settings(index_dir)

@@ -595,7 +595,7 @@ def cmd_collections(args, settings) -> int:
     from retrieval import collection
     from retrieval.feeds import FeedBook
     from retrieval.poller import followed
-    from retrieval.store import Store
+    from retrieval.backends.embedded.store import Store
 
     rows = []
     for name in collection.names(args.base_settings):
@@ -660,8 +660,8 @@ def cmd_check(args, settings) -> int:
 
 def cmd_migrate(args, settings) -> int:
     from retrieval.embed import SentenceTransformerEmbedder
-    from retrieval.migrate import migrate, schema_version
-    from retrieval.store import SCHEMA_VERSION
+    from retrieval.backends.embedded.migrate import migrate, schema_version
+    from retrieval.backends.embedded.schema import SCHEMA_VERSION
 
     path = settings.index.dir / "citebot.sqlite"
     version = schema_version(path)

@@ -51,7 +51,7 @@ from retrieval import collection
 from retrieval.errors import CitebotError
 from retrieval.models import Answer
 from retrieval.pipeline import IngestReport
-from retrieval.store import SourceRow
+from retrieval.backends.embedded.store import SourceRow
 from retrieval.settings import Settings
 
 log = logging.getLogger("citebot.discord")

@@ -108,8 +108,8 @@ def _store_path(settings: Settings) -> Path:
 
 
 def _schema(settings: Settings) -> tuple[Status, str]:
-    from retrieval.migrate import schema_version
-    from retrieval.store import SCHEMA_VERSION
+    from retrieval.backends.embedded.migrate import schema_version
+    from retrieval.backends.embedded.schema import SCHEMA_VERSION
 
     try:
         version = schema_version(_store_path(settings))
@@ -128,8 +128,9 @@ def _schema(settings: Settings) -> tuple[Status, str]:
 @contextmanager
 def _current_store(settings: Settings):
     """The index's store, closed after; None when there is no index of this citebot's schema."""
-    from retrieval.migrate import schema_version
-    from retrieval.store import SCHEMA_VERSION, Store
+    from retrieval.backends.embedded.migrate import schema_version
+    from retrieval.backends.embedded.schema import SCHEMA_VERSION
+    from retrieval.backends.embedded.store import Store
 
     path = _store_path(settings)
     if schema_version(path) != SCHEMA_VERSION:
@@ -146,7 +147,7 @@ _NO_INDEX = ("ok", "nothing to check (no current index)")
 
 
 def _agreement(settings: Settings) -> tuple[Status, str]:
-    from retrieval.check import check
+    from retrieval.backends.embedded.check import check
 
     with _current_store(settings) as store:
         if store is None:

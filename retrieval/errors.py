@@ -44,7 +44,7 @@ class IndexSchemaError(CitebotError):
     """The index on disk was written by another version of citebot."""
 
     def __init__(self, folder, version: int):
-        from retrieval.store import SCHEMA_VERSION
+        from retrieval.backends.embedded.schema import SCHEMA_VERSION
 
         if version < SCHEMA_VERSION:
             what = (f"the index in {folder} was written by an older citebot (schema {version}, this one reads "

@@ -17,7 +17,7 @@ from retrieval.reader import Reader
 from retrieval.rerank import CrossEncoderReranker, Reranker
 from retrieval.settings import Settings
 from retrieval.spans import PhraseFinder, SpacyPhraseFinder
-from retrieval.store import SourceRow, Store
+from retrieval.backends.embedded.store import SourceRow, Store
 from retrieval.writer import IngestReport, Progress, Writer
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ class Answerer:
 
     def check(self) -> list[str]:
         """Problems where the store and the vector segments disagree; [] when the index is whole."""
-        from retrieval.check import check
+        from retrieval.backends.embedded.check import check
 
         return check(self.store, self.dir)
 

@@ -2,7 +2,7 @@
 
 Per question the cost follows the question, not the corpus: the vector segments are searched
 (new segments are loaded incrementally when a commit lands), BM25 reads the postings of the
-question's own terms from the segments' postings files (retrieval/lexical.py), the word statistics are looked up for the question's own words, and the candidates' sentence
+question's own terms from the segments' postings files (retrieval/backends/embedded/postings.py), the word statistics are looked up for the question's own words, and the candidates' sentence
 vectors are read as stored at ingest. Only the word-piece matching needs the model, and only for
 the few best sentences (`reranker.token_chunks` x `reranker.token_sentences`).
 """
@@ -32,14 +32,14 @@ from retrieval.features import (
     content_stems,
     question_profile,
 )
-from retrieval.index import SegmentSet
+from retrieval.backends.embedded.segments import SegmentSet
 from retrieval.models import Answer, Hit
 from retrieval.rerank import Reranker, overlap
-from retrieval.lexical import question_terms
+from retrieval.text import question_terms
 from retrieval.search import Ranked, dense_run, fuse, lexical_run
 from retrieval.settings import Settings
 from retrieval.spans import NoPhrase, PhraseFinder
-from retrieval.store import StoredChunk, Store
+from retrieval.backends.embedded.store import StoredChunk, Store
 
 # Chunks whose word profiles, and sentences whose word-piece vectors, stay in memory between questions.
 PROFILE_CACHE = 5_000

@@ -1,4 +1,4 @@
-"""Ranked chunk ids from the dense (FAISS) and lexical (BM25, retrieval/lexical.py) runs, and their fusion."""
+"""Ranked chunk ids from the dense (FAISS) and lexical (BM25, retrieval/backends/embedded/postings.py) runs, and their fusion."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 A commit costs what it adds: the batch's rows (with their word counts) go into SQLite in one
 transaction, and its vectors and word postings into one new, small segment (a FAISS file and its
-postings twin) written before that transaction commits. Segments are merged a few at a time afterwards (retrieval/index.py), so
+postings twin) written before that transaction commits. Segments are merged a few at a time afterwards (retrieval/backends/embedded/segments.py), so
 no commit copies the corpus. Only one process writes at a time (a lock file).
 """
 
@@ -21,17 +21,17 @@ from pathlib import Path
 import numpy as np
 
 from retrieval import ingest as ingest_files
-from retrieval import lexical
+from retrieval.backends.embedded import postings as lexical
 from retrieval.budget import TimeBudget
 from retrieval.chunk import chunk_text, sentence_spans
 from retrieval.embed import Embedder, embed_sentences, embed_with_sentences
 from retrieval.errors import IndexBusyError, IngestError, QuestionError, SettingsError
-from retrieval.index import (
+from retrieval.backends.embedded.segments import (
     SegmentInfo, auto_factory, build_index, load_postings, plan_merge, save_index, segment_name,
 )
 from retrieval.models import Article, Chunk
 from retrieval.settings import Settings
-from retrieval.store import Store
+from retrieval.backends.embedded.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -175,7 +175,7 @@ def add_documents(path: Path, outlets: Sequence[str | None]) -> Path:
     import numpy as np
 
     from retrieval.models import Article
-    from retrieval.store import Store
+    from retrieval.backends.embedded.store import Store
 
     store = Store(path)
     first = store.count_documents()

@@ -30,13 +30,13 @@ from hypothesis.stateful import (
     RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test,
 )
 
-from retrieval import index as index_module
-from retrieval import store_writer
+from retrieval.backends.embedded import segments as index_module
+from retrieval.backends.embedded import transaction as store_writer
 from retrieval import writer as writer_module
 from retrieval.chunk import chunk_text
 from retrieval.errors import QuestionError
 from retrieval.models import Article
-from retrieval.lexical import lexical_name
+from retrieval.backends.embedded.postings import lexical_name
 from retrieval.pipeline import Answerer
 from retrieval.settings import load_settings
 from tests.fakes import FakeEmbedder
@@ -137,7 +137,7 @@ def crashing(plan: tuple[int, str] | None):
     """Count the commits and merges of one writer call; raise Crash at `plan` = (op number, point)."""
     log = CrashLog(plan)
     commit, merge = writer_module.Writer._commit, writer_module.Writer._merge
-    embed, save, finish = writer_module.Writer._embed, writer_module.save_index, store_writer.Writer.finish
+    embed, save, finish = writer_module.Writer._embed, writer_module.save_index, store_writer.Transaction.finish
 
     def op(kind, real):
         def run(self, *args, **kwargs):
@@ -172,7 +172,7 @@ def crashing(plan: tuple[int, str] | None):
         mp.setattr(writer_module.Writer, "_merge", op("merge", merge))
         mp.setattr(writer_module.Writer, "_embed", embed_crashing)
         mp.setattr(writer_module, "save_index", save_crashing)
-        mp.setattr(store_writer.Writer, "finish", finish_crashing)
+        mp.setattr(store_writer.Transaction, "finish", finish_crashing)
         yield log
 
 

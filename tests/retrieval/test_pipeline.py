@@ -240,7 +240,7 @@ def test_the_highlight_weighs_question_words_but_the_score_stays_the_similarity(
     import numpy as np
 
     from retrieval.models import Source
-    from retrieval.store import StoredChunk
+    from retrieval.backends.embedded.store import StoredChunk
 
     text = "Troops gather near the border. Four battle groups go to Hungary."
     spans = [(0, 30), (31, len(text))]
@@ -268,7 +268,7 @@ def test_the_caches_keep_the_most_recently_used_entries():
 
 
 def test_commits_add_small_segments_that_merge_and_removals_leave_tombstones(make, tmp_path, monkeypatch):
-    from retrieval import index as index_module
+    from retrieval.backends.embedded import segments as index_module
 
     monkeypatch.setattr(index_module, "MERGE_FACTOR", 3)
     answerer = make()

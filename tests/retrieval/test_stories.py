@@ -205,9 +205,9 @@ def test_finding_a_new_articles_copies_costs_the_same_in_a_bigger_index(answerer
                               ).lastrowid
         db.set_progress_handler(count, 1)
         try:
-            from retrieval.store_writer import Writer
+            from retrieval.backends.embedded.transaction import Transaction
 
-            Writer(db, 0, copies_threshold=0.7).join_story(document, copy_of(STORY, 1))
+            Transaction(db, 0, copies_threshold=0.7).join_story(document, copy_of(STORY, 1))
         finally:
             db.set_progress_handler(None, 1)
             db.execute("ROLLBACK")

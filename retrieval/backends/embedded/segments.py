@@ -8,7 +8,7 @@ lives in O(log N) files and each vector is rewritten O(log N) times. A merged se
 `ann_min` vectors is built with an approximate index (IVF by default, any FAISS factory string by
 setting); smaller ones are exact (Flat). FAISS holds vectors and ids only; the store holds the rest.
 Each vector file `seg-….faiss` has a twin `seg-….lex` with the same chunks' word postings
-(retrieval/lexical.py), written, loaded, tombstoned and merged with it.
+(retrieval/backends/embedded/postings.py), written, loaded, tombstoned and merged with it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval import lexical
+from retrieval.backends.embedded import postings as lexical
 
 log = logging.getLogger(__name__)
 

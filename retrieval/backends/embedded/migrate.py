@@ -22,13 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval import lexical
-from retrieval.check import check
+from retrieval.backends.embedded import postings as lexical
+from retrieval.backends.embedded.check import check
 from retrieval.embed import Embedder
 from retrieval.errors import CitebotError
 from retrieval.models import Article, Chunk
 from retrieval.settings import Settings
-from retrieval.store import SCHEMA_VERSION, Store, _schema_of, connect
+from retrieval.backends.embedded.schema import SCHEMA_VERSION, connect, schema_of
+from retrieval.backends.embedded.store import Store
 from retrieval.writer import BATCH_ARTICLES, Writer, _Pending, _take_lock
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def schema_version(path: Path) -> int | None:
         return None
     db = sqlite3.connect(path)
     try:
-        return _schema_of(db)
+        return schema_of(db)
     finally:
         db.close()
 
@@ -151,8 +152,8 @@ def _from_3(settings: Settings, *, progress=None) -> int:
     Needs no model: the MinHash of each stored text (retrieval/stories.py). A kill before the
     commit leaves schema 3.
     """
-    from retrieval.store import OUTLET_COUNTS, STORIES_SCHEMA
-    from retrieval.store_writer import Writer as StoreWriter
+    from retrieval.backends.embedded.schema import OUTLET_COUNTS, STORIES_SCHEMA
+    from retrieval.backends.embedded.transaction import Transaction as StoreWriter
 
     folder = settings.index.dir
     db = connect(folder / "citebot.sqlite")

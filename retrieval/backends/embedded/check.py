@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from retrieval.features import content_stems
-from retrieval import lexical
-from retrieval.index import load_index
-from retrieval.store import OUTLET_COUNTS, Store
+from retrieval.backends.embedded import postings as lexical
+from retrieval.backends.embedded.segments import load_index
+from retrieval.backends.embedded.schema import OUTLET_COUNTS
+from retrieval.backends.embedded.store import Store
 
 
 def segment_ids(index) -> np.ndarray:

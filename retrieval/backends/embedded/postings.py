@@ -5,7 +5,7 @@ postings: for each term of the segment, the chunks that hold it and how often. A
 the postings of its own few terms and nothing else, so its cost follows how many chunks hold
 those terms, not how many chunks there are; the file is memory-mapped, so a reader holds only
 the pages its questions touched. The twin is written, merged, tombstoned and retired together
-with its vector segment (retrieval/index.py, retrieval/writer.py).
+with its vector segment (retrieval/backends/embedded/segments.py, retrieval/writer.py).
 
 The scores are SQLite FTS5's `bm25()` (k1 = 1.2, b = 0.75, the same IDF with its 1e-6 floor),
 over the tokens of FTS5's `unicode61 remove_diacritics 2` tokenizer: runs of letters and
@@ -19,9 +19,7 @@ import hashlib
 import json
 import math
 import os
-import re
 import tempfile
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -30,57 +28,15 @@ from pathlib import Path
 
 import numpy as np
 
+from retrieval.text import STOPWORDS, tokens
+
 K1 = 1.2
 B = 0.75
 IDF_FLOOR = 1e-6
 
-# bm25s's English stop words, which the lexical side has always left out of a question.
-STOPWORDS = frozenset(
-    "a an and are as at be but by for if in into is it no not of on or such that the their then there these "
-    "they this to was will with".split()
-)
-_QUESTION_WORD = re.compile(r"(?u)\b\w\w+\b")
-_TOKEN = re.compile(r"[^\W_]+")
-
-
-class _Fold(dict):
-    """What FTS5's remove_diacritics 2 does to a character: Latin letters lose their diacritics, and
-    combining marks, which join the letters around them, are dropped; other scripts stay as written."""
-
-    def __missing__(self, code: int) -> str:
-        c = chr(code)
-        if 0x300 <= code <= 0x36F:
-            folded = ""
-        elif code == 0x3C2:  # final sigma
-            folded = "σ"
-        elif 0xC0 <= code <= 0x24F or 0x1E00 <= code <= 0x1EFF:
-            folded = "".join(d for d in unicodedata.normalize("NFD", c) if not 0x300 <= ord(d) <= 0x36F)
-        else:
-            folded = c
-        self[code] = folded
-        return folded
-
-
-_FOLD = _Fold()
-
 _MAGIC = b"CBLEX001"
 _ARRAYS = (("ids", np.int64), ("lengths", np.int32), ("terms", np.uint64), ("starts", np.int64),
            ("docs", np.int32), ("tfs", np.uint16))
-
-
-def tokens(text: str) -> list[str]:
-    """Every token of `text`, as FTS5's unicode61 tokenizer with remove_diacritics 2 makes them."""
-    text = text.lower()
-    if not text.isascii():
-        text = text.translate(_FOLD)
-    return _TOKEN.findall(text)
-
-
-def question_terms(question: str) -> list[str]:
-    """The terms a question searches: its words of two letters or more, no stop words, each once."""
-    words = dict.fromkeys(w for w in _QUESTION_WORD.findall(question.lower()) if w not in STOPWORDS and "_" not in w)
-    terms = [t for w in words for t in tokens(w)]
-    return [t for t in terms if t not in STOPWORDS]
 
 
 @lru_cache(maxsize=1 << 18)

@@ -16,9 +16,9 @@ import numpy as np
 
 from retrieval import stories
 from retrieval.features import content_stems
-from retrieval.index import segment_name
+from retrieval.backends.embedded.segments import segment_name
 from retrieval.models import Article, Chunk
-from retrieval.store import pack_spans
+from retrieval.backends.embedded.schema import pack_spans
 
 
 def candidates_sql(bands: int) -> str:
@@ -33,7 +33,7 @@ def candidates_sql(bands: int) -> str:
             " WHERE b.band = w.band AND b.hash = w.hash AND s.document = b.document")
 
 
-class Writer:
+class Transaction:
     def __init__(self, db: sqlite3.Connection, generation: int, *, copies_threshold: float | None = None):
         self._db = db
         self.generation = generation

@@ -8,10 +8,10 @@ import pytest
 
 from retrieval.chunk import chunk_text
 from retrieval.errors import IndexSchemaError
-from retrieval.migrate import migrate, schema_version
+from retrieval.backends.embedded.migrate import migrate, schema_version
 from retrieval.models import Article
 from retrieval.pipeline import Answerer
-from retrieval.store import SCHEMA_VERSION
+from retrieval.backends.embedded.schema import SCHEMA_VERSION
 from tests.fakes import FakeEmbedder
 
 # citebot 0.1's schema, as it wrote it.
@@ -87,7 +87,7 @@ def test_migrate_keeps_every_article_and_answers_from_it(settings):
 def test_a_migration_that_dies_leaves_the_old_index(settings, monkeypatch):
     embedder = FakeEmbedder()
     write_v1(settings.index.dir, embedder)
-    from retrieval import migrate as module
+    from retrieval.backends.embedded import migrate as module
 
     def die(*args, **kwargs):
         raise KeyboardInterrupt
@@ -169,7 +169,7 @@ def test_a_schema_2_index_is_refused_then_upgraded_in_place_without_the_model(se
 
 def test_a_schema_2_upgrade_that_dies_before_its_commit_leaves_schema_2(settings, tmp_path, monkeypatch):
     write_v2(settings, tmp_path / "news", FakeEmbedder())
-    from retrieval import migrate as module
+    from retrieval.backends.embedded import migrate as module
 
     real = module.lexical.save
     calls = []

@@ -76,7 +76,7 @@ def test_an_index_made_before_the_outlet_index_gets_it_at_its_next_write(answere
 
 
 def test_a_rare_outlet_is_searched_through_a_faiss_selector_and_still_answers(settings_for, monkeypatch):
-    from retrieval import index
+    from retrieval.backends.embedded import segments as index
     from retrieval.pipeline import Answerer
     from tests.fakes import FakeEmbedder
 

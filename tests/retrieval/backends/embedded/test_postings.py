@@ -6,7 +6,8 @@ import sqlite3
 import numpy as np
 import pytest
 
-from retrieval import lexical
+from retrieval.text import question_terms, tokens
+from retrieval.backends.embedded import postings as lexical
 from tests import squad_sample
 
 TOKENIZER = "unicode61 remove_diacritics 2"
@@ -21,7 +22,7 @@ def fts(texts: list[str]) -> sqlite3.Connection:
 
 def fts_query(question: str) -> str:
     """What citebot 0.2 asked FTS5: every question word, quoted, OR-ed."""
-    return " OR ".join(f'"{t}"' for t in lexical.question_terms(question))
+    return " OR ".join(f'"{t}"' for t in question_terms(question))
 
 
 @pytest.mark.parametrize("text", [
@@ -35,7 +36,7 @@ def test_tokens_are_fts5s_unicode61_tokens(text):
     db = fts([text])
     db.execute("CREATE VIRTUAL TABLE v USING fts5vocab(f, 'instance')")
     theirs = [row[0] for row in db.execute("SELECT term FROM v ORDER BY offset")]
-    assert lexical.tokens(text) == theirs
+    assert tokens(text) == theirs
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,7 @@ def test_bm25_equals_fts5_across_segments_with_deletions(squad):
     for question in questions:
         theirs = db.execute("SELECT rowid, -bm25(f) FROM f WHERE f MATCH ? ORDER BY rank LIMIT 40",
                             (fts_query(question),)).fetchall()
-        _same_ranking(theirs, lexical.search(segments, lexical.question_terms(question), 40))
+        _same_ranking(theirs, lexical.search(segments, question_terms(question), 40))
 
 
 def test_bm25_with_a_filter_returns_the_best_of_the_allowed(squad):
@@ -86,15 +87,15 @@ def test_bm25_with_a_filter_returns_the_best_of_the_allowed(squad):
     for question in questions[:100]:
         theirs = [(i, s) for i, s in db.execute("SELECT rowid, -bm25(f) FROM f WHERE f MATCH ? ORDER BY rank",
                                                 (fts_query(question),)) if i in set(allowed.tolist())][:10]
-        ours = lexical.search(segments, lexical.question_terms(question), 10, allowed)
+        ours = lexical.search(segments, question_terms(question), 10, allowed)
         assert {i for i, _ in ours} <= set(allowed.tolist())
         _same_ranking(theirs, ours)
 
 
 def test_a_question_of_stop_words_or_an_empty_index_finds_nothing(squad):
     texts, _ = squad
-    assert lexical.question_terms("what is the and of it?") == ["what"]
-    assert lexical.search(_segments(texts, []), lexical.question_terms("is it the?"), 5) == []
+    assert question_terms("what is the and of it?") == ["what"]
+    assert lexical.search(_segments(texts, []), question_terms("is it the?"), 5) == []
     assert lexical.search([], ["nato"], 5) == []
     everything_dead = _segments(texts[:10], list(range(1, 11)))
     assert lexical.search(everything_dead, ["the"], 5) == []

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from retrieval.check import segment_ids
-from retrieval.index import (
+from retrieval.backends.embedded.check import segment_ids
+from retrieval.backends.embedded.segments import (
     MERGE_FACTOR, Segment, SegmentInfo, auto_factory, build_index, load_index, plan_merge, save_index,
 )
 
@@ -92,7 +92,7 @@ def test_an_empty_or_all_dead_segment_returns_nothing(factory):
 
 @pytest.mark.parametrize("factory", ["Flat", "IVF16,Flat"])
 def test_a_filter_given_to_faiss_returns_the_best_allowed_live_vectors(factory):
-    from retrieval.index import SegmentSet
+    from retrieval.backends.embedded.segments import SegmentSet
 
     rng = np.random.default_rng(3)
     vectors = rng.normal(size=(3000, 16)).astype(np.float32)
