@@ -32,7 +32,7 @@ def dump(path: Path, out: Path, candidates: int) -> None:
         answerer, texts = _index(load_settings(), articles, Path(tmp), Console(stderr=True), False)
         questions, _ = questions_for(articles, texts)
         key_of = {row.doc_id: row.key for row in answerer.sources()}
-        ids, all_texts = answerer.store.all_chunk_texts()
+        ids, all_texts = answerer.store.sqlite.all_chunk_texts()
         records, chunks = [], {}
         vectors, question_tokens = answerer.reader.embedder.embed_with_tokens([q.text for q in questions])
         for qi, (question, vector) in enumerate(zip(questions, vectors)):

@@ -103,8 +103,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
 
+    from retrieval.backends import open_index
     from retrieval.settings import load_settings
-    from retrieval.backends.embedded.store import Store
 
     rng = random.Random(SEED)
     work = Path(tempfile.mkdtemp(prefix="citebot-feeds-"))
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
                            capture_output=True)
         # The store exists before the poller starts, so that this process only ever reads it.
         subprocess.run([*citebot, "sources", "--json"], cwd=ROOT, env=env, check=True, capture_output=True)
-        store = Store(work / "index" / "citebot.sqlite")
+        store = open_index(load_settings(index={"dir": str(work / "index")}))
         started = time.monotonic()
         poller = subprocess.Popen([*citebot, "run"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL if not args.verbose else None)

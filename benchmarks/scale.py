@@ -61,7 +61,8 @@ sys.path.insert(0, str(ROOT))
 from retrieval.chunk import _pack, split_sentences  # noqa: E402
 from retrieval.backends.embedded.segments import SegmentSet  # noqa: E402
 from retrieval.models import Article, Chunk  # noqa: E402
-from retrieval.writer import BATCH_ARTICLES, BATCH_CHUNKS, write_segment  # noqa: E402
+from retrieval.backends.embedded.engine import STORE_FILE, EmbeddedIndex  # noqa: E402
+from retrieval.writer import BATCH_ARTICLES, BATCH_CHUNKS  # noqa: E402
 
 KEYS = ("chunks", "add_article_s", "visible_after_s", "question_p50_ms_cold", "question_p95_ms_cold",
         "question_p50_ms_warm", "reader_rss_mb", "disk_mb", "vector_recall_at_40")
@@ -321,10 +322,9 @@ def build(index_dir: Path, size: int, pool: dict, embedder: PoolEmbedder, settin
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 
-    from retrieval.backends.embedded.store import Store
     from retrieval.writer import Writer
 
-    store = Store(index_dir / "citebot.sqlite")
+    store = EmbeddedIndex(index_dir, settings.index, model=settings.embedding.model)
     writer = Writer(settings, embedder, store)
     times = dict.fromkeys(("text", "embed", "sqlite", "merge"), 0.0)
     made, merges, n, batch = 0, 0, 0, []
@@ -352,7 +352,8 @@ def build(index_dir: Path, size: int, pool: dict, embedder: PoolEmbedder, settin
 
 
 def _commit(writer, store, embedder, settings, batch, index_dir: Path, times: dict) -> int:
-    """What Writer._commit does with its batch, from precomputed chunks and sentence spans; then merge."""
+    """What Writer._commit does with its batch, from precomputed chunks and sentence spans (the engine writes
+    the batch's segment files before its commit); then merge."""
     clock = time.perf_counter()
     texts = [c.text for _, chunks, _ in batch for c in chunks]
     vectors = embedder.embed_documents(texts)
@@ -371,7 +372,6 @@ def _commit(writer, store, embedder, settings, batch, index_dir: Path, times: di
                                     for c, ss in zip(chunks, spans)]
                 w.add(article, chunks, vectors[at : at + len(chunks)], spans, sentence_vectors)
                 at += len(chunks)
-            write_segment(index_dir, w)
         times["sqlite"] += time.perf_counter() - clock
         clock = time.perf_counter()
         merges = writer.merge()
@@ -463,7 +463,7 @@ def _watch_worker(job: dict) -> None:
         time.sleep(0.02)
     # What it answered instead, for the warning: a stale reader and a misranked article look different.
     candidates = _candidates(answerer, job["question"])
-    segments = answerer.reader._segments
+    segments = answerer.store._segments
     print(json.dumps({"seen": None, "cited": _cited(answerer, job["question"]),
                       "rank": candidates.index(job["url"]) if job["url"] in candidates else None,
                       "generation": segments.generation if segments else None,
@@ -483,7 +483,7 @@ def _candidates(answerer, question: str) -> list[str]:
 def _store_generation(index_dir: Path) -> int:
     from retrieval.backends.embedded.store import Store
 
-    store = Store(index_dir / "citebot.sqlite")
+    store = Store(index_dir / STORE_FILE)
     try:
         return store.generation
     finally:
@@ -507,7 +507,7 @@ def vector_recall(index_dir: Path, queries: np.ndarray, k: int = RECALL_K) -> fl
     from retrieval.backends.embedded.store import Store
 
     settings = _settings(index_dir)
-    store = Store(index_dir / "citebot.sqlite")
+    store = Store(index_dir / STORE_FILE)
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     try:
         with store.snapshot():
@@ -565,7 +565,7 @@ def measure(size_dir: Path, pool: dict, embedder: PoolEmbedder, args) -> tuple[d
 
     index_dir, pool_dir = size_dir / "index", Path(args.dir)
     settings = _settings(index_dir)
-    store = Store(index_dir / "citebot.sqlite")
+    store = Store(index_dir / STORE_FILE)
     chunks = store.count_chunks()
     layout = [(row.factory, row.vectors) for row in store.segments()]
     store.close()
@@ -652,7 +652,7 @@ def _size(path: Path) -> int:
 def _retired(index_dir: Path) -> list[Path]:
     import sqlite3
 
-    with sqlite3.connect(index_dir / "citebot.sqlite") as db:
+    with sqlite3.connect(index_dir / STORE_FILE) as db:
         return [index_dir / f for (f,) in db.execute("SELECT file FROM retired") if (index_dir / f).exists()]
 
 

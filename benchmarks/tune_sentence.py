@@ -38,7 +38,7 @@ def dump(path: Path, every: int, out: Path) -> None:
 
         from retrieval.rerank import content_words
 
-        chunk_texts = answerer.store.all_chunk_texts()[1]
+        chunk_texts = answerer.store.sqlite.all_chunk_texts()[1]
         df = Counter(w for t in chunk_texts for w in content_words(t))
         idf = lambda w: np.log((len(chunk_texts) + 1) / (df.get(w, 0) + 0.5))  # noqa: E731
         rows = []

@@ -142,7 +142,6 @@ def group_by_citebot(docs: list[Doc], folder: Path) -> dict[str, int]:
     The vectors come from the tests' hashing embedder: grouping reads only the texts.
     """
     import datetime as dt
-    import sqlite3
 
     from retrieval.models import Article
     from retrieval.pipeline import Answerer
@@ -155,9 +154,9 @@ def group_by_citebot(docs: list[Doc], folder: Path) -> dict[str, int]:
     for doc in docs:  # one at a time, in the order they arrive
         answerer.ingest_articles([Article(key=doc.key, title=doc.title, outlet=doc.outlet, text=doc.text,
                                           published=start + dt.timedelta(days=doc.day))])
-    db = sqlite3.connect(folder / "citebot.sqlite")
+    db = answerer.store.sqlite._db  # the embedded engine's story rows, as check.py reads them
     rows = dict(db.execute("SELECT d.key, s.story FROM stories s JOIN documents d ON d.id = s.document"))
-    db.close()
+    answerer.store.close()
     return rows
 
 

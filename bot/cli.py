@@ -408,10 +408,9 @@ def show(renderable) -> None:
 def _check_not_busy(settings) -> None:
     """A second writer waits for the first (index.lock_wait_seconds), and is told now if it gives up,
     not after paying for the model start-up."""
-    from retrieval.writer import check_not_busy
+    from retrieval.backends import check_not_busy
 
-    check_not_busy(settings.index.dir, settings.index.lock_wait_seconds,
-                   on_wait=lambda message: err.print(_line(message), markup=False))
+    check_not_busy(settings, on_wait=lambda message: err.print(_line(message), markup=False))
 
 
 def cmd_ingest(args, settings) -> int:
@@ -593,21 +592,20 @@ def cmd_sources(args, settings) -> int:
 
 def cmd_collections(args, settings) -> int:
     from retrieval import collection
-    from retrieval.feeds import FeedBook
+    from retrieval.backends import has_index, open_index
+    from retrieval.feeds import FEED_BOOK, FeedBook
     from retrieval.poller import followed
-    from retrieval.backends.embedded.store import Store
 
     rows = []
     for name in collection.names(args.base_settings):
         own = collection.settings_for(args.base_settings, name)
-        path = own.index.dir / "citebot.sqlite"
         row = {"name": name, "documents": 0, "chunks": 0, "feeds": 0, "folder": str(own.index.dir), "problem": None}
         try:
-            if path.exists():
-                store = Store(path)
+            if has_index(own):
+                store = open_index(own)
                 row["documents"], row["chunks"] = store.count_documents(), store.count_chunks()
                 store.close()
-            if (own.index.dir / "feeds.sqlite").exists() or own.feeds:
+            if (own.index.dir / FEED_BOOK).exists() or own.feeds:
                 book = FeedBook(own.index.dir)
                 try:
                     row["feeds"] = len(followed(own, book))
@@ -644,9 +642,7 @@ def cmd_remove(args, settings) -> int:
 def cmd_check(args, settings) -> int:
     answerer = _answerer(settings)
     problems = answerer.check()
-    store = answerer.store
-    figures = {"ok": not problems, "documents": store.count_documents(), "chunks": store.count_chunks(),
-               "segments": len(store.segments()), "generation": store.generation, "problems": problems}
+    figures = {"ok": not problems, **answerer.store.figures(), "problems": problems}
     if args.json:
         print(json.dumps(figures))
     else:
@@ -659,12 +655,11 @@ def cmd_check(args, settings) -> int:
 
 
 def cmd_migrate(args, settings) -> int:
-    from retrieval.embed import SentenceTransformerEmbedder
     from retrieval.backends.embedded.migrate import migrate, schema_version
     from retrieval.backends.embedded.schema import SCHEMA_VERSION
+    from retrieval.embed import SentenceTransformerEmbedder
 
-    path = settings.index.dir / "citebot.sqlite"
-    version = schema_version(path)
+    version = schema_version(settings.index.dir)
     if version is None or version == SCHEMA_VERSION:
         err.print(f"nothing to do: {settings.index.dir} holds {'no index' if version is None else 'a current index'}",
                   markup=False)

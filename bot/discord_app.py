@@ -51,7 +51,7 @@ from retrieval import collection
 from retrieval.errors import CitebotError
 from retrieval.models import Answer
 from retrieval.pipeline import IngestReport
-from retrieval.backends.embedded.store import SourceRow
+from retrieval.backends.base import SourceRow
 from retrieval.settings import Settings
 
 log = logging.getLogger("citebot.discord")
@@ -395,7 +395,7 @@ class CitebotClient(discord.Client):
         name = self.collection_of(guild_id)
         if name not in self._outlets:
             store = getattr(self.answerer_for(guild_id), "store", None)
-            self._outlets[name] = Outlets(store.path) if getattr(store, "path", None) else None
+            self._outlets[name] = Outlets(store) if hasattr(store, "outlets") else None
         return self._outlets[name]
 
     async def outlet_choices(self, typed: str, guild_id: int | None = None) -> list[app_commands.Choice[str]]:

@@ -16,7 +16,6 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from retrieval.settings import Settings, find_defaults
@@ -103,18 +102,15 @@ def _index_folder(settings: Settings) -> tuple[Status, str]:
     return "ok", f"{folder} is readable and writable"
 
 
-def _store_path(settings: Settings) -> Path:
-    return settings.index.dir / "citebot.sqlite"
-
-
 def _schema(settings: Settings) -> tuple[Status, str]:
     from retrieval.backends.embedded.migrate import schema_version
     from retrieval.backends.embedded.schema import SCHEMA_VERSION
 
     try:
-        version = schema_version(_store_path(settings))
+        version = schema_version(settings.index.dir)
     except sqlite3.DatabaseError as error:
-        return "fail", f"{_store_path(settings)} cannot be read ({error}): rebuild with `citebot ingest --rebuild PATH…`"
+        return "fail", (f"the index in {settings.index.dir} cannot be read ({error}): rebuild with "
+                        "`citebot ingest --rebuild PATH…`")
     if version is None:
         return "ok", "no index yet"
     if version < SCHEMA_VERSION:
@@ -127,16 +123,15 @@ def _schema(settings: Settings) -> tuple[Status, str]:
 
 @contextmanager
 def _current_store(settings: Settings):
-    """The index's store, closed after; None when there is no index of this citebot's schema."""
+    """The index, closed after; None when there is no index of this citebot's schema."""
+    from retrieval.backends import open_index
     from retrieval.backends.embedded.migrate import schema_version
     from retrieval.backends.embedded.schema import SCHEMA_VERSION
-    from retrieval.backends.embedded.store import Store
 
-    path = _store_path(settings)
-    if schema_version(path) != SCHEMA_VERSION:
+    if schema_version(settings.index.dir) != SCHEMA_VERSION:
         yield None
         return
-    store = Store(path)
+    store = open_index(settings)
     try:
         yield store
     finally:
@@ -147,12 +142,10 @@ _NO_INDEX = ("ok", "nothing to check (no current index)")
 
 
 def _agreement(settings: Settings) -> tuple[Status, str]:
-    from retrieval.backends.embedded.check import check
-
     with _current_store(settings) as store:
         if store is None:
             return _NO_INDEX
-        problems = check(store, settings.index.dir)
+        problems = store.check()
         documents, chunks = store.count_documents(), store.count_chunks()
     if problems:
         more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""

@@ -1,31 +1,32 @@
 """The indexed outlets, for `/ask outlet:` autocomplete: read once per index generation, matched in memory.
 
-Discord asks on every keystroke and gives 3 s to answer. The writer keeps each outlet's document
-count in the store's `outlets` table, so listing them costs what the outlets are, not the
-documents; it is read only when the store's generation (one row of `meta`, read by its primary
-key) has moved since the last one, that is after an ingest or a poll added or removed something. A keystroke between two such changes costs that one lookup and
-a filter over the few hundred distinct names in memory. The file is opened read-only, by a
-connection of this module's own, so nothing here can write to the index or take a lock a writer
-waits on. Calls block on disk: the bot makes them off the event loop.
+Discord asks on every keystroke and gives 3 s to answer. The index keeps each outlet's document count
+(IndexStore.outlets), so listing them costs what the outlets are, not the documents; they are read
+only when the index's generation has moved since the last time, that is after an ingest or a poll
+added or removed something. A keystroke between two such changes costs that one lookup and a filter
+over the few hundred distinct names in memory. Only reads: nothing here can write to the index or
+take a lock a writer waits on. Calls block on disk: the bot makes them off the event loop.
 """
 
 from __future__ import annotations
 
-import sqlite3
+import logging
 import threading
-from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 CHOICES_LIMIT = 25  # Discord shows at most 25 choices
 NAME_LIMIT = 100  # and each choice's name and value hold at most 100 characters
 
 
 class Outlets:
-    """The outlets of the store at `path` (citebot.sqlite), each spelled as most of its documents spell it."""
+    """The outlets of an index (anything with `generation` and `outlets()`), each spelled as most of its
+    documents spell it."""
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
+    def __init__(self, store):
+        self.store = store
         self._lock = threading.Lock()
-        self._generation: str | None = None
+        self._generation: int | None = None
         self._names: list[str] = []
         self.scans = 0  # how many times the outlets were read, for the tests
 
@@ -41,26 +42,19 @@ class Outlets:
     def _current(self) -> list[str]:
         with self._lock:  # one reader at a time: a burst of keystrokes scans once
             try:
-                connection = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=2)
-            except sqlite3.Error:
-                return self._names  # no index yet
-            try:
-                row = connection.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
-                generation = row[0] if row else "0"
+                generation = self.store.generation
                 if generation != self._generation:
-                    self._names = _distinct(connection)
+                    self._names = _distinct(self.store.outlets())
                     self._generation = generation
                     self.scans += 1
-            except sqlite3.Error:
-                pass  # an index being created or upgraded: the last list stands
-            finally:
-                connection.close()
+            except Exception as error:  # noqa: BLE001 - an index being upgraded or away: the last list stands
+                log.debug("outlets not read: %s", error)
             return self._names
 
 
-def _distinct(connection: sqlite3.Connection) -> list[str]:
+def _distinct(outlets: dict[str, int]) -> list[str]:
     counts: dict[str, dict[str, int]] = {}
-    for name, documents in connection.execute("SELECT name, documents FROM outlets"):  # kept by the writer
+    for name, documents in outlets.items():  # kept by the writer
         # Sent back as it is stored, for the filter to match; one Discord could not show or take is left out.
         if name and name.isprintable() and len(name) <= NAME_LIMIT:
             counts.setdefault(name.casefold(), {})[name] = documents

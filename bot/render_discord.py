@@ -26,7 +26,7 @@ from retrieval.models import Answer, Passage, Source, Version
 
 if TYPE_CHECKING:  # the real types; fakes in tests only need the same attributes
     from retrieval.pipeline import IngestReport
-    from retrieval.backends.embedded.store import SourceRow
+    from retrieval.backends.base import SourceRow
 
 MESSAGE_LIMIT = 2000
 TITLE_LIMIT = 256

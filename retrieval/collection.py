@@ -50,11 +50,14 @@ def settings_for(settings: Settings, name: str) -> Settings:
 
 def names(settings: Settings) -> list[str]:
     """Every collection: the default, those named in the settings, and those with an index or feeds on disk."""
+    from retrieval.backends import has_index
+    from retrieval.feeds import FEED_BOOK
+
     found = set(settings.collections)
     root = settings.index.dir / "collections"
     if root.is_dir():
-        found.update(p.name for p in root.iterdir() if _NAME.fullmatch(p.name) and any(
-            (p / file).is_file() for file in ("citebot.sqlite", "feeds.sqlite")))
+        found.update(p.name for p in root.iterdir() if _NAME.fullmatch(p.name) and (
+            has_index(settings, p) or (p / FEED_BOOK).is_file()))
     for name in list(found):
         check_name(name)
     return [DEFAULT, *sorted(found - {DEFAULT})]

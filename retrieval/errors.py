@@ -43,14 +43,12 @@ class ModelLoadError(CitebotError):
 class IndexSchemaError(CitebotError):
     """The index on disk was written by another version of citebot."""
 
-    def __init__(self, folder, version: int):
-        from retrieval.backends.embedded.schema import SCHEMA_VERSION
-
-        if version < SCHEMA_VERSION:
-            what = (f"the index in {folder} was written by an older citebot (schema {version}, this one reads "
-                    f"{SCHEMA_VERSION}): run `citebot migrate` to upgrade it in place, keeping every article")
+    def __init__(self, where, version: int, current: int):
+        if version < current:
+            what = (f"the index in {where} was written by an older citebot (schema {version}, this one reads "
+                    f"{current}): run `citebot migrate` to upgrade it in place, keeping every article")
         else:
-            what = (f"the index in {folder} was written by a newer citebot (schema {version}; this one reads "
-                    f"{SCHEMA_VERSION}): upgrade citebot, or rebuild it with `citebot ingest --rebuild PATH…`")
+            what = (f"the index in {where} was written by a newer citebot (schema {version}; this one reads "
+                    f"{current}): upgrade citebot, or rebuild it with `citebot ingest --rebuild PATH…`")
         super().__init__(what)
         self.version = version

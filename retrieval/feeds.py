@@ -38,6 +38,7 @@ VIA_FEED = "the feed's summary: the article page could not be fetched"
 VIA_FEED_ONLY = "the feed's summary: the entry links to no web page"
 MAX_BACKOFF_S = 24 * 3600.0
 MAX_ENTRIES = 200  # read from one feed per poll
+FEED_BOOK = "feeds.sqlite"  # in the index folder
 
 _BOOK = """
 CREATE TABLE IF NOT EXISTS feeds (
@@ -120,7 +121,7 @@ class FeedBook:
 
     def __init__(self, folder: Path):
         folder.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(folder / "feeds.sqlite", timeout=30.0, isolation_level=None,
+        self._db = sqlite3.connect(folder / FEED_BOOK, timeout=30.0, isolation_level=None,
                                    check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_BOOK)

@@ -17,7 +17,8 @@ from retrieval.reader import Reader
 from retrieval.rerank import CrossEncoderReranker, Reranker
 from retrieval.settings import Settings
 from retrieval.spans import PhraseFinder, SpacyPhraseFinder
-from retrieval.backends.embedded.store import SourceRow, Store
+from retrieval.backends import open_index
+from retrieval.backends.base import IndexStore, SourceRow
 from retrieval.writer import IngestReport, Progress, Writer
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class Answerer:
         self.settings = settings
         self.embedder = embedder
         self.dir = settings.index.dir
-        self.store = Store(self.dir / "citebot.sqlite")
+        self.store: IndexStore = open_index(settings)
         self.writer = Writer(settings, embedder, self.store)
         self.reader = Reader(settings, questions or embedder, self.store, rescore=rescore, phrases=phrases,
                              reranker=reranker)
@@ -109,10 +110,8 @@ class Answerer:
         return self.reader.supporting
 
     def check(self) -> list[str]:
-        """Problems where the store and the vector segments disagree; [] when the index is whole."""
-        from retrieval.backends.embedded.check import check
-
-        return check(self.store, self.dir)
+        """Problems where the index's parts disagree (the store and the vector segments); [] when it is whole."""
+        return self.store.check()
 
     def sources(self) -> list[SourceRow]:
         return self.store.sources()

@@ -15,7 +15,6 @@ import sys
 import threading
 from collections import OrderedDict
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
@@ -32,23 +31,18 @@ from retrieval.features import (
     content_stems,
     question_profile,
 )
-from retrieval.backends.embedded.segments import SegmentSet
 from retrieval.models import Answer, Hit
 from retrieval.rerank import Reranker, overlap
-from retrieval.text import question_terms
 from retrieval.search import Ranked, dense_run, fuse, lexical_run
 from retrieval.settings import Settings
 from retrieval.spans import NoPhrase, PhraseFinder
-from retrieval.backends.embedded.store import StoredChunk, Store
+from retrieval.backends.base import IndexStore, StoredChunk
 
 # Chunks whose word profiles, and sentences whose word-piece vectors, stay in memory between questions.
 PROFILE_CACHE = 5_000
 TOKEN_CACHE = 4_000
 # How much deeper than `search.candidates` a question searches when wire copies crowd its candidates.
 MAX_DEPTH = 8
-# A filter letting through less than 1/MAX_FILTER_DEPTH of the chunks is given to FAISS as an ID
-# selector; a broader one is applied to a search that many times deeper at most.
-MAX_FILTER_DEPTH = 8
 _SECOND_STAGE = [FEATURES.index(name) for name in SECOND_STAGE]
 
 
@@ -80,7 +74,7 @@ class Reader:
         self,
         settings: Settings,
         embedder: Embedder,
-        store: Store,
+        store: IndexStore,
         *,
         rescore: bool = True,
         phrases: PhraseFinder | None = None,
@@ -89,12 +83,9 @@ class Reader:
         self.settings = settings
         self.embedder = embedder
         self.store = store
-        self.folder: Path = settings.index.dir
         self.phrases = phrases or NoPhrase()
         self.rescore = rescore and settings.reranker.enabled
         self.reranker = reranker if self.rescore else None
-        self._segments: SegmentSet | None = None
-        self._load_lock = threading.Lock()
         self._profiles = _Lru(PROFILE_CACHE)
         self._tokens = _Lru(TOKEN_CACHE)
         weights = settings.reranker.weights
@@ -116,21 +107,9 @@ class Reader:
         return self._support_weights is not None
 
     # -- the generation -------------------------------------------------------------------------
-    def refresh(self) -> SegmentSet | None:
-        """Follow the store to its newest commit (inside a snapshot, so both sides name one generation)."""
-        generation = self.store.generation
-        segments = self._segments
-        if segments is not None and segments.generation == generation:
-            return segments
-        with self._load_lock:
-            self.store.check_model(self.settings.embedding.model)
-            dim = self.store.get_meta("dim")
-            if dim is None:
-                return None
-            if self._segments is None or self._segments.dim != int(dim):
-                self._segments = SegmentSet(self.folder, int(dim), nprobe=self.settings.index.nprobe)
-            self._segments.sync(self.store, generation)
-            return self._segments
+    def refresh(self) -> None:
+        """Follow the index to its newest commit now (inside a snapshot, so both sides name one generation)."""
+        self.store.refresh()
 
     def is_empty(self) -> bool:
         return self.store.count_documents() == 0
@@ -216,36 +195,24 @@ class Reader:
             )
         if outlet is None and since is None and until is None:
             return None
-        return self.store.chunk_ids_matching(outlet, since, until)
+        return self.store.matching(outlet, since, until)
 
     def retrieve(self, question: str, *, candidates: int | None = None, vector: np.ndarray | None = None,
                  allowed: set[int] | None = None) -> list[Ranked]:
         """Ranked chunk ids for a question, by the configured search mode."""
         with self.store.snapshot():
-            segments = self.refresh()
             if vector is None:
                 vector = self.embedder.embed_queries([question])[0]
             n = candidates or self.settings.search.candidates
             mode = self.settings.search.mode
             runs = []
-            among = None if allowed is None else np.sort(np.fromiter(allowed, dtype=np.int64, count=len(allowed)))
-            if mode in ("hybrid", "dense") and segments is not None:
-                depth = n if allowed is None else self._depth(n, allowed)
-                if depth > MAX_FILTER_DEPTH * n:  # a rare outlet or a short span: FAISS skips the rest
-                    found = segments.search(vector, n, among)
-                else:
-                    found = [(i, s) for i, s in segments.search(vector, depth) if allowed is None or i in allowed]
-                runs.append(dense_run(found[:n]))
-            if mode in ("hybrid", "bm25") and segments is not None:
-                runs.append(lexical_run(segments.lexical_search(question_terms(question), n, among)))
+            if mode in ("hybrid", "dense") and (found := self.store.dense(vector, n, allowed)) is not None:
+                runs.append(dense_run(found))
+            if mode in ("hybrid", "bm25") and (found := self.store.lexical(question, n, allowed)) is not None:
+                runs.append(lexical_run(found))
         if not runs:
             return []
         return runs[0] if len(runs) == 1 else fuse(runs, rrf_k=self.settings.search.rrf_k)
-
-    def _depth(self, n: int, allowed: set[int]) -> int:
-        # Filtering after retrieval would starve a rare outlet: search as deep as its share requires.
-        total = max(self.store.count_chunks(), 1)
-        return min(total, n * math.ceil(total / max(len(allowed), 1)))
 
     def _rank(self, question: str, *, context: list[str] | None, k: int | None,
               allowed: set[int] | None) -> list[ScoredHit]:

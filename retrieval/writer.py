@@ -1,37 +1,30 @@
 """The write side: files -> articles -> chunks, sentences, vectors -> one commit per batch.
 
-A commit costs what it adds: the batch's rows (with their word counts) go into SQLite in one
-transaction, and its vectors and word postings into one new, small segment (a FAISS file and its
-postings twin) written before that transaction commits. Segments are merged a few at a time afterwards (retrieval/backends/embedded/segments.py), so
-no commit copies the corpus. Only one process writes at a time (a lock file).
+Engine-neutral: it reads and chunks articles, embeds them in batches and hands each batch to the
+index's `write()` (retrieval/backends/base.py) as one transaction, holding the index's write lock
+for each call. What a commit costs and how it is made durable is the engine's (the embedded engine:
+one small segment per commit, merged a few at a time afterwards, so no commit copies the corpus).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import logging
 import os
-import time
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from retrieval import ingest as ingest_files
-from retrieval.backends.embedded import postings as lexical
 from retrieval.budget import TimeBudget
 from retrieval.chunk import chunk_text, sentence_spans
 from retrieval.embed import Embedder, embed_sentences, embed_with_sentences
-from retrieval.errors import IndexBusyError, IngestError, QuestionError, SettingsError
-from retrieval.backends.embedded.segments import (
-    SegmentInfo, auto_factory, build_index, load_postings, plan_merge, save_index, segment_name,
-)
+from retrieval.errors import IngestError, QuestionError, SettingsError
 from retrieval.models import Article, Chunk
 from retrieval.settings import Settings
-from retrieval.backends.embedded.store import Store
+from retrieval.backends.base import IndexStore
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +33,6 @@ Progress = Callable[[int, int, str], None]
 # Articles embedded together and committed together: a kill loses at most one batch of work.
 BATCH_ARTICLES = 64
 BATCH_CHUNKS = 512
-# A retired segment file is deleted once it has been unused this long: readers that loaded the
-# generation naming it have long moved on (and a reader that finds it gone rebuilds it from the store).
-RETIRE_AFTER_S = 600.0
 
 
 @dataclass
@@ -127,75 +117,16 @@ def _last_records(files: list[Path], settings: Settings) -> dict[str, tuple[int,
     return last
 
 
-def _take_lock(handle, folder: Path, wait_s: float = 0.0, on_wait=None) -> None:
-    """Take the write lock, waiting up to `wait_s` for another writer (a cron job, the feed poller) to finish."""
-    deadline = time.monotonic() + wait_s
-    told = False
-    while True:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                break
-        if not told:
-            told = True
-            message = f"another citebot process is writing to {folder}: waiting up to {wait_s:g} s for it"
-            (on_wait or log.info)(message)
-        time.sleep(0.1)
-    if wait_s <= 0:
-        raise IndexBusyError(f"another citebot process is writing to {folder}: wait for it to finish and try again")
-    raise IndexBusyError(f"another citebot process has been writing to {folder} for {wait_s:g} s: try again when "
-                         "it is done, or raise index.lock_wait_seconds")
-
-
-def check_not_busy(folder: Path, wait_s: float = 0.0, on_wait=None) -> None:
-    """Raise IndexBusyError now if another process holds the write lock for longer than `wait_s`, before
-    any model loads.
-
-    Only a check: the lock is taken for real by each Writer call, and released here at once.
-    """
-    if not (folder / "write.lock").exists():  # whoever holds the lock created the file
-        return
-    with open(folder / "write.lock", "a") as handle:
-        _take_lock(handle, folder, wait_s, on_wait)
-
-
 class Writer:
     """Ingests, removes and merges. Holds the write lock for the length of each call."""
 
-    def __init__(self, settings: Settings, embedder: Embedder, store: Store):
+    def __init__(self, settings: Settings, embedder: Embedder, store: IndexStore):
         self.settings = settings
         self.embedder = embedder
         self.store = store
-        self.folder: Path = settings.index.dir
 
-    @contextmanager
     def lock(self):
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self.folder / "write.lock", "w") as handle:
-            _take_lock(handle, self.folder, self.settings.index.lock_wait_seconds)
-            self._sweep()
-            yield
-
-    def _sweep(self) -> None:
-        """Delete what no commit names: a crashed writer's temporary and orphan files, long-retired segments."""
-        for stale in self.folder.glob(".seg-*.tmp"):
-            stale.unlink(missing_ok=True)
-        named = {row.file for row in self.store.segments()}
-        retired = self.store.retired()
-        for pattern in ("seg-*.faiss", "seg-*.lex"):
-            for path in self.folder.glob(pattern):
-                vectors = path.with_suffix(".faiss").name
-                if vectors not in named and vectors not in retired:
-                    path.unlink(missing_ok=True)  # written by a writer killed before its commit
-        old = [f for f, since in retired.items() if time.time() - since > RETIRE_AFTER_S]
-        if old:
-            for name in old:
-                (self.folder / name).unlink(missing_ok=True)
-                (self.folder / lexical.lexical_name(name)).unlink(missing_ok=True)
-            with self.store.write() as writer:
-                writer.forget_retired(old)
+        return self.store.lock()
 
     # -- ingest ---------------------------------------------------------------------------------
     def ingest(self, paths: Sequence[Path], *, progress: Progress | None = None, rebuild: bool = False,
@@ -411,8 +342,6 @@ class Writer:
             removed = sum(writer.remove(key) for key in removals)
             for article, chunks, vectors, spans, sentence_vectors in batch:
                 writer.add(article, chunks, vectors, spans, sentence_vectors)
-            if writer.added:
-                write_segment(self.folder, writer)
         return removed
 
     def remove(self, refs: Sequence[str], *, all_matching: bool = False) -> list[str]:
@@ -451,59 +380,6 @@ class Writer:
                 self.merge()
             return removed
 
-    # -- merging --------------------------------------------------------------------------------
     def merge(self) -> int:
-        """Merge segments until the layout is fine (see index.plan_merge); returns the merges made."""
-        merges = 0
-        while True:
-            infos = [SegmentInfo(s.id, s.vectors, s.dead) for s in self.store.segments()]
-            chosen = plan_merge(infos)
-            if not chosen:
-                return merges
-            self._merge(chosen)
-            merges += 1
-
-    def _merge(self, chosen: list[int]) -> None:
-        dim = int(self.store.get_meta("dim"))
-        parts = [self.store.segment_vectors(s, dim) for s in chosen]
-        ids = np.concatenate([p[0] for p in parts])
-        vectors = np.vstack([p[1] for p in parts]) if parts else np.zeros((0, dim), np.float32)
-        factory = self._factory(len(ids))
-        started = time.perf_counter()
-        with self.store.write() as writer:
-            file = segment_name(writer.generation)
-            if len(ids):
-                rows = {row.id: row for row in self.store.segments()}
-                words = lexical.merge(
-                    (load_postings(self.folder, self.store, rows[s]),
-                     np.array([i for _, i in self.store.tombstones(segment=s)], dtype=np.int64))
-                    for s in chosen
-                )
-                if not np.array_equal(words.ids, np.sort(ids)):  # the store is the truth: never a twin out of step
-                    raise RuntimeError(f"postings of segments {chosen} hold other chunks than the store")
-                # Both files before the commit that names them: if we die in between, no commit does.
-                lexical.save(words, self.folder / lexical.lexical_name(file))
-                save_index(build_index(ids, vectors, factory), self.folder / file)
-                writer.replace_segments(chosen, file, factory, len(ids))
-            else:
-                writer.drop_segments(chosen)
-        log.info("merged %d segments into one of %d vectors (%s) in %.1f s", len(chosen), len(ids), factory,
-                 time.perf_counter() - started)
-
-    def _factory(self, vectors: int) -> str:
-        index = self.settings.index
-        if vectors < index.ann_min_chunks:
-            return "Flat"
-        return auto_factory(vectors, index.ann_min_chunks) if index.factory == "auto" else index.factory
-
-
-
-def write_segment(folder: Path, writer) -> None:
-    """A commit's new segment files, vectors and postings, written before the commit that names them.
-
-    If the writer dies in between, no commit names them, and the next writer's sweep deletes them.
-    """
-    ids, vectors = writer.added_vectors()
-    file = writer.segment[1]
-    lexical.save(lexical.build(ids, [writer.added_texts[int(i)] for i in ids]), folder / lexical.lexical_name(file))
-    save_index(build_index(ids, vectors, "Flat"), folder / file)
+        """The engine's housekeeping after commits (the embedded engine merges segments); returns its steps."""
+        return self.store.maintain()

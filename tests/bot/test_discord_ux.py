@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from types import SimpleNamespace
 
 import discord
 import pytest
@@ -20,6 +19,7 @@ from bot.discord_app import CitebotClient
 from bot.history import HistoryStore
 from retrieval.collection import DEFAULT
 from retrieval.settings import load_settings
+from retrieval.backends.embedded.store import Store
 from tests.bot.conftest import FakeAnswerer, add_documents
 from tests.bot.test_discord_behaviour import QUESTION, bot_messages, clock, discord_settings, requests, world  # noqa: F401
 
@@ -32,7 +32,7 @@ def answerer(tmp_path) -> FakeAnswerer:
     answerer = FakeAnswerer()
     path = add_documents(tmp_path / "store" / "citebot.sqlite",
                          ["Reuters", "Radio Free Europe", "Newsmax", "Fox News", "REUTERS", None])
-    answerer.store = SimpleNamespace(path=path)
+    answerer.store = Store(path)
     return answerer
 
 

@@ -13,7 +13,6 @@ import os
 import signal
 import threading
 import time
-from types import SimpleNamespace
 
 import discord
 import pytest
@@ -21,6 +20,7 @@ import yarl
 
 from bot import discord_app
 from bot.discord_app import run_bot
+from retrieval.backends.embedded.store import Store
 from tests.bot.conftest import FakeAnswerer, add_documents
 from tests.bot.fake_discord import EPHEMERAL, MESSAGE_CONTENT_INTENT, FakeDiscord
 from tests.bot.test_discord_transport import QUESTION, WAIT, answered, connected, fake, make_settings, mention, new_bot  # noqa: F401
@@ -29,7 +29,7 @@ USERS = ("alice", "bob", "carol", "admin")
 
 
 def with_store(answerer: FakeAnswerer, tmp_path, outlets=("Reuters", "Radio Free Europe", "Newsmax")) -> FakeAnswerer:
-    answerer.store = SimpleNamespace(path=add_documents(tmp_path / "store" / "citebot.sqlite", list(outlets)))
+    answerer.store = Store(add_documents(tmp_path / "store" / "citebot.sqlite", list(outlets)))
     return answerer
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from retrieval.backends.embedded import engine as engine_module  # noqa: E402
 from retrieval import writer as writer_module  # noqa: E402
 from retrieval.pipeline import Answerer  # noqa: E402
 from retrieval.settings import load_settings  # noqa: E402
@@ -30,13 +31,13 @@ def main() -> None:
     settings = load_settings(index={"dir": folder}, embedding={"model": "fake"}, chunking={"max_tokens": 40},
                              answer={"min_score": 0.0})
     if mode == "kill-before-commit":
-        save = writer_module.save_index
+        save = engine_module.save_index
 
         def save_then_die(index, path):
             save(index, path)
             os.kill(os.getpid(), signal.SIGKILL)
 
-        writer_module.save_index = save_then_die
+        engine_module.save_index = save_then_die
     if mode.startswith("kill-after-commits:"):
         commit, wanted, done = writer_module.Writer._commit, int(mode.split(":")[1]), []
 

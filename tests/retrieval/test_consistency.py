@@ -31,6 +31,7 @@ from hypothesis.stateful import (
 )
 
 from retrieval.backends.embedded import segments as index_module
+from retrieval.backends.embedded import engine as engine_module
 from retrieval.backends.embedded import transaction as store_writer
 from retrieval import writer as writer_module
 from retrieval.chunk import chunk_text
@@ -136,8 +137,8 @@ class CrashLog:
 def crashing(plan: tuple[int, str] | None):
     """Count the commits and merges of one writer call; raise Crash at `plan` = (op number, point)."""
     log = CrashLog(plan)
-    commit, merge = writer_module.Writer._commit, writer_module.Writer._merge
-    embed, save, finish = writer_module.Writer._embed, writer_module.save_index, store_writer.Transaction.finish
+    commit, merge = writer_module.Writer._commit, engine_module.EmbeddedIndex._merge
+    embed, save, finish = writer_module.Writer._embed, engine_module.save_index, store_writer.Transaction.finish
 
     def op(kind, real):
         def run(self, *args, **kwargs):
@@ -169,9 +170,9 @@ def crashing(plan: tuple[int, str] | None):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(writer_module.Writer, "_commit", op("commit", commit))
-        mp.setattr(writer_module.Writer, "_merge", op("merge", merge))
+        mp.setattr(engine_module.EmbeddedIndex, "_merge", op("merge", merge))
         mp.setattr(writer_module.Writer, "_embed", embed_crashing)
-        mp.setattr(writer_module, "save_index", save_crashing)
+        mp.setattr(engine_module, "save_index", save_crashing)
         mp.setattr(store_writer.Transaction, "finish", finish_crashing)
         yield log
 
@@ -205,7 +206,7 @@ class IndexHistory(RuleBasedStateMachine):
         self.patch.setattr(writer_module, "BATCH_ARTICLES", batches[0])
         self.patch.setattr(writer_module, "BATCH_CHUNKS", batches[1])
         self.patch.setattr(index_module, "MERGE_FACTOR", merge_factor)
-        self.patch.setattr(writer_module, "RETIRE_AFTER_S", retire)
+        self.patch.setattr(engine_module, "RETIRE_AFTER_S", retire)
         index = {} if factory == "auto" else {"factory": factory, "ann_min_chunks": 6}
         self.settings = make_settings(self.folder, **index)
         self.answerer = Answerer(self.settings, FakeEmbedder())
@@ -413,7 +414,7 @@ class IndexHistory(RuleBasedStateMachine):
             assert {k: r.doc_id for k, r in rows.items()} == {k: d.doc_id for k, d in self.indexed.items()}
             for key, doc in self.indexed.items():
                 assert (rows[key].chunks, rows[key].location) == (doc.chunks, doc.location), key
-            chunks = {i: (doc_id, text) for i, doc_id, text in fresh.store._db.execute(
+            chunks = {i: (doc_id, text) for i, doc_id, text in fresh.store.sqlite._db.execute(
                 "SELECT c.id, d.doc_id, c.text FROM chunks c JOIN documents d ON d.id = c.document")}
             live_words = {d.word: d for d in self.indexed.values()}
             # A sample keeps a step cheap once bulk feeds are in; sources() above covers every document.
@@ -507,9 +508,9 @@ def test_a_real_kill_before_commit_over_duplicate_keys_leaves_the_last_commit(tm
     assert after.check() == []
     assert after.store.generation == generation
     assert {r.key: r.doc_id for r in after.sources()} == state
-    orphans = {p.name for p in index.glob("seg-*.faiss")} - {s.file for s in after.store.segments()}
+    orphans = {p.name for p in index.glob("seg-*.faiss")} - {s.file for s in after.store.sqlite.segments()}
     assert orphans, "the killed worker wrote no segment file"
-    twins = {p.name for p in index.glob("seg-*.lex")} - {lexical_name(s.file) for s in after.store.segments()}
+    twins = {p.name for p in index.glob("seg-*.lex")} - {lexical_name(s.file) for s in after.store.sqlite.segments()}
     assert twins == {lexical_name(f) for f in orphans}, "the killed worker's postings file is not beside its vectors"
     assert after.answer("zqbase").found
 

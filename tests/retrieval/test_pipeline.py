@@ -1,6 +1,5 @@
 """The Answerer over a real SQLite store and FAISS index, with a fake embedder."""
 
-import json
 import os
 import subprocess
 import sys
@@ -275,7 +274,7 @@ def test_commits_add_small_segments_that_merge_and_removals_leave_tombstones(mak
     for n in range(7):  # one commit each
         answerer.ingest([write(tmp_path / f"c{n}", {f"a{n}.txt": f"Report {n} on zebras{n} and the herd."})])
         assert answerer.check() == []
-    segments = answerer.store.segments()
+    segments = answerer.store.sqlite.segments()
     assert len(segments) < 7  # merged as they came
     assert sum(s.vectors for s in segments) == answerer.store.count_chunks()
     files = sorted(p.name for p in answerer.dir.glob("seg-*.faiss"))
@@ -283,7 +282,7 @@ def test_commits_add_small_segments_that_merge_and_removals_leave_tombstones(mak
 
     answerer.remove([str((tmp_path / "c0" / "a0.txt").resolve())])
     assert answerer.check() == []
-    assert sum(s.dead for s in answerer.store.segments()) in (0, 1)  # a tombstone, unless a merge purged it
+    assert sum(s.dead for s in answerer.store.sqlite.segments()) in (0, 1)  # a tombstone, unless a merge purged it
     answer = answerer.answer("zebras0 herd")
     assert all("zebras0" not in p.text for p in answer.passages)
     assert "zebras5" in answerer.answer("zebras5 herd").passages[0].text
@@ -294,10 +293,10 @@ def test_a_reader_follows_commits_by_loading_only_the_new_segments(make, tmp_pat
     writer.ingest([write(tmp_path / "a", {"nato.txt": ARTICLES["nato.txt"]})])
     reader = make()
     assert reader.answer("battle groups Hungary").found
-    loaded = dict(reader.reader._segments.segments)
+    loaded = dict(reader.store._segments.segments)
     writer.ingest([write(tmp_path / "b", {"ships.txt": ARTICLES["ships.txt"]})])
     assert "warships" in reader.answer("how many warships at sea").passages[0].text
-    after = reader.reader._segments.segments
+    after = reader.store._segments.segments
     assert all(after[i] is loaded[i] for i in loaded if i in after)  # kept, not reloaded
     assert len(after) == len(loaded) + 1
 

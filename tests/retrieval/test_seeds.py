@@ -119,7 +119,7 @@ def test_seed_metadata(answerer):
 
 
 def test_chunks_never_exceed_the_model_limit(answerer):
-    ids, texts = answerer.store.all_chunk_texts()
+    ids, texts = answerer.store.sqlite.all_chunk_texts()
     assert texts
     assert max(answerer.embedder.count_tokens(t) for t in texts) <= answerer.embedder.max_tokens
 

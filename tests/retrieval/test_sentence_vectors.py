@@ -94,7 +94,7 @@ def test_ingest_runs_the_model_once_per_chunk_unless_told_to_embed_sentences_aga
     embedder = ChunkPassEmbedder()
     answerer = Answerer(settings, embedder)
     answerer.ingest([tmp_path / "a.txt"])
-    chunks = answerer.store.chunks(answerer.store.all_chunk_texts()[0])
+    chunks = answerer.store.chunks(answerer.store.sqlite.all_chunk_texts()[0])
     sentences = [chunk.text[a:b] for chunk in chunks.values() for a, b in chunk.sentences]
     assert len(sentences) == 3
     again = [t for t in embedder.texts_embedded if t in sentences]
@@ -186,7 +186,7 @@ def test_an_index_from_before_the_record_counts_as_sentences_embedded_alone(sett
     settings = settings_for(embedding={"model": "fake"}, chunking={"max_tokens": 40})
     answerer = Answerer(settings, ChunkPassEmbedder())
     answerer.ingest([tmp_path / "a.txt"])
-    with answerer.store.write() as writer:  # as an older citebot left it
+    with answerer.store.sqlite.write() as writer:  # as an older citebot left it
         writer._db.execute("DELETE FROM meta WHERE key = 'sentence_vectors'")
     answerer.store.close()
     status, detail = doctor._sentence_vectors(settings)

@@ -120,7 +120,7 @@ def test_the_answer_cites_each_passage_once_carried_by_every_outlet(answerer):
     quoted = answer.passages[answer.answer.passage - 1]
     assert "2,300" in answer.answer.text and sorted(s.outlet for s in quoted.sources) == sorted(OUTLETS)
     # Each part of the story is cited once, by all that carry it (the cut copy lacks the last sentence).
-    chunks = len(answerer.store.chunk_ids_matching(outlet="Reuters"))
+    chunks = len(answerer.store.matching(outlet="Reuters"))
     assert len(answer.passages) <= chunks
     assert all(len({s.outlet for s in p.sources}) == len(p.sources) >= 4 for p in answer.passages)
 
@@ -193,7 +193,7 @@ def test_finding_a_new_articles_copies_costs_the_same_in_a_bigger_index(answerer
     costs = []
     for size in (20, 400):
         answerer.ingest_articles([article(n) for n in range(20 if costs else 0, size)])
-        db = answerer.store._db
+        db = answerer.store.sqlite._db
         steps = [0]
 
         def count() -> int:

@@ -29,14 +29,15 @@ from retrieval.errors import CitebotError
 from retrieval.models import Article, Chunk
 from retrieval.settings import Settings
 from retrieval.backends.embedded.schema import SCHEMA_VERSION, connect, schema_of
-from retrieval.backends.embedded.store import Store
-from retrieval.writer import BATCH_ARTICLES, Writer, _Pending, _take_lock
+from retrieval.backends.embedded.engine import STORE_FILE, EmbeddedIndex, take_lock
+from retrieval.writer import BATCH_ARTICLES, Writer, _Pending
 
 log = logging.getLogger(__name__)
 
 
-def schema_version(path: Path) -> int | None:
-    """The schema of the store at `path`; None if there is none."""
+def schema_version(folder: Path) -> int | None:
+    """The schema of the index in `folder`; None if there is none."""
+    path = Path(folder) / STORE_FILE
     if not path.exists():
         return None
     db = sqlite3.connect(path)
@@ -49,8 +50,8 @@ def schema_version(path: Path) -> int | None:
 def migrate(settings: Settings, embedder: Embedder, *, progress=None) -> int:
     """Upgrade the index in settings.index.dir to the current schema; returns the documents carried over."""
     folder = settings.index.dir
-    path = folder / "citebot.sqlite"
-    version = schema_version(path)
+    path = folder / STORE_FILE
+    version = schema_version(folder)
     if version is None or version == SCHEMA_VERSION:
         return 0
     if version == 2:
@@ -62,11 +63,12 @@ def migrate(settings: Settings, embedder: Embedder, *, progress=None) -> int:
         raise CitebotError(f"the index in {folder} has schema {version}, which this citebot cannot upgrade: "
                            "rebuild it with `citebot ingest --rebuild PATH…`")
     old = sqlite3.connect(path, timeout=30.0)
-    new_path = folder / "citebot.sqlite.migrating"
+    new_path = folder / f"{STORE_FILE}.migrating"
     for leftover in (new_path, Path(f"{new_path}-wal"), Path(f"{new_path}-shm")):
         leftover.unlink(missing_ok=True)
-    store = Store(new_path)
-    writer = Writer(settings, embedder, store)
+    index = EmbeddedIndex(folder, settings.index, model=settings.embedding.model, store_file=new_path.name)
+    store = index.sqlite
+    writer = Writer(settings, embedder, index)
     carried = 0
     with writer.lock():
         model = old.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
@@ -117,10 +119,10 @@ def migrate(settings: Settings, embedder: Embedder, *, progress=None) -> int:
 def _from_2(settings: Settings, *, progress=None) -> int:
     """Schema 2 -> 3: postings files for every segment, then the FTS5 table goes, in one transaction."""
     folder = settings.index.dir
-    db = sqlite3.connect(folder / "citebot.sqlite", timeout=30.0, isolation_level=None)
+    db = sqlite3.connect(folder / STORE_FILE, timeout=30.0, isolation_level=None)
     try:
         with open(folder / "write.lock", "w") as lock:
-            _take_lock(lock, folder)
+            take_lock(lock, folder)
             segments = db.execute("SELECT id, file FROM segments ORDER BY id").fetchall()
             for number, (segment, file) in enumerate(segments, start=1):
                 rows = db.execute("SELECT id, text FROM chunks WHERE segment = ? ORDER BY id", (segment,)).fetchall()
@@ -156,11 +158,11 @@ def _from_3(settings: Settings, *, progress=None) -> int:
     from retrieval.backends.embedded.transaction import Transaction as StoreWriter
 
     folder = settings.index.dir
-    db = connect(folder / "citebot.sqlite")
+    db = connect(folder / STORE_FILE)
     copies = settings.copies
     try:
         with open(folder / "write.lock", "w") as lock:
-            _take_lock(lock, folder)
+            take_lock(lock, folder)
             total = db.execute("SELECT count(*) FROM documents").fetchone()[0]
             db.execute("BEGIN IMMEDIATE")
             try:

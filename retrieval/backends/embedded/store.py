@@ -24,38 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
+from retrieval.backends.base import SourceRow, StoredChunk
 from retrieval.backends.embedded.schema import (
     OUTLET_INDEX, SCHEMA, SCHEMA_VERSION, STORIES_SCHEMA, connect, schema_of, unpack_spans,
 )
 from retrieval.backends.embedded.transaction import Transaction
 from retrieval.errors import IndexMismatchError, IndexSchemaError
 from retrieval.models import Source
-
-@dataclass(frozen=True)
-class SourceRow:
-    """One indexed document, as `citebot sources` lists it."""
-
-    doc_id: str
-    key: str
-    title: str | None
-    outlet: str | None
-    published: dt.date | None
-    chunks: int
-    location: str | None
-    label: str
-
-
-@dataclass(frozen=True)
-class StoredChunk:
-    id: int
-    chunk_id: str
-    start: int
-    end: int
-    text: str
-    source: Source
-    sentences: list[tuple[int, int]]
-    sentence_vectors: np.ndarray  # float16 (sentences, dim)
-
 
 @dataclass(frozen=True)
 class SegmentRow:
@@ -89,7 +64,7 @@ class Store:
             db.executescript(SCHEMA + STORIES_SCHEMA)
             db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
         elif version != SCHEMA_VERSION:
-            raise IndexSchemaError(path.parent, version)
+            raise IndexSchemaError(path.parent, version, SCHEMA_VERSION)
 
     @property
     def _db(self) -> sqlite3.Connection:

@@ -71,7 +71,7 @@ def test_migrate_keeps_every_article_and_answers_from_it(settings):
     before = sqlite3.connect(settings.index.dir / "citebot.sqlite").execute(
         "SELECT count(*) FROM chunks").fetchone()[0]
     assert migrate(settings, embedder) == 2
-    assert schema_version(settings.index.dir / "citebot.sqlite") == SCHEMA_VERSION
+    assert schema_version(settings.index.dir) == SCHEMA_VERSION
     assert not list(settings.index.dir.glob("vectors-*.faiss"))
     assert not list(settings.index.dir.glob("*.migrating*"))
     answerer = Answerer(settings, embedder)
@@ -95,7 +95,7 @@ def test_a_migration_that_dies_leaves_the_old_index(settings, monkeypatch):
     monkeypatch.setattr(module.os, "replace", die)
     with pytest.raises(KeyboardInterrupt):
         migrate(settings, embedder)
-    assert schema_version(settings.index.dir / "citebot.sqlite") == 1
+    assert schema_version(settings.index.dir) == 1
     monkeypatch.undo()
     assert migrate(settings, embedder) == 2  # and a second try goes through
     assert Answerer(settings, embedder).check() == []
@@ -156,7 +156,7 @@ def test_a_schema_2_index_is_refused_then_upgraded_in_place_without_the_model(se
             raise AssertionError("the upgrade from schema 2 needs no model")
 
     assert migrate(settings, NoModel()) == 2
-    assert schema_version(settings.index.dir / "citebot.sqlite") == SCHEMA_VERSION
+    assert schema_version(settings.index.dir) == SCHEMA_VERSION
     db = sqlite3.connect(settings.index.dir / "citebot.sqlite")
     assert db.execute("SELECT count(*) FROM sqlite_master WHERE name LIKE 'chunks_fts%'").fetchone()[0] == 0
     db.close()
@@ -185,7 +185,7 @@ def test_a_schema_2_upgrade_that_dies_before_its_commit_leaves_schema_2(settings
     assert segments.fetchone()[0] == 2
     with pytest.raises(KeyboardInterrupt):
         migrate(settings, FakeEmbedder())
-    assert schema_version(settings.index.dir / "citebot.sqlite") == 2
+    assert schema_version(settings.index.dir) == 2
     monkeypatch.undo()
     assert migrate(settings, FakeEmbedder()) == 2
     assert Answerer(settings, FakeEmbedder()).check() == []
@@ -216,7 +216,7 @@ def test_a_schema_3_index_is_upgraded_with_its_wire_copies_grouped_without_the_m
             raise AssertionError("the upgrade from schema 3 needs no model")
 
     assert migrate(settings, NoModel()) == 3
-    assert schema_version(settings.index.dir / "citebot.sqlite") == SCHEMA_VERSION
+    assert schema_version(settings.index.dir) == SCHEMA_VERSION
     answerer = Answerer(settings, FakeEmbedder())
     assert answerer.check() == []
     assert grouped == 1 and answerer.store.count_copies() == 1

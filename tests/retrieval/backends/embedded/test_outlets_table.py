@@ -18,7 +18,7 @@ def test_outlets_are_counted_through_adds_updates_and_removes(answerer):
 
 def test_check_finds_an_outlets_table_that_drifted(answerer):
     answerer.ingest_articles([Article(key="a", outlet="Herald", text="The ferry was cancelled on Monday.")])
-    answerer.store._db.execute("UPDATE outlets SET documents = 5")
+    answerer.store.sqlite._db.execute("UPDATE outlets SET documents = 5")
     assert any("outlets table" in problem for problem in answerer.check())
 
 
@@ -40,7 +40,7 @@ def _steps(db, sql: str, values) -> tuple[int, list]:
 def test_the_outlet_filter_reads_that_outlets_documents_by_their_index(answerer):
     import datetime as dt
 
-    store = answerer.store
+    store = answerer.store.sqlite
     answerer.ingest_articles([Article(key="h", outlet="Süddeutsche", text="The ferry was cancelled on Monday."),
                               Article(key="d", outlet="Courier", published=dt.date(2022, 3, 1),
                                       text="The port closed on Wednesday.")])
@@ -66,9 +66,9 @@ def test_the_outlet_filter_reads_that_outlets_documents_by_their_index(answerer)
 
 def test_an_index_made_before_the_outlet_index_gets_it_at_its_next_write(answerer):
     answerer.ingest_articles([Article(key="a", outlet="Herald", text="The ferry was cancelled on Monday.")])
-    db = answerer.store._db
+    db = answerer.store.sqlite._db
     db.execute("DROP INDEX documents_outlet")
-    assert answerer.store.chunk_ids_matching(outlet="herald")  # still right, only slower
+    assert answerer.store.matching(outlet="herald")  # still right, only slower
     answerer.ingest_articles([Article(key="b", outlet="Courier", text="The port closed on Wednesday.")])
     names = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert "documents_outlet" in names

@@ -1,6 +1,5 @@
 """BM25 from postings files: the same tokens and the same scores as SQLite FTS5, files that load whole or not at all."""
 
-import json
 import sqlite3
 
 import numpy as np
@@ -154,7 +153,7 @@ def _index(settings_for, tmp_path):
 
 def test_each_segment_has_its_postings_twin_and_bm25_reads_them(settings_for, tmp_path):
     settings, answerer = _index(settings_for, tmp_path)
-    files = {s.file for s in answerer.store.segments()}
+    files = {s.file for s in answerer.store.sqlite.segments()}
     assert len(files) == 2
     assert {p.name for p in settings.index.dir.glob("seg-*.lex")} == {lexical.lexical_name(f) for f in files}
     found = answerer.retrieve("sourdough starter")
