@@ -146,6 +146,9 @@ class IndexStore(Protocol):
 
     def doc_id_of(self, key: str) -> str | None: ...
 
+    def doc_ids_by_key(self) -> dict[str, str]:
+        """Every document's key and doc id: for evaluations, never on a question's path."""
+
     def find_documents(self, ref: str) -> list[str]:
         """Keys of documents whose key, path, url or doc id (or a hex prefix of 6+ digits) is `ref`."""
 

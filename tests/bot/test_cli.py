@@ -108,7 +108,7 @@ def test_an_old_index_names_the_command_that_upgrades_it(tmp_path):
     index = tmp_path / "index"
     index.mkdir()
     db = sqlite3.connect(index / "citebot.sqlite")
-    from tests.retrieval.test_migrate import V1_SCHEMA
+    from tests.retrieval.backends.embedded.test_migrate import V1_SCHEMA
 
     db.executescript(V1_SCHEMA + "INSERT INTO meta VALUES ('schema', '1');")
     db.close()

@@ -61,6 +61,7 @@ class EmbeddedIndex:
         self.sqlite = Store(self.folder / store_file)
         self._segments: SegmentSet | None = None
         self._load_lock = threading.Lock()
+        self._among = threading.local()  # the last filter's sorted ids: dense and lexical search share them
 
     @property
     def location(self) -> str:
@@ -189,14 +190,24 @@ class EmbeddedIndex:
         total = max(self.sqlite.count_chunks(), 1)
         depth = min(total, k * math.ceil(total / max(len(allowed), 1)))
         if depth > MAX_FILTER_DEPTH * k:
-            return segments.search(vector, k, _sorted(allowed))
+            return segments.search(vector, k, self._sorted(allowed))
         return [(i, s) for i, s in segments.search(vector, depth) if i in allowed][:k]
 
     def lexical(self, question: str, k: int, allowed: set[int] | None = None) -> Hits | None:
         segments = self.loaded()
         if segments is None:
             return None
-        return segments.lexical_search(question_terms(question), k, None if allowed is None else _sorted(allowed))
+        among = None if allowed is None else self._sorted(allowed)
+        return segments.lexical_search(question_terms(question), k, among)
+
+    def _sorted(self, allowed: set[int]) -> np.ndarray:
+        """`allowed` as a sorted int64 array, made once per filter set (a question's two searches share it)."""
+        last = getattr(self._among, "last", None)
+        if last is not None and last[0] is allowed:
+            return last[1]
+        ids = np.sort(np.fromiter(allowed, dtype=np.int64, count=len(allowed)))
+        self._among.last = (allowed, ids)
+        return ids
 
     def matching(self, outlet: str | None = None, since: dt.date | None = None,
                  until: dt.date | None = None) -> set[int]:
@@ -236,6 +247,9 @@ class EmbeddedIndex:
     def doc_id_of(self, key: str) -> str | None:
         return self.sqlite.doc_id_of(key)
 
+    def doc_ids_by_key(self) -> dict[str, str]:
+        return self.sqlite.doc_ids_by_key()
+
     def find_documents(self, ref: str) -> list[str]:
         return self.sqlite.find_documents(ref)
 
@@ -264,10 +278,6 @@ class EmbeddedIndex:
         with self.sqlite.snapshot():
             return {"documents": self.sqlite.count_documents(), "chunks": self.sqlite.count_chunks(),
                     "segments": len(self.sqlite.segments()), "generation": self.sqlite.generation}
-
-
-def _sorted(ids: set[int]) -> np.ndarray:
-    return np.sort(np.fromiter(ids, dtype=np.int64, count=len(ids)))
 
 
 def take_lock(handle, folder: Path, wait_s: float = 0.0, on_wait=None) -> None:
