@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
+from retrieval.errors import CitebotError
 from retrieval.settings import Settings, find_defaults
 
 Status = Literal["ok", "warn", "fail"]
@@ -39,7 +40,7 @@ def run_checks(settings: Settings) -> Iterator[Finding]:
     """Every check, in order, as each finishes; a check that crashes is a failure, not a traceback."""
     checks: list[tuple[str, Callable[[Settings], tuple[Status, str]]]] = [
         ("settings", _settings), ("model", _model), ("question encoder", _question_encoder),
-        ("index folder", _index_folder), ("schema", _schema), ("agreement", _agreement),
+        ("database", _database), ("index folder", _index_folder), ("schema", _schema), ("agreement", _agreement),
         ("sentence vectors", _sentence_vectors),
         ("discord.py", _discord_package), ("discord token", _discord_token), ("discord channels", _channels),
     ]
@@ -81,6 +82,23 @@ def _question_encoder(settings: Settings) -> tuple[Status, str]:
     return "ok", f"ONNX export in {encoder.folder}"
 
 
+def _database(settings: Settings) -> tuple[Status, str]:
+    if settings.index.url is None:
+        return "ok", "none: the index is kept in the folder below (index.url names a PostgreSQL database)"
+    from retrieval.backends import open_index
+
+    try:
+        store = open_index(settings)
+    except CitebotError as error:
+        return "fail", str(error)
+    try:
+        about = store.server()
+        return "ok", (f"{store.location}: PostgreSQL {about['postgres']}, pgvector {about['pgvector']}, "
+                      f"schema {about['schema']}")
+    finally:
+        store.close()
+
+
 def _index_folder(settings: Settings) -> tuple[Status, str]:
     folder = settings.index.dir
     if not folder.exists():
@@ -103,6 +121,8 @@ def _index_folder(settings: Settings) -> tuple[Status, str]:
 
 
 def _schema(settings: Settings) -> tuple[Status, str]:
+    if settings.index.url is not None:
+        return "ok", "the database's: see the database line"
     from retrieval.backends.embedded.migrate import schema_version
     from retrieval.backends.embedded.schema import SCHEMA_VERSION
 
@@ -123,15 +143,22 @@ def _schema(settings: Settings) -> tuple[Status, str]:
 
 @contextmanager
 def _current_store(settings: Settings):
-    """The index, closed after; None when there is no index of this citebot's schema."""
+    """The index, closed after; None when there is no index of this citebot's schema (or no database)."""
     from retrieval.backends import open_index
     from retrieval.backends.embedded.migrate import schema_version
     from retrieval.backends.embedded.schema import SCHEMA_VERSION
 
-    if schema_version(settings.index.dir) != SCHEMA_VERSION:
+    if settings.index.url is not None:
+        try:
+            store = open_index(settings)
+        except CitebotError:  # the database line says why
+            yield None
+            return
+    elif schema_version(settings.index.dir) != SCHEMA_VERSION:
         yield None
         return
-    store = open_index(settings)
+    else:
+        store = open_index(settings)
     try:
         yield store
     finally:

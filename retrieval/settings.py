@@ -87,6 +87,8 @@ class ChunkSettings(_Section):
 
 class IndexSettings(_Section):
     dir: Path = Path(".citebot")
+    url: SecretStr | None = Field(None, description="a PostgreSQL database (postgresql://user@host/db, with "
+                                  "pgvector) to keep the index in instead of the folder; its password is never shown")
     factory: str = Field(
         "auto", description="FAISS index factory string for merged segments of at least ann_min_chunks "
         "vectors ('IVF4096,Flat', 'HNSW32' ...); 'auto' picks IVF with about 4·√n lists; 'Flat' is exact",

@@ -14,6 +14,7 @@ from retrieval.backends import open_index
 from retrieval.backends.base import FeedState, IndexStore, WriteBatch
 from retrieval.backends.embedded.engine import EmbeddedIndex
 from retrieval.backends.embedded.transaction import Transaction
+from retrieval.backends.postgres.engine import Batch, PostgresIndex
 from retrieval.feeds import FeedBook
 from tests.conftest import ROOT
 
@@ -24,8 +25,8 @@ def declared(protocol) -> dict[str, inspect.Signature]:
 
 
 @pytest.mark.parametrize("protocol, implementation", [
-    (IndexStore, EmbeddedIndex), (WriteBatch, Transaction), (FeedState, FeedBook), (AnswerHistory, HistoryStore),
-    (ServerRules, ServerBook),
+    (IndexStore, EmbeddedIndex), (WriteBatch, Transaction), (IndexStore, PostgresIndex), (WriteBatch, Batch),
+    (FeedState, FeedBook), (AnswerHistory, HistoryStore), (ServerRules, ServerBook),
 ])
 def test_each_implementation_has_every_declared_method_with_its_parameters(protocol, implementation):
     for name, signature in declared(protocol).items():

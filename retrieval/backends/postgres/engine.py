@@ -1,0 +1,524 @@
+"""The PostgreSQL engine behind `IndexStore` (retrieval/backends/base.py): one database many processes can share.
+
+Selected by `index.url` (postgresql://user@host/db). Everything lives in the database: documents, chunks
+with their vectors (pgvector, an HNSW index on inner product), BM25 postings, word counts, stories and
+outlets. A write batch is one transaction; a reader's snapshot is one REPEATABLE READ transaction. BM25
+is the embedded engine's (SQLite FTS5's): the same tokens (retrieval/text.py), k1, b and IDF floor,
+computed in SQL from the postings of the question's own terms.
+
+Work in progress (issue 23): one writer at a time through an advisory lock; the feed book, the bot's
+history and server rules still live in files beside `index.dir`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import numpy as np
+
+from retrieval import stories
+from retrieval.backends.base import Hits, SourceRow, StoredChunk
+from retrieval.backends.postgres.schema import OUTLET_COUNTS, SCHEMA_VERSION, TABLES, VECTOR_INDEX, shown
+from retrieval.errors import CitebotError, IndexBusyError, IndexMismatchError, IndexSchemaError
+from retrieval.features import content_stems
+from retrieval.models import Article, Chunk, Source
+from retrieval.settings import IndexSettings
+from retrieval.text import STOPWORDS, question_terms, tokens
+
+log = logging.getLogger(__name__)
+
+K1, B, IDF_FLOOR = 1.2, 0.75, 1e-6  # SQLite FTS5's bm25(), as the embedded engine's postings score
+LOCK_KEY = 0x63697465626F74  # "citebot": the advisory lock one writer holds
+
+
+def _lead(text: str, words: int = 12) -> str:
+    head = text.split()[:words]
+    return " ".join(head) + ("…" if len(text.split()) > words else "")
+
+
+class PostgresIndex:
+    """An index in a PostgreSQL database with pgvector."""
+
+    def __init__(self, url: str, settings: IndexSettings, *, model: str):
+        self.url = url
+        self.settings = settings
+        self.model = model
+        self._local = threading.local()
+        db = self._db
+        try:
+            db.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        except Exception as error:  # noqa: BLE001 - named in one line below
+            raise CitebotError(f"{self.location}: pgvector is not available ({_first_line(error)}): install the "
+                               "vector extension in that database") from None
+        version = db.execute("SELECT to_regclass('citebot_meta') IS NOT NULL").fetchone()[0] and db.execute(
+            "SELECT value FROM citebot_meta WHERE key = 'schema'").fetchone()
+        if not version:
+            with db.transaction():
+                db.execute(TABLES)
+                db.execute("INSERT INTO citebot_meta (key, value) VALUES ('schema', %s) ON CONFLICT DO NOTHING",
+                           (str(SCHEMA_VERSION),))
+        elif int(version[0]) != SCHEMA_VERSION:
+            raise IndexSchemaError(self.location, int(version[0]), SCHEMA_VERSION)
+
+    @property
+    def location(self) -> str:
+        return shown(self.url)
+
+    @property
+    def _db(self):
+        """One connection per thread, autocommit outside snapshots and batches."""
+        db = getattr(self._local, "db", None)
+        if db is None or db.closed:
+            import psycopg
+
+            try:
+                db = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+            except psycopg.OperationalError as error:
+                raise CitebotError(f"cannot reach the database {self.location} ({_first_line(error)}): check "
+                                   "index.url and that the server is running") from None
+            self._local.db = db
+        return db
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    # -- the write side -------------------------------------------------------------------------
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """One writer at a time, by a session advisory lock (waiting up to index.lock_wait_seconds)."""
+        db = self._db
+        wait_s = self.settings.lock_wait_seconds
+        deadline = time.monotonic() + wait_s
+        while not db.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]:
+            if time.monotonic() >= deadline:
+                raise IndexBusyError(f"another citebot process has been writing to {self.location} for {wait_s:g} s: "
+                                     "try again when it is done, or raise index.lock_wait_seconds")
+            time.sleep(0.1)
+        try:
+            yield
+        finally:
+            db.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+
+    @contextmanager
+    def write(self, *, copies_threshold: float | None = None) -> Iterator[Batch]:
+        db = self._db
+        with db.transaction():
+            batch = Batch(db, self.generation + 1, copies_threshold=copies_threshold)
+            yield batch
+            batch.finish()
+
+    def maintain(self) -> int:
+        return 0  # PostgreSQL keeps its own indexes; autovacuum reclaims what removals leave
+
+    # -- the read side --------------------------------------------------------------------------
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        db = self._db
+        if db.info.transaction_status != 0:  # nested (0 is idle): the outer snapshot holds
+            yield
+            return
+        db.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        try:
+            yield
+        finally:
+            db.execute("COMMIT")
+
+    @property
+    def generation(self) -> int:
+        return int(self.get_meta("generation") or 0)
+
+    def refresh(self) -> None:
+        self.check_model(self.model)
+
+    def _dim(self) -> int | None:
+        dim = self.get_meta("dim")
+        return int(dim) if dim is not None else None
+
+    def dense(self, vector: np.ndarray, k: int, allowed: set[int] | None = None) -> Hits | None:
+        dim = self._dim()
+        if dim is None:
+            return None
+        self.check_model(self.model)
+        query = _vector_literal(vector)
+        db = self._db
+        if allowed is not None:  # a filter: exact over the allowed chunks (their ids by primary key)
+            rows = db.execute(
+                f"SELECT id, -(vector::vector({dim}) <#> %s::vector({dim})) AS score FROM chunks"
+                " WHERE id = ANY(%s) ORDER BY score DESC, id LIMIT %s", (query, list(allowed), k)).fetchall()
+        else:
+            with db.transaction() if db.info.transaction_status == 0 else _nothing():
+                db.execute(f"SET LOCAL hnsw.ef_search = {max(40, 2 * k)}")
+                rows = db.execute(
+                    f"SELECT id, -(vector::vector({dim}) <#> %s::vector({dim})) AS score FROM chunks"
+                    f" ORDER BY vector::vector({dim}) <#> %s::vector({dim}) LIMIT %s", (query, query, k)).fetchall()
+        return [(int(i), float(s)) for i, s in rows]
+
+    def lexical(self, question: str, k: int, allowed: set[int] | None = None) -> Hits | None:
+        if self._dim() is None:
+            return None
+        terms = question_terms(question)
+        total = self.count_chunks()
+        if not terms or total == 0 or k <= 0:
+            return []
+        db = self._db
+        average = int(self.get_meta("tokens") or 0) / total
+        found = dict(db.execute("SELECT term, df FROM terms WHERE term = ANY(%s)", (terms,)).fetchall())
+        weights = [max(math.log((total - found.get(t, 0) + 0.5) / (found.get(t, 0) + 0.5)), IDF_FLOOR) for t in terms]
+        where = "" if allowed is None else " AND p.chunk = ANY(%(allowed)s)"
+        rows = db.execute(
+            "WITH q(term, idf) AS (SELECT * FROM unnest(%(terms)s::text[], %(weights)s::float8[]))"
+            " SELECT p.chunk, sum(q.idf * (p.tf * %(k1p)s) / (p.tf + %(k1)s * (1 - %(b)s + %(b)s * c.tokens /"
+            " %(average)s))) AS score FROM q JOIN postings p ON p.term = q.term JOIN chunks c ON c.id = p.chunk"
+            f" WHERE true{where} GROUP BY p.chunk ORDER BY score DESC, p.chunk LIMIT %(k)s",
+            {"terms": terms, "weights": weights, "k1p": K1 + 1, "k1": K1, "b": B, "average": average, "k": k,
+             "allowed": list(allowed) if allowed is not None else None}).fetchall()
+        return [(int(i), float(s)) for i, s in rows]
+
+    def matching(self, outlet: str | None = None, since: dt.date | None = None,
+                 until: dt.date | None = None) -> set[int]:
+        where, values = [], []
+        if outlet is not None:
+            wanted = outlet.strip().casefold()
+            names = [name for name in self.outlets() if name.casefold() == wanted]
+            if not names:
+                return set()
+            where.append("btrim(d.outlet) = ANY(%s)")
+            values.append(names)
+        if since is not None:
+            where.append("d.published >= %s")
+            values.append(since)
+        if until is not None:
+            where.append("d.published <= %s")
+            values.append(until)
+        rows = self._db.execute("SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document"
+                                + (" WHERE " + " AND ".join(where) if where else ""), values)
+        return {row[0] for row in rows}
+
+    def chunks(self, ids: Iterable[int]) -> dict[int, StoredChunk]:
+        ids = [int(i) for i in ids]
+        if not ids:
+            return {}
+        rows = self._db.execute(
+            "SELECT c.id, c.chunk_id, c.start_at, c.end_at, c.text, d.doc_id, d.title, d.outlet, d.published,"
+            " d.author, d.url, d.path, left(d.text, 200), c.sentences, c.sentence_vectors, d.via"
+            " FROM chunks c JOIN documents d ON d.id = c.document WHERE c.id = ANY(%s)", (ids,))
+        found = {}
+        for row in rows:
+            source = Source(doc_id=row[5], title=row[6], outlet=row[7], published=row[8], author=row[9], url=row[10],
+                            path=row[11], lead=_lead(row[12]), via=row[15])
+            pairs = np.frombuffer(bytes(row[13]), dtype=np.int32).reshape(-1, 2)
+            spans = [(int(a), int(b)) for a, b in pairs]
+            vectors = np.frombuffer(bytes(row[14]), dtype=np.float16).reshape(len(spans), -1)
+            found[row[0]] = StoredChunk(row[0], row[1], row[2], row[3], row[4], source, spans, vectors)
+        return found
+
+    def chunk_texts(self, ids: Iterable[int]) -> dict[int, str]:
+        ids = [int(i) for i in ids]
+        return dict(self._db.execute("SELECT id, text FROM chunks WHERE id = ANY(%s)", (ids,)).fetchall()) if ids else {}
+
+    def vectors(self, ids: Iterable[int]) -> dict[int, np.ndarray]:
+        ids = [int(i) for i in ids]
+        if not ids:
+            return {}
+        rows = self._db.execute("SELECT id, vector::text FROM chunks WHERE id = ANY(%s)", (ids,))
+        return {i: np.array(text.strip("[]").split(","), dtype=np.float32) for i, text in rows}
+
+    def stories_of(self, ids: Iterable[int]) -> dict[int, tuple[int, int]]:
+        ids = [int(i) for i in ids]
+        if not ids:
+            return {}
+        rows = self._db.execute("SELECT c.id, s.story, c.document FROM chunks c JOIN stories s ON s.document ="
+                                " c.document WHERE c.id = ANY(%s)", (ids,))
+        return {row[0]: (int(row[1]), int(row[2])) for row in rows}
+
+    def document_frequencies(self, stems: Iterable[str]) -> dict[str, int]:
+        stems = list(dict.fromkeys(stems))
+        if not stems:
+            return {}
+        return dict(self._db.execute("SELECT stem, df FROM stems WHERE stem = ANY(%s)", (stems,)).fetchall())
+
+    # -- documents ------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM citebot_meta WHERE key = %s", (key,)).fetchone()
+        return row[0] if row else None
+
+    def check_model(self, model: str) -> None:
+        built_with = self.get_meta("model")
+        if built_with is not None and built_with != model:
+            raise IndexMismatchError(
+                f"the index in {self.location} was built with embedding model {built_with!r} (dim "
+                f"{self.get_meta('dim')}), not {model!r}: re-ingest with `citebot ingest --rebuild PATH…` or set "
+                "embedding.model back")
+
+    def count_documents(self) -> int:
+        return int(self.get_meta("documents") or 0)
+
+    def count_chunks(self) -> int:
+        return int(self.get_meta("chunks") or 0)
+
+    def count_copies(self) -> int:
+        return int(self.get_meta("copies") or 0)
+
+    def doc_id_of(self, key: str) -> str | None:
+        row = self._db.execute("SELECT doc_id FROM documents WHERE key = %s", (key,)).fetchone()
+        return row[0] if row else None
+
+    def doc_ids_by_key(self) -> dict[str, str]:
+        return dict(self._db.execute("SELECT key, doc_id FROM documents").fetchall())
+
+    def find_documents(self, ref: str) -> list[str]:
+        rows = self._db.execute("SELECT key FROM documents WHERE key = %s OR path = %s OR url = %s OR doc_id = %s",
+                                (ref, ref, ref, ref)).fetchall()
+        if not rows and len(ref) >= 6 and all(c in "0123456789abcdef" for c in ref.lower()):
+            prefix = ref.lower()
+            rows = self._db.execute("SELECT key FROM documents WHERE doc_id >= %s AND doc_id < %s",
+                                    (prefix, prefix + "g")).fetchall()
+        return [row[0] for row in rows]
+
+    def documents_under(self, root: str) -> list[tuple[str, str]]:
+        rows = self._db.execute("SELECT key, path FROM documents WHERE path = %s OR (path >= %s AND path < %s)",
+                                (root, root + "/", root + "0"))
+        return [(key, path) for key, path in rows]
+
+    def keys_older_than(self, day: dt.date, limit: int = 10_000) -> list[str]:
+        rows = self._db.execute(
+            "SELECT key FROM documents WHERE coalesce(published, (ingested_at AT TIME ZONE 'UTC')::date) < %s"
+            " ORDER BY coalesce(published, (ingested_at AT TIME ZONE 'UTC')::date) LIMIT %s", (day, limit))
+        return [row[0] for row in rows]
+
+    def outlets(self) -> dict[str, int]:
+        return dict(self._db.execute("SELECT name, documents FROM outlets").fetchall())
+
+    def document_text(self, doc_id: str) -> str | None:
+        row = self._db.execute("SELECT text FROM documents WHERE doc_id = %s LIMIT 1", (doc_id,)).fetchone()
+        return row[0] if row else None
+
+    def sources(self) -> list[SourceRow]:
+        rows = self._db.execute(
+            "SELECT d.doc_id, d.key, d.title, d.outlet, d.published, d.url, d.path, left(d.text, 200),"
+            " (SELECT count(*) FROM chunks c WHERE c.document = d.id)"
+            " FROM documents d ORDER BY d.published DESC NULLS LAST, d.key")
+        result = []
+        for doc_id, key, title, outlet, published, url, path, head, count in rows:
+            label = Source(doc_id=doc_id, title=title, lead=_lead(head)).label
+            result.append(SourceRow(doc_id, key, title, outlet, published, count, url or path, label))
+        return result
+
+    # -- health ---------------------------------------------------------------------------------
+    def check(self) -> list[str]:
+        """Counters, BM25 document frequencies, word counts, stories and outlets against what the rows hold."""
+        problems: list[str] = []
+        with self.snapshot():
+            db = self._db
+            documents, chunks, tokens_ = db.execute(
+                "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks),"
+                " (SELECT coalesce(sum(tokens), 0) FROM chunks)").fetchone()
+            if (self.count_documents(), self.count_chunks()) != (documents, chunks):
+                problems.append(f"counters say {self.count_documents()} documents and {self.count_chunks()} chunks; "
+                                f"the database holds {documents} and {chunks}")
+            if int(self.get_meta("tokens") or 0) != tokens_:
+                problems.append(f"the token counter says {self.get_meta('tokens')}; the chunks hold {tokens_}")
+            wrong = db.execute("SELECT count(*) FROM (SELECT term, count(*) AS n FROM postings GROUP BY term) p"
+                               " FULL JOIN terms t USING (term) WHERE p.n IS DISTINCT FROM t.df").fetchone()[0]
+            if wrong:
+                problems.append(f"{wrong} terms' chunk counts differ from their postings")
+            df: Counter[str] = Counter()
+            for (text,) in db.execute("SELECT text FROM chunks"):
+                df.update(set(content_stems(text)))
+            kept = dict(db.execute("SELECT stem, df FROM stems").fetchall())
+            if kept != dict(df):
+                sample = sorted(set(kept.items()) ^ set(df.items()))[:1]
+                problems.append(f"word counts differ from the chunks, e.g. {sample}")
+            counted = dict(db.execute(OUTLET_COUNTS).fetchall())
+            if self.outlets() != counted:
+                problems.append(f"the outlets table lists {len(self.outlets())} outlets; the documents have "
+                                f"{len(counted)}")
+            members, distinct = db.execute("SELECT count(*), count(DISTINCT story) FROM stories").fetchone()
+            if self.count_copies() != members - distinct:
+                problems.append(f"the copies counter says {self.count_copies()}; the stories hold "
+                                f"{members - distinct}")
+        return problems
+
+    def figures(self) -> dict[str, int]:
+        with self.snapshot():
+            return {"documents": self.count_documents(), "chunks": self.count_chunks(),
+                    "generation": self.generation}
+
+    def server(self) -> dict[str, str]:
+        """What `citebot doctor` reports: the server's and pgvector's versions, the schema."""
+        db = self._db
+        return {"postgres": db.execute("SHOW server_version").fetchone()[0],
+                "pgvector": db.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()[0],
+                "schema": self.get_meta("schema") or "?"}
+
+
+class Batch:
+    """One write transaction on PostgreSQL: the rows, postings and counters of a commit."""
+
+    def __init__(self, db, generation: int, *, copies_threshold: float | None = None):
+        self._db = db
+        self.generation = generation
+        self.copies_threshold = copies_threshold
+        self._stems: Counter[str] = Counter()
+        self._terms: Counter[str] = Counter()
+        self._documents = self._chunks = self._copies = self._tokens = 0
+
+    def set_model(self, name: str, dim: int) -> None:
+        self.set_meta("model", name)
+        self.set_meta("dim", str(dim))
+        self._db.execute(VECTOR_INDEX.format(dim=int(dim)))
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT INTO citebot_meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE"
+                         " SET value = excluded.value", (key, value))
+
+    def remove(self, key: str) -> bool:
+        db = self._db
+        row = db.execute("SELECT id, btrim(outlet) FROM documents WHERE key = %s", (key,)).fetchone()
+        if row is None:
+            return False
+        document, outlet = row
+        self._count_outlet(outlet, -1)
+        chunks = db.execute("SELECT text, tokens FROM chunks WHERE document = %s", (document,)).fetchall()
+        for (term,) in db.execute("SELECT p.term FROM postings p JOIN chunks c ON c.id = p.chunk"
+                                  " WHERE c.document = %s", (document,)):
+            self._terms[term] -= 1
+        for text, n in chunks:
+            self._stems.subtract(set(content_stems(text)))
+            self._tokens -= n
+        self._leave_story(document)
+        db.execute("DELETE FROM documents WHERE id = %s", (document,))  # chunks and postings cascade
+        self._documents -= 1
+        self._chunks -= len(chunks)
+        return True
+
+    def add(self, article: Article, chunks: list[Chunk], vectors: np.ndarray,
+            sentences: list[list[tuple[int, int]]], sentence_vectors: list[np.ndarray]) -> None:
+        self.remove(article.key)
+        db = self._db
+        document = db.execute(
+            "INSERT INTO documents (doc_id, key, title, outlet, published, author, url, path, text, via)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (article.doc_id, article.key, article.title, article.outlet, article.published, article.author,
+             article.url, article.path, article.text, article.via)).fetchone()[0]
+        self._count_outlet((article.outlet or "").strip(), +1)
+        if self.copies_threshold is not None:
+            self.join_story(document, article.text)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        for chunk, vector, spans, svectors in zip(chunks, vectors, sentences, sentence_vectors, strict=True):
+            words = tokens(chunk.text)
+            chunk_id = db.execute(
+                "INSERT INTO chunks (chunk_id, document, ordinal, start_at, end_at, text, tokens, vector, sentences,"
+                " sentence_vectors) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::vector, %s, %s) RETURNING id",
+                (chunk.chunk_id, document, chunk.ordinal, chunk.start, chunk.end, chunk.text, len(words),
+                 _vector_literal(vector), np.asarray(spans, dtype=np.int32).reshape(-1, 2).tobytes(),
+                 np.ascontiguousarray(svectors, dtype=np.float16).tobytes())).fetchone()[0]
+            counts = Counter(w for w in words if len(w) > 1 and w not in STOPWORDS)
+            with db.cursor() as cursor:
+                cursor.executemany("INSERT INTO postings (term, chunk, tf) VALUES (%s, %s, %s)",
+                                   [(term, chunk_id, min(n, 65535)) for term, n in counts.items()])
+            self._terms.update(counts.keys())
+            self._stems.update(set(content_stems(chunk.text)))
+            self._tokens += len(words)
+        self._documents += 1
+        self._chunks += len(chunks)
+
+    def join_story(self, document: int, text: str) -> int | None:
+        """Put a new document into the story of its most similar indexed document, or a story of its own."""
+        signature = stories.signature(text)
+        if signature is None:
+            return None
+        bands = signature.bands()
+        db = self._db
+        found = db.execute(
+            "SELECT DISTINCT s.document, s.story, s.signature, s.shingles FROM unnest(%s::int[], %s::bigint[])"
+            " AS w(band, hash) JOIN story_bands b ON b.band = w.band AND b.hash = w.hash"
+            " JOIN stories s ON s.document = b.document",
+            ([band for band, _ in bands], [_signed(value) for _, value in bands])).fetchall()
+        candidates = {doc: stories.Signature.from_bytes(bytes(blob), n) for doc, _, blob, n in found}
+        best = stories.best_match(signature, candidates, self.copies_threshold or 1.0)
+        if best is not None:
+            story = next(story for doc, story, _, _ in found if doc == best)
+            self._copies += 1
+        else:
+            story = int(db.execute("SELECT coalesce((SELECT value::bigint FROM citebot_meta WHERE key = 'next_story'),"
+                                   " 1)").fetchone()[0])
+            self.set_meta("next_story", str(story + 1))
+        db.execute("INSERT INTO stories (document, story, signature, shingles) VALUES (%s, %s, %s, %s)",
+                   (document, story, signature.to_bytes(), signature.size))
+        with db.cursor() as cursor:
+            cursor.executemany("INSERT INTO story_bands (band, hash, document) VALUES (%s, %s, %s)"
+                               " ON CONFLICT DO NOTHING", [(band, _signed(value), document) for band, value in bands])
+        return story
+
+    def _leave_story(self, document: int) -> None:
+        row = self._db.execute("SELECT story FROM stories WHERE document = %s", (document,)).fetchone()
+        if row is None:
+            return
+        self._db.execute("DELETE FROM stories WHERE document = %s", (document,))  # bands cascade with the document
+        if self._db.execute("SELECT 1 FROM stories WHERE story = %s LIMIT 1", (row[0],)).fetchone():
+            self._copies -= 1
+
+    def _count_outlet(self, name: str | None, delta: int) -> None:
+        if not name:
+            return
+        self._db.execute("INSERT INTO outlets (name, documents) VALUES (%s, %s) ON CONFLICT (name) DO UPDATE"
+                         " SET documents = outlets.documents + excluded.documents", (name, delta))
+        if delta < 0:
+            self._db.execute("DELETE FROM outlets WHERE name = %s AND documents <= 0", (name,))
+
+    def clear(self) -> None:
+        db = self._db
+        db.execute("TRUNCATE documents, chunks, postings, terms, stems, stories, story_bands, outlets")
+        db.execute("DELETE FROM citebot_meta WHERE key IN ('documents', 'chunks', 'copies', 'tokens')")
+        self._stems.clear()
+        self._terms.clear()
+        self._documents = self._chunks = self._copies = self._tokens = 0
+
+    def finish(self) -> None:
+        """Before COMMIT: word and term counts, counters, the generation."""
+        db = self._db
+        with db.cursor() as cursor:
+            for table, column, counts in (("stems", "stem", self._stems), ("terms", "term", self._terms)):
+                up = [(name, n) for name, n in counts.items() if n > 0]
+                down = [(-n, name) for name, n in counts.items() if n < 0]
+                if up:
+                    cursor.executemany(f"INSERT INTO {table} ({column}, df) VALUES (%s, %s) ON CONFLICT ({column})"
+                                       f" DO UPDATE SET df = {table}.df + excluded.df", up)
+                if down:
+                    cursor.executemany(f"UPDATE {table} SET df = df - %s WHERE {column} = %s", down)
+                    cursor.executemany(f"DELETE FROM {table} WHERE {column} = %s AND df <= 0",
+                                       [(name,) for _, name in down])
+        for key, delta in (("documents", self._documents), ("chunks", self._chunks), ("copies", self._copies),
+                           ("tokens", self._tokens)):
+            db.execute("INSERT INTO citebot_meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE"
+                       " SET value = (citebot_meta.value::bigint + %s)::text", (key, str(max(delta, 0)), delta))
+        self.set_meta("generation", str(self.generation))
+
+
+def _vector_literal(vector) -> str:
+    return "[" + ",".join(repr(float(x)) for x in np.asarray(vector, dtype=np.float32)) + "]"
+
+
+def _signed(value: int) -> int:
+    """A uint64 band hash as PostgreSQL's signed bigint (the same 64 bits)."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+@contextmanager
+def _nothing():
+    yield

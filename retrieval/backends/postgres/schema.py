@@ -1,0 +1,88 @@
+"""The PostgreSQL engine's schema (pgvector for the vectors, a postings table for BM25), its version, and
+how a database is named in messages (never with its password)."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+SCHEMA_VERSION = 1
+
+# The vector column has no dimension: the first commit's model fixes it, and then the approximate index
+# is made on the column cast to it (VECTOR_INDEX), which dense search names in its ORDER BY.
+TABLES = """
+CREATE TABLE IF NOT EXISTS citebot_meta (key text PRIMARY KEY, value text NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    id bigserial PRIMARY KEY,
+    doc_id text NOT NULL,
+    key text NOT NULL UNIQUE,
+    title text, outlet text, published date, author text, url text, path text,
+    text text NOT NULL,
+    ingested_at timestamptz NOT NULL DEFAULT now(),
+    via text
+);
+CREATE INDEX IF NOT EXISTS documents_doc_id ON documents (doc_id);
+CREATE INDEX IF NOT EXISTS documents_published ON documents (published);
+CREATE INDEX IF NOT EXISTS documents_path ON documents (path text_pattern_ops);
+CREATE INDEX IF NOT EXISTS documents_outlet ON documents (btrim(outlet));
+CREATE INDEX IF NOT EXISTS documents_age ON documents (coalesce(published, (ingested_at AT TIME ZONE 'UTC')::date));
+-- A chunk id is given once (a sequence never goes back) and is what dense and lexical search return.
+CREATE TABLE IF NOT EXISTS chunks (
+    id bigserial PRIMARY KEY,
+    chunk_id text NOT NULL,
+    document bigint NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
+    ordinal integer NOT NULL,
+    start_at integer NOT NULL,
+    end_at integer NOT NULL,
+    text text NOT NULL,
+    tokens integer NOT NULL,             -- FTS5-style tokens in the text: BM25's document length
+    vector vector NOT NULL,              -- unit length
+    sentences bytea NOT NULL,            -- int32 (start, end) pairs into text
+    sentence_vectors bytea NOT NULL      -- float16, one unit row per sentence
+);
+CREATE INDEX IF NOT EXISTS chunks_document ON chunks (document);
+-- BM25: each term's chunks and how often it occurs in each; `terms` keeps each term's chunk count.
+CREATE TABLE IF NOT EXISTS postings (
+    term text NOT NULL,
+    chunk bigint NOT NULL REFERENCES chunks (id) ON DELETE CASCADE,
+    tf integer NOT NULL,
+    PRIMARY KEY (term, chunk)
+);
+CREATE INDEX IF NOT EXISTS postings_chunk ON postings (chunk);
+CREATE TABLE IF NOT EXISTS terms (term text PRIMARY KEY, df integer NOT NULL);
+CREATE TABLE IF NOT EXISTS stems (stem text PRIMARY KEY, df integer NOT NULL);
+CREATE TABLE IF NOT EXISTS stories (
+    document bigint PRIMARY KEY REFERENCES documents (id) ON DELETE CASCADE,
+    story bigint NOT NULL,
+    signature bytea NOT NULL,
+    shingles integer NOT NULL
+);
+CREATE INDEX IF NOT EXISTS stories_story ON stories (story);
+CREATE TABLE IF NOT EXISTS story_bands (
+    band integer NOT NULL,
+    hash bigint NOT NULL,
+    document bigint NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
+    PRIMARY KEY (band, hash, document)
+);
+CREATE INDEX IF NOT EXISTS story_bands_document ON story_bands (document);
+CREATE TABLE IF NOT EXISTS outlets (name text PRIMARY KEY, documents integer NOT NULL);
+"""
+
+VECTOR_INDEX = "CREATE INDEX IF NOT EXISTS chunks_vector ON chunks USING hnsw ((vector::vector({dim})) vector_ip_ops)"
+
+OUTLET_COUNTS = ("SELECT btrim(outlet), count(*) FROM documents WHERE btrim(coalesce(outlet, '')) <> ''"
+                 " GROUP BY btrim(outlet)")
+
+
+def shown(url: str) -> str:
+    """The database's address without its password, for messages and logs."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            user, _, host = netloc.rpartition("@")
+            netloc = f"{user.split(':', 1)[0]}@{host}"
+        query = re.sub(r"(?i)(password=)[^&]*", r"\1***", parts.query)
+        return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    except ValueError:
+        return "the database in index.url"

