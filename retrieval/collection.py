@@ -41,7 +41,7 @@ def settings_for(settings: Settings, name: str) -> Settings:
         return settings
     table = settings.collections.get(name, CollectionSettings())
     return settings.model_copy(update={
-        "index": settings.index.model_copy(update={"dir": folder(settings, name)}),
+        "index": settings.index.model_copy(update={"dir": folder(settings, name), "collection": name}),
         "corpus": settings.corpus.model_copy(update={"paths": list(table.paths)}),
         "watch": settings.watch.model_copy(update={"paths": list(table.watch)}),
         "feeds": list(table.feeds),

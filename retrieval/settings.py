@@ -89,6 +89,8 @@ class IndexSettings(_Section):
     dir: Path = Path(".citebot")
     url: SecretStr | None = Field(None, description="a PostgreSQL database (postgresql://user@host/db, with "
                                   "pgvector) to keep the index in instead of the folder; its password is never shown")
+    collection: str = Field("default", description="the collection this index belongs to, set by --collection "
+                            "(in PostgreSQL each collection is a schema of its own: citebot, citebot_NAME)")
     factory: str = Field(
         "auto", description="FAISS index factory string for merged segments of at least ann_min_chunks "
         "vectors ('IVF4096,Flat', 'HNSW32' ...); 'auto' picks IVF with about 4·√n lists; 'Flat' is exact",

@@ -51,12 +51,9 @@ class PostgresIndex:
         self.settings = settings
         self.model = model
         self._local = threading.local()
+        # Each collection is a schema of its own: the default one `citebot`, another `citebot_NAME`.
+        self.schema = "citebot" if settings.collection == "default" else f"citebot_{settings.collection}"
         db = self._db
-        try:
-            db.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        except Exception as error:  # noqa: BLE001 - named in one line below
-            raise CitebotError(f"{self.location}: pgvector is not available ({_first_line(error)}): install the "
-                               "vector extension in that database") from None
         version = db.execute("SELECT to_regclass('citebot_meta') IS NOT NULL").fetchone()[0] and db.execute(
             "SELECT value FROM citebot_meta WHERE key = 'schema'").fetchone()
         if not version:
@@ -83,6 +80,14 @@ class PostgresIndex:
             except psycopg.OperationalError as error:
                 raise CitebotError(f"cannot reach the database {self.location} ({_first_line(error)}): check "
                                    "index.url and that the server is running") from None
+            try:
+                db.execute("CREATE EXTENSION IF NOT EXISTS vector SCHEMA public")
+            except psycopg.Error as error:
+                db.close()
+                raise CitebotError(f"{self.location}: pgvector is not available ({_first_line(error)}): install the "
+                                   "vector extension in that database") from None
+            db.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            db.execute(f'SET search_path = "{self.schema}", public')
             self._local.db = db
         return db
 

@@ -140,3 +140,20 @@ def test_both_engines_rank_alike_dense_exactly_and_bm25_as_fts5(make):
     theirs = postgres.store.lexical("workers strike", 5, postgres.store.matching(outlet="port times"))
     assert ours and [i for i, _ in ours] == [i for i, _ in theirs]
     assert np.allclose([s for _, s in ours], [s for _, s in theirs], rtol=1e-9)
+
+
+def test_collections_in_one_database_are_schemas_of_their_own(make, postgres_url):
+    from retrieval import collection
+
+    default = make("postgres")
+    default.ingest_articles(ARTICLES[:1])
+    other = Answerer(collection.settings_for(default.settings, "wire"), FakeEmbedder())
+    try:
+        assert other.settings.index.url == default.settings.index.url and other.store.schema == "citebot_wire"
+        assert other.store.count_documents() == 0 and other.sources() == []
+        other.ingest_articles(ARTICLES[1:])
+        assert {r.key for r in default.sources()} == {"a"} and {r.key for r in other.sources()} == {"b", "c"}
+        assert all(s.title != "Ferries" for p in other.answer("ferries cancelled").passages for s in p.sources)
+        assert default.check() == [] and other.check() == []
+    finally:
+        other.store.close()
