@@ -32,6 +32,10 @@ class IndexMismatchError(CitebotError):
     """The index on disk was built with another embedding model or dimension."""
 
 
+class IndexUnavailableError(CitebotError):
+    """The index's storage (a database server) cannot be reached now; nothing was changed."""
+
+
 class IndexBusyError(CitebotError):
     """Another ingest holds the write lock."""
 

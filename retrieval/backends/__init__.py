@@ -7,14 +7,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from retrieval.backends.base import IndexStore
+from retrieval.errors import CitebotError
 from retrieval.settings import Settings
 
 
 def open_index(settings: Settings) -> IndexStore:
     """The index the settings name: the database in `index.url`, else the embedded engine in `index.dir`."""
     if settings.index.url is not None:
-        from retrieval.backends.postgres.engine import PostgresIndex
-
+        try:
+            from retrieval.backends.postgres.engine import PostgresIndex
+        except ModuleNotFoundError as error:
+            if error.name not in ("psycopg", "psycopg_binary"):
+                raise
+            raise CitebotError("index.url names a PostgreSQL database, which needs psycopg: "
+                               "pip install 'citebot[postgres]'") from None
         return PostgresIndex(settings.index.url.get_secret_value(), settings.index, model=settings.embedding.model)
     from retrieval.backends.embedded.engine import EmbeddedIndex
 

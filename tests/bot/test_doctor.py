@@ -94,7 +94,7 @@ def test_doctor_exits_1_on_a_failure_and_reports_a_crashed_check(clean, monkeypa
     monkeypatch.setattr(doctor, "_question_encoder", lambda settings: ("warn", "no export"))
     assert main(["doctor"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert "warn  question encoder: no export" in lines and len(lines) == 10
+    assert "warn  question encoder: no export" in lines and len(lines) == 11
 
 
 @pytest.mark.slow

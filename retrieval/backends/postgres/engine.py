@@ -13,6 +13,7 @@ history and server rules still live in files beside `index.dir`.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import math
 import threading
@@ -22,11 +23,14 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
+import psycopg
 
 from retrieval import stories
 from retrieval.backends.base import Hits, SourceRow, StoredChunk
 from retrieval.backends.postgres.schema import OUTLET_COUNTS, SCHEMA_VERSION, TABLES, VECTOR_INDEX, shown
-from retrieval.errors import CitebotError, IndexBusyError, IndexMismatchError, IndexSchemaError
+from retrieval.errors import (
+    CitebotError, IndexBusyError, IndexMismatchError, IndexSchemaError, IndexUnavailableError,
+)
 from retrieval.features import content_stems
 from retrieval.models import Article, Chunk, Source
 from retrieval.settings import IndexSettings
@@ -43,6 +47,32 @@ def _lead(text: str, words: int = 12) -> str:
     return " ".join(head) + ("…" if len(text.split()) > words else "")
 
 
+def _reconnecting(method):
+    """A lost connection (the server restarted or went away) becomes one IndexUnavailableError; the thread's
+    connection is dropped, so the next call connects afresh."""
+
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+            raise self._unavailable(error) from None
+
+    return run
+
+
+def _reconnecting_all(cls):
+    for name, member in list(vars(cls).items()):
+        if name.startswith("_") or name == "location":
+            continue
+        if isinstance(member, property):
+            setattr(cls, name, property(_reconnecting(member.fget)))
+        elif callable(member) and not isinstance(member, (staticmethod, classmethod)):
+            setattr(cls, name, _reconnecting(member))
+    return cls
+
+
+@_reconnecting_all
 class PostgresIndex:
     """An index in a PostgreSQL database with pgvector."""
 
@@ -51,6 +81,7 @@ class PostgresIndex:
         self.settings = settings
         self.model = model
         self._local = threading.local()
+        self._reached = False
         # Each collection is a schema of its own: the default one `citebot`, another `citebot_NAME`.
         self.schema = "citebot" if settings.collection == "default" else f"citebot_{settings.collection}"
         db = self._db
@@ -73,13 +104,14 @@ class PostgresIndex:
         """One connection per thread, autocommit outside snapshots and batches."""
         db = getattr(self._local, "db", None)
         if db is None or db.closed:
-            import psycopg
-
             try:
                 db = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
             except psycopg.OperationalError as error:
-                raise CitebotError(f"cannot reach the database {self.location} ({_first_line(error)}): check "
-                                   "index.url and that the server is running") from None
+                if self._reached:  # it worked before: the server is away for now
+                    raise self._unavailable(error) from None
+                raise IndexUnavailableError(f"cannot reach the database {self.location} ({_first_line(error)}): "
+                                            "check index.url and that the server is running") from None
+            self._reached = True
             try:
                 db.execute("CREATE EXTENSION IF NOT EXISTS vector SCHEMA public")
             except psycopg.Error as error:
@@ -97,6 +129,14 @@ class PostgresIndex:
             db.close()
             self._local.db = None
 
+    def _unavailable(self, error: BaseException) -> IndexUnavailableError:
+        try:
+            self.close()
+        except psycopg.Error:
+            self._local.db = None
+        return IndexUnavailableError(f"the database {self.location} cannot be reached now ({_first_line(error)}): "
+                                     "nothing was changed; try again once it is back")
+
     # -- the write side -------------------------------------------------------------------------
     @contextmanager
     def lock(self) -> Iterator[None]:
@@ -104,7 +144,7 @@ class PostgresIndex:
         db = self._db
         wait_s = self.settings.lock_wait_seconds
         deadline = time.monotonic() + wait_s
-        while not db.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]:
+        while not self._try_lock(db):
             if time.monotonic() >= deadline:
                 raise IndexBusyError(f"another citebot process has been writing to {self.location} for {wait_s:g} s: "
                                      "try again when it is done, or raise index.lock_wait_seconds")
@@ -112,15 +152,27 @@ class PostgresIndex:
         try:
             yield
         finally:
-            db.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+            try:
+                db.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+            except (psycopg.OperationalError, psycopg.InterfaceError):
+                pass  # a lost session holds no lock
+
+    def _try_lock(self, db) -> bool:
+        try:
+            return db.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]
+        except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+            raise self._unavailable(error) from None
 
     @contextmanager
     def write(self, *, copies_threshold: float | None = None) -> Iterator[Batch]:
         db = self._db
-        with db.transaction():
-            batch = Batch(db, self.generation + 1, copies_threshold=copies_threshold)
-            yield batch
-            batch.finish()
+        try:
+            with db.transaction():
+                batch = Batch(db, self.generation + 1, copies_threshold=copies_threshold)
+                yield batch
+                batch.finish()
+        except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+            raise self._unavailable(error) from None
 
     def maintain(self) -> int:
         return 0  # PostgreSQL keeps its own indexes; autovacuum reclaims what removals leave
@@ -132,11 +184,18 @@ class PostgresIndex:
         if db.info.transaction_status != 0:  # nested (0 is idle): the outer snapshot holds
             yield
             return
-        db.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        try:
+            db.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+            raise self._unavailable(error) from None
         try:
             yield
         finally:
-            db.execute("COMMIT")
+            if not db.closed:  # closed: a lost connection, already reported
+                try:
+                    db.execute("COMMIT")
+                except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+                    raise self._unavailable(error) from None
 
     @property
     def generation(self) -> int:

