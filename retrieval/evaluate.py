@@ -7,7 +7,9 @@ stored article text.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import random
 import re
 import string
@@ -200,14 +202,30 @@ class _lines:
 def _index(settings, articles: list[dict], folder: Path, err, quiet: bool):
     from retrieval.pipeline import Answerer
 
+    # A scratch index: a folder in the temporary one, or in a database (index.url) a schema of its own,
+    # dropped when the evaluation ends (run_squad).
+    scratch = {"dir": folder / "index", "collection": f"eval_{os.getpid()}_{folder.name[-8:].lower()}"}
     answerer = Answerer.from_settings(settings.model_copy(update={"index": settings.index.model_copy(
-        update={"dir": folder / "index"})}))
+        update=scratch if settings.index.url is not None else {"dir": scratch["dir"]})}))
+    _SCRATCH.append(answerer)
     with _bar(err, "indexing", None, quiet) as update:
         report = answerer.ingest([write_articles(articles, folder)], progress=update)
     if report.failed:
         raise CitebotError(f"{report.failed} SQuAD articles failed to index: {report.errors[0]}")
     texts = {key: answerer.store.document_text(doc) for key, doc in answerer.store.doc_ids_by_key().items()}
     return answerer, texts
+
+
+_SCRATCH: list = []  # the scratch indexes of this evaluation
+
+
+@contextlib.contextmanager
+def _dropping_scratch():
+    try:
+        yield
+    finally:
+        while _SCRATCH:
+            _SCRATCH.pop().store.destroy()
 
 
 def _ask_all(answerer, questions, err, quiet: bool) -> dict:
@@ -220,7 +238,7 @@ def run_squad(args, settings, *, out, err) -> int:
     articles = load_squad(args.file)
     if args.limit is not None and args.limit < 1:
         raise CitebotError(f"--limit must be at least 1, not {args.limit}")
-    with tempfile.TemporaryDirectory(prefix="citebot-eval-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="citebot-eval-") as tmp, _dropping_scratch():
         if args.abstention:
             figures = _abstention(settings, articles, Path(tmp), args, err)
         else:

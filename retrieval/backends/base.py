@@ -171,6 +171,9 @@ class IndexStore(Protocol):
     def figures(self) -> dict[str, int]:
         """What `citebot check` reports beside the problems: documents, chunks, generation, and the engine's own."""
 
+    def destroy(self) -> None:
+        """Delete the whole index (an evaluation's scratch index when it ends), and close it."""
+
 
 class FeedState(Protocol):
     """The followed feeds, each poll's outcome, the entries taken and the articles held for the next poll

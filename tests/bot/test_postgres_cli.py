@@ -55,3 +55,20 @@ def test_a_database_that_cannot_be_reached_is_one_line_without_its_password(tmp_
         [line] = result.stderr.strip().splitlines()
         assert line.startswith("citebot: cannot reach the database postgresql://alice@/news?host=")
         assert line.endswith("check index.url and that the server is running")
+
+
+@pytest.mark.slow
+def test_eval_on_postgresql_measures_in_a_scratch_schema_and_drops_it(postgres_url, tmp_path):
+    import psycopg
+
+    from tests.retrieval.test_evaluate import SQUAD
+
+    squad = tmp_path / "squad.json"
+    squad.write_text(json.dumps(SQUAD))
+    result = citebot("eval", "squad", str(squad), "--json", url=with_password(postgres_url), tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.splitlines()[-1])
+    assert figures["questions"] > 0 and figures["recall@5"] > 0
+    with psycopg.connect(postgres_url) as db:
+        left = db.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'citebot_eval%'").fetchall()
+    assert left == []

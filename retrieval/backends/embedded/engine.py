@@ -274,6 +274,14 @@ class EmbeddedIndex:
 
         return check(self.sqlite, self.folder)
 
+    def destroy(self) -> None:
+        self.close()
+        self._segments = None
+        for path in [self.sqlite.path, *self.folder.glob("seg-*"), self.folder / LOCK_FILE]:
+            path.unlink(missing_ok=True)
+        for suffix in ("-wal", "-shm"):
+            Path(f"{self.sqlite.path}{suffix}").unlink(missing_ok=True)
+
     def figures(self) -> dict[str, int]:
         with self.sqlite.snapshot():
             return {"documents": self.sqlite.count_documents(), "chunks": self.sqlite.count_chunks(),

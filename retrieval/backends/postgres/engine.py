@@ -418,6 +418,10 @@ class PostgresIndex:
             return {"documents": self.count_documents(), "chunks": self.count_chunks(),
                     "generation": self.generation}
 
+    def destroy(self) -> None:
+        self._db.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+        self.close()
+
     def server(self) -> dict[str, str]:
         """What `citebot doctor` reports: the server's and pgvector's versions, the schema."""
         db = self._db
