@@ -25,11 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from retrieval.backends.base import SourceRow, StoredChunk
+from retrieval.backends.common import MetaCounters, id_prefix, lead
 from retrieval.backends.embedded.schema import (
     OUTLET_INDEX, SCHEMA, SCHEMA_VERSION, STORIES_SCHEMA, connect, schema_of, unpack_spans,
 )
 from retrieval.backends.embedded.transaction import Transaction
-from retrieval.errors import IndexMismatchError, IndexSchemaError
+from retrieval.errors import IndexSchemaError
 from retrieval.models import Source
 
 @dataclass(frozen=True)
@@ -42,16 +43,11 @@ class SegmentRow:
     generation: int
 
 
-def _lead(text: str, words: int = 12) -> str:
-    head = text.split()[:words]
-    return " ".join(head) + ("…" if len(text.split()) > words else "")
-
-
 def _date(value: str | None) -> dt.date | None:
     return dt.date.fromisoformat(value) if value else None
 
 
-class Store:
+class Store(MetaCounters):
     """The SQLite file. Readers get a consistent snapshot per question (`snapshot`); one writer at a time."""
 
     def __init__(self, path: Path):
@@ -94,37 +90,16 @@ class Store:
             db.execute("COMMIT")
 
     # -- meta -----------------------------------------------------------------------------------
+    def where(self) -> str:
+        return str(self.path.parent)
+
     def get_meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
-    @property
-    def generation(self) -> int:
-        return int(self.get_meta("generation") or 0)
-
-    def check_model(self, model: str) -> None:
-        """Raise IndexMismatchError if the index was built with another embedding model than `model`."""
-        built_with = self.get_meta("model")
-        if built_with is not None and built_with != model:
-            raise IndexMismatchError(
-                f"the index in {self.path.parent} was built with embedding model {built_with!r} "
-                f"(dim {self.get_meta('dim')}), not {model!r}: "
-                "re-ingest with `citebot ingest --rebuild PATH…` or set embedding.model back"
-            )
-
     def retired(self) -> dict[str, float]:
         """Segment files no commit names any more, with the time each was retired."""
         return dict(self._db.execute("SELECT file, since FROM retired"))
-
-    def count_chunks(self) -> int:
-        return int(self.get_meta("chunks") or 0)
-
-    def count_documents(self) -> int:
-        return int(self.get_meta("documents") or 0)
-
-    def count_copies(self) -> int:
-        """Documents grouped into another document's story (each story's members but one)."""
-        return int(self.get_meta("copies") or 0)
 
     # -- writing --------------------------------------------------------------------------------
     @contextmanager
@@ -159,9 +134,8 @@ class Store:
         rows = self._db.execute(
             "SELECT key FROM documents WHERE key = ? OR path = ? OR url = ? OR doc_id = ?", (ref, ref, ref, ref)
         ).fetchall()
-        if not rows and len(ref) >= 6 and all(c in "0123456789abcdef" for c in ref.lower()):
+        if not rows and (prefix := id_prefix(ref)):
             # A prefix match by range, not LIKE: no character of `ref` can act as a wildcard.
-            prefix = ref.lower()
             rows = self._db.execute(
                 "SELECT key FROM documents WHERE doc_id >= ? AND doc_id < ?", (prefix, prefix + "g")
             ).fetchall()
@@ -196,7 +170,7 @@ class Store:
         )
         result = []
         for doc_id, key, title, outlet, published, url, path, head, count in rows:
-            label = Source(doc_id=doc_id, title=title, lead=_lead(head)).label
+            label = Source(doc_id=doc_id, title=title, lead=lead(head)).label
             result.append(SourceRow(doc_id, key, title, outlet, _date(published), count, url or path, label))
         return result
 
@@ -216,7 +190,7 @@ class Store:
         for row in rows:
             source = Source(
                 doc_id=row[5], title=row[6], outlet=row[7], published=_date(row[8]),
-                author=row[9], url=row[10], path=row[11], lead=_lead(row[12]), via=row[15],
+                author=row[9], url=row[10], path=row[11], lead=lead(row[12]), via=row[15],
             )
             spans = unpack_spans(row[13])
             vectors = np.frombuffer(row[14], dtype=np.float16).reshape(len(spans), -1)

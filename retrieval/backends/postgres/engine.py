@@ -27,9 +27,10 @@ import psycopg
 
 from retrieval import stories
 from retrieval.backends.base import Hits, SourceRow, StoredChunk
+from retrieval.backends.common import MetaCounters, id_prefix, lead
 from retrieval.backends.postgres.schema import OUTLET_COUNTS, SCHEMA_VERSION, TABLES, VECTOR_INDEX, shown
 from retrieval.errors import (
-    CitebotError, IndexBusyError, IndexMismatchError, IndexSchemaError, IndexUnavailableError,
+    CitebotError, IndexBusyError, IndexSchemaError, IndexUnavailableError,
 )
 from retrieval.features import content_stems
 from retrieval.models import Article, Chunk, Source
@@ -40,11 +41,6 @@ log = logging.getLogger(__name__)
 
 K1, B, IDF_FLOOR = 1.2, 0.75, 1e-6  # SQLite FTS5's bm25(), as the embedded engine's postings score
 LOCK_KEY = 0x63697465626F74  # "citebot": the advisory lock one writer holds
-
-
-def _lead(text: str, words: int = 12) -> str:
-    head = text.split()[:words]
-    return " ".join(head) + ("…" if len(text.split()) > words else "")
 
 
 def _reconnecting(method):
@@ -73,7 +69,7 @@ def _reconnecting_all(cls):
 
 
 @_reconnecting_all
-class PostgresIndex:
+class PostgresIndex(MetaCounters):
     """An index in a PostgreSQL database with pgvector."""
 
     def __init__(self, url: str, settings: IndexSettings, *, model: str):
@@ -98,6 +94,9 @@ class PostgresIndex:
     @property
     def location(self) -> str:
         return shown(self.url)
+
+    def where(self) -> str:
+        return self.location
 
     @property
     def _db(self):
@@ -197,10 +196,6 @@ class PostgresIndex:
                 except (psycopg.OperationalError, psycopg.InterfaceError) as error:
                     raise self._unavailable(error) from None
 
-    @property
-    def generation(self) -> int:
-        return int(self.get_meta("generation") or 0)
-
     def refresh(self) -> None:
         self.check_model(self.model)
 
@@ -279,7 +274,7 @@ class PostgresIndex:
         found = {}
         for row in rows:
             source = Source(doc_id=row[5], title=row[6], outlet=row[7], published=row[8], author=row[9], url=row[10],
-                            path=row[11], lead=_lead(row[12]), via=row[15])
+                            path=row[11], lead=lead(row[12]), via=row[15])
             pairs = np.frombuffer(bytes(row[13]), dtype=np.int32).reshape(-1, 2)
             spans = [(int(a), int(b)) for a, b in pairs]
             vectors = np.frombuffer(bytes(row[14]), dtype=np.float16).reshape(len(spans), -1)
@@ -316,23 +311,6 @@ class PostgresIndex:
         row = self._db.execute("SELECT value FROM citebot_meta WHERE key = %s", (key,)).fetchone()
         return row[0] if row else None
 
-    def check_model(self, model: str) -> None:
-        built_with = self.get_meta("model")
-        if built_with is not None and built_with != model:
-            raise IndexMismatchError(
-                f"the index in {self.location} was built with embedding model {built_with!r} (dim "
-                f"{self.get_meta('dim')}), not {model!r}: re-ingest with `citebot ingest --rebuild PATH…` or set "
-                "embedding.model back")
-
-    def count_documents(self) -> int:
-        return int(self.get_meta("documents") or 0)
-
-    def count_chunks(self) -> int:
-        return int(self.get_meta("chunks") or 0)
-
-    def count_copies(self) -> int:
-        return int(self.get_meta("copies") or 0)
-
     def doc_id_of(self, key: str) -> str | None:
         row = self._db.execute("SELECT doc_id FROM documents WHERE key = %s", (key,)).fetchone()
         return row[0] if row else None
@@ -343,8 +321,7 @@ class PostgresIndex:
     def find_documents(self, ref: str) -> list[str]:
         rows = self._db.execute("SELECT key FROM documents WHERE key = %s OR path = %s OR url = %s OR doc_id = %s",
                                 (ref, ref, ref, ref)).fetchall()
-        if not rows and len(ref) >= 6 and all(c in "0123456789abcdef" for c in ref.lower()):
-            prefix = ref.lower()
+        if not rows and (prefix := id_prefix(ref)):
             rows = self._db.execute("SELECT key FROM documents WHERE doc_id >= %s AND doc_id < %s",
                                     (prefix, prefix + "g")).fetchall()
         return [row[0] for row in rows]
@@ -374,7 +351,7 @@ class PostgresIndex:
             " FROM documents d ORDER BY d.published DESC NULLS LAST, d.key")
         result = []
         for doc_id, key, title, outlet, published, url, path, head, count in rows:
-            label = Source(doc_id=doc_id, title=title, lead=_lead(head)).label
+            label = Source(doc_id=doc_id, title=title, lead=lead(head)).label
             result.append(SourceRow(doc_id, key, title, outlet, published, count, url or path, label))
         return result
 
