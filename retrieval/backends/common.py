@@ -3,7 +3,13 @@ document's lead, an id prefix."""
 
 from __future__ import annotations
 
+import datetime as dt
+
+import numpy as np
+
+from retrieval.backends.base import SourceRow, StoredChunk
 from retrieval.errors import IndexMismatchError
+from retrieval.models import Source
 
 ID_PREFIX_DIGITS = 6  # `citebot remove 3fa9c1` finds the document whose doc id starts so
 
@@ -20,6 +26,28 @@ def id_prefix(ref: str) -> str | None:
     if len(ref) >= ID_PREFIX_DIGITS and all(c in "0123456789abcdef" for c in ref):
         return ref
     return None
+
+
+# The columns both engines select for a chunk, in this order: see stored_chunk.
+CHUNK_COLUMNS = ("c.id, c.chunk_id, {start}, {end}, c.text, d.doc_id, d.title, d.outlet, d.published, d.author, d.url,"
+                 " d.path, {head}, c.sentences, c.sentence_vectors, d.via")
+
+
+def stored_chunk(row, published: dt.date | None) -> StoredChunk:
+    """A chunk from a row of CHUNK_COLUMNS (the publication date already a date)."""
+    source = Source(doc_id=row[5], title=row[6], outlet=row[7], published=published, author=row[9], url=row[10],
+                    path=row[11], lead=lead(row[12]), via=row[15])
+    pairs = np.frombuffer(bytes(row[13]), dtype=np.int32).reshape(-1, 2)
+    spans = [(int(a), int(b)) for a, b in pairs]
+    vectors = np.frombuffer(bytes(row[14]), dtype=np.float16).reshape(len(spans), -1)
+    return StoredChunk(row[0], row[1], row[2], row[3], row[4], source, spans, vectors)
+
+
+def source_row(doc_id: str, key: str, title: str | None, outlet: str | None, published: dt.date | None,
+               url: str | None, path: str | None, head: str, chunks: int) -> SourceRow:
+    """One document as `citebot sources` lists it; an untitled one is labelled by its opening words."""
+    label = Source(doc_id=doc_id, title=title, lead=lead(head)).label
+    return SourceRow(doc_id, key, title, outlet, published, chunks, url or path, label)
 
 
 class MetaCounters:

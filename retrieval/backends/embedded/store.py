@@ -25,13 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from retrieval.backends.base import SourceRow, StoredChunk
-from retrieval.backends.common import MetaCounters, id_prefix, lead
+from retrieval.backends.common import CHUNK_COLUMNS, MetaCounters, id_prefix, source_row, stored_chunk
 from retrieval.backends.embedded.schema import (
-    OUTLET_INDEX, SCHEMA, SCHEMA_VERSION, STORIES_SCHEMA, connect, schema_of, unpack_spans,
+    OUTLET_INDEX, SCHEMA, SCHEMA_VERSION, STORIES_SCHEMA, connect, schema_of,
 )
 from retrieval.backends.embedded.transaction import Transaction
 from retrieval.errors import IndexSchemaError
-from retrieval.models import Source
 
 @dataclass(frozen=True)
 class SegmentRow:
@@ -168,11 +167,8 @@ class Store(MetaCounters):
             " (SELECT count(*) FROM chunks c WHERE c.document = d.id)"
             " FROM documents d ORDER BY d.published DESC, d.key"
         )
-        result = []
-        for doc_id, key, title, outlet, published, url, path, head, count in rows:
-            label = Source(doc_id=doc_id, title=title, lead=lead(head)).label
-            result.append(SourceRow(doc_id, key, title, outlet, _date(published), count, url or path, label))
-        return result
+        return [source_row(doc_id, key, title, outlet, _date(published), url, path, head, count)
+                for doc_id, key, title, outlet, published, url, path, head, count in rows]
 
     # -- reading: chunks ------------------------------------------------------------------------
     def chunks(self, ids: Iterable[int]) -> dict[int, StoredChunk]:
@@ -180,22 +176,10 @@ class Store(MetaCounters):
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
+        columns = CHUNK_COLUMNS.format(start="c.start", end="c.end", head="substr(d.text, 1, 200)")
         rows = self._db.execute(
-            f"SELECT c.id, c.chunk_id, c.start, c.end, c.text, d.doc_id, d.title, d.outlet, d.published,"
-            f" d.author, d.url, d.path, substr(d.text, 1, 200), c.sentences, c.sentence_vectors, d.via"
-            f" FROM chunks c JOIN documents d ON d.id = c.document WHERE c.id IN ({marks})",
-            ids,
-        )
-        found = {}
-        for row in rows:
-            source = Source(
-                doc_id=row[5], title=row[6], outlet=row[7], published=_date(row[8]),
-                author=row[9], url=row[10], path=row[11], lead=lead(row[12]), via=row[15],
-            )
-            spans = unpack_spans(row[13])
-            vectors = np.frombuffer(row[14], dtype=np.float16).reshape(len(spans), -1)
-            found[row[0]] = StoredChunk(row[0], row[1], row[2], row[3], row[4], source, spans, vectors)
-        return found
+            f"SELECT {columns} FROM chunks c JOIN documents d ON d.id = c.document WHERE c.id IN ({marks})", ids)
+        return {row[0]: stored_chunk(row, _date(row[8])) for row in rows}
 
     def stories_of(self, ids: Iterable[int]) -> dict[int, tuple[int, int]]:
         """(story, document) of each chunk in `ids` whose document belongs to a story."""

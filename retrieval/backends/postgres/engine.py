@@ -27,13 +27,13 @@ import psycopg
 
 from retrieval import stories
 from retrieval.backends.base import Hits, SourceRow, StoredChunk
-from retrieval.backends.common import MetaCounters, id_prefix, lead
+from retrieval.backends.common import CHUNK_COLUMNS, MetaCounters, id_prefix, source_row, stored_chunk
 from retrieval.backends.postgres.schema import OUTLET_COUNTS, SCHEMA_VERSION, TABLES, VECTOR_INDEX, shown
 from retrieval.errors import (
     CitebotError, IndexBusyError, IndexSchemaError, IndexUnavailableError,
 )
 from retrieval.features import content_stems
-from retrieval.models import Article, Chunk, Source
+from retrieval.models import Article, Chunk
 from retrieval.settings import IndexSettings
 from retrieval.text import STOPWORDS, question_terms, tokens
 
@@ -267,19 +267,10 @@ class PostgresIndex(MetaCounters):
         ids = [int(i) for i in ids]
         if not ids:
             return {}
-        rows = self._db.execute(
-            "SELECT c.id, c.chunk_id, c.start_at, c.end_at, c.text, d.doc_id, d.title, d.outlet, d.published,"
-            " d.author, d.url, d.path, left(d.text, 200), c.sentences, c.sentence_vectors, d.via"
-            " FROM chunks c JOIN documents d ON d.id = c.document WHERE c.id = ANY(%s)", (ids,))
-        found = {}
-        for row in rows:
-            source = Source(doc_id=row[5], title=row[6], outlet=row[7], published=row[8], author=row[9], url=row[10],
-                            path=row[11], lead=lead(row[12]), via=row[15])
-            pairs = np.frombuffer(bytes(row[13]), dtype=np.int32).reshape(-1, 2)
-            spans = [(int(a), int(b)) for a, b in pairs]
-            vectors = np.frombuffer(bytes(row[14]), dtype=np.float16).reshape(len(spans), -1)
-            found[row[0]] = StoredChunk(row[0], row[1], row[2], row[3], row[4], source, spans, vectors)
-        return found
+        columns = CHUNK_COLUMNS.format(start="c.start_at", end="c.end_at", head="left(d.text, 200)")
+        rows = self._db.execute(f"SELECT {columns} FROM chunks c JOIN documents d ON d.id = c.document"
+                                " WHERE c.id = ANY(%s)", (ids,))
+        return {row[0]: stored_chunk(row, row[8]) for row in rows}
 
     def chunk_texts(self, ids: Iterable[int]) -> dict[int, str]:
         ids = [int(i) for i in ids]
@@ -349,11 +340,7 @@ class PostgresIndex(MetaCounters):
             "SELECT d.doc_id, d.key, d.title, d.outlet, d.published, d.url, d.path, left(d.text, 200),"
             " (SELECT count(*) FROM chunks c WHERE c.document = d.id)"
             " FROM documents d ORDER BY d.published DESC NULLS LAST, d.key")
-        result = []
-        for doc_id, key, title, outlet, published, url, path, head, count in rows:
-            label = Source(doc_id=doc_id, title=title, lead=lead(head)).label
-            result.append(SourceRow(doc_id, key, title, outlet, published, count, url or path, label))
-        return result
+        return [source_row(*row) for row in rows]
 
     # -- health ---------------------------------------------------------------------------------
     def check(self) -> list[str]:
