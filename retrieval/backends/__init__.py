@@ -30,7 +30,9 @@ def open_index(settings: Settings) -> IndexStore:
 def has_index(settings: Settings, folder: Path | None = None) -> bool:
     """Whether an index exists where the settings (or `folder`, a collection's) say, without creating one."""
     if settings.index.url is not None and folder is None:
-        return True  # a database: there whenever it can be reached
+        from retrieval.backends.postgres.engine import schema_exists
+
+        return schema_exists(settings.index.url.get_secret_value(), settings.index.collection)
     from retrieval.backends.embedded.engine import has_index as embedded
 
     return embedded(folder or settings.index.dir)

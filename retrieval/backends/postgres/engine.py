@@ -68,6 +68,23 @@ def _reconnecting_all(cls):
     return cls
 
 
+def schema_name(collection: str) -> str:
+    """Each collection is a schema of its own: the default one `citebot`, another `citebot_NAME`."""
+    return "citebot" if collection == "default" else f"citebot_{collection}"
+
+
+def schema_exists(url: str, collection: str) -> bool:
+    """Whether the collection's index is in the database, without creating anything; an unreachable
+    database is IndexUnavailableError."""
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as db:
+            name = f'"{schema_name(collection)}".citebot_meta'
+            return db.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]
+    except psycopg.OperationalError as error:
+        raise IndexUnavailableError(f"cannot reach the database {shown(url)} ({_first_line(error)}): check "
+                                    "index.url and that the server is running") from None
+
+
 @_reconnecting_all
 class PostgresIndex(MetaCounters):
     """An index in a PostgreSQL database with pgvector."""
@@ -78,8 +95,7 @@ class PostgresIndex(MetaCounters):
         self.model = model
         self._local = threading.local()
         self._reached = False
-        # Each collection is a schema of its own: the default one `citebot`, another `citebot_NAME`.
-        self.schema = "citebot" if settings.collection == "default" else f"citebot_{settings.collection}"
+        self.schema = schema_name(settings.collection)
         db = self._db
         version = db.execute("SELECT to_regclass('citebot_meta') IS NOT NULL").fetchone()[0] and db.execute(
             "SELECT value FROM citebot_meta WHERE key = 'schema'").fetchone()

@@ -194,3 +194,18 @@ def test_a_restarted_server_costs_the_questions_asked_meanwhile_one_sentence_the
         answerer.store.close()
     finally:
         server.cleanup()
+
+
+def test_asking_whether_a_collection_has_an_index_creates_nothing(make, postgres_url):
+    import psycopg
+
+    from retrieval import collection
+    from retrieval.backends import has_index
+
+    default = make("postgres")
+    default.ingest_articles(ARTICLES[:1])
+    assert has_index(default.settings)
+    assert not has_index(collection.settings_for(default.settings, "never-used"))
+    with psycopg.connect(postgres_url) as db:
+        schemas = {row[0] for row in db.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'citebot%'")}
+    assert schemas == {"citebot"}
