@@ -64,12 +64,6 @@ class FolderWatcher:
             path = Path(path)
             self._waiting[path] = self._waiting.get(path, False) or kind == Change.added
 
-    def apply(self, changes) -> None:
-        """One batch of (Change, path) from watchfiles, applied now with any earlier one that failed;
-        raises (keeping them all) if the index cannot take them."""
-        self.note(changes)
-        self._flush()
-
     def flush(self) -> bool:
         """Apply what is waiting, if it is time to; False, keeping it, if the index could not take it."""
         if time.monotonic() < self._retry_at or not (self._waiting or not self.caught_up):
