@@ -171,10 +171,6 @@ class Fetcher:
             media = (got.get("content-type") or "").partition(";")[0].strip().lower()
             if accept is not None and media not in accept:
                 raise _wrong_type(url, media, accept)  # before a byte of the body is read
-            declared = got.get("content-length", "").strip()
-            encoded = (got.get("content-encoding") or "identity").strip().lower() != "identity"
-            if declared.isdigit() and int(declared) > (_raw_cap(limit) if encoded else limit):
-                raise FetchError(url, f"is {int(declared):,} bytes, more than the limit of {limit:,}")
             return response.status, got, _read_body(url, response, got, limit, watchdog, self.policy.timeout_s)
         except FetchError:
             raise
@@ -346,8 +342,8 @@ class _Decoder:
 
     def __init__(self, encoding: str):
         self.encoding = encoding
-        self._inflate = None if encoding == "identity" else (
-            zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" else None)
+        # gzip now; deflate once its first bytes tell zlib-wrapped from raw (`take`); identity never.
+        self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" else None
         self._pending = b""  # deflate: the first bytes, until they tell zlib-wrapped from raw
 
     def take(self, data: bytes, room: int) -> bytes:
@@ -378,8 +374,11 @@ def _read_body(url: str, response, got: dict, limit: int, watchdog: _Watchdog, t
     if len(codings) > 1 or codings and codings[0] not in ("gzip", "x-gzip", "deflate"):
         raise FetchError(url, f"is encoded as {', '.join(codings)}, which citebot did not ask for")
     decoder = _Decoder({"x-gzip": "gzip"}.get(codings[0], codings[0]) if codings else "identity")
-    body, raw = bytearray(), 0
     raw_cap = _raw_cap(limit)
+    declared = got.get("content-length", "").strip()
+    if declared.isdigit() and int(declared) > (raw_cap if codings else limit):  # refused before it is read
+        raise FetchError(url, f"is {int(declared):,} bytes, more than the limit of {limit:,}")
+    body, raw = bytearray(), 0
     try:
         while True:
             # read1: what has arrived, so that a server sending a byte a second meets the deadline
