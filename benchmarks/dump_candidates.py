@@ -22,14 +22,14 @@ sys.path.insert(0, str(ROOT))
 
 
 def dump(path: Path, out: Path, candidates: int) -> None:
-    from retrieval.evaluate import _covers, _index, load_squad, questions_for
+    from retrieval.evaluate import _covers, _scratch_index, load_squad, questions_for
     from rich.console import Console
 
     from retrieval.settings import load_settings
 
     articles = load_squad(path)
-    with tempfile.TemporaryDirectory() as tmp:
-        answerer, texts = _index(load_settings(), articles, Path(tmp), Console(stderr=True), False)
+    with tempfile.TemporaryDirectory() as tmp, \
+            _scratch_index(load_settings(), articles, Path(tmp), Console(stderr=True), False) as (answerer, texts):
         questions, _ = questions_for(articles, texts)
         key_of = {row.doc_id: row.key for row in answerer.sources()}
         ids, all_texts = answerer.store.sqlite.all_chunk_texts()

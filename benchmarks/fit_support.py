@@ -34,7 +34,7 @@ def collect(path: Path, half: str, limit: int | None) -> tuple[np.ndarray, np.nd
     """Feature rows of each question's top candidate and 1 (answerable) or 0 (unanswerable)."""
     from rich.console import Console
 
-    from retrieval.evaluate import _bar, _index, load_squad, questions_for, sample
+    from retrieval.evaluate import _bar, _scratch_index, load_squad, questions_for, sample
     from retrieval.settings import load_settings
 
     articles = load_squad(path)
@@ -42,8 +42,8 @@ def collect(path: Path, half: str, limit: int | None) -> tuple[np.ndarray, np.nd
     indexed, held_out = articles[first::2], articles[1 - first :: 2]
     err = Console(stderr=True)
     rows, labels = [], []
-    with tempfile.TemporaryDirectory(prefix="citebot-support-") as tmp:
-        answerer, texts = _index(load_settings(), indexed, Path(tmp), err, False)
+    with tempfile.TemporaryDirectory(prefix="citebot-support-") as tmp, \
+            _scratch_index(load_settings(), indexed, Path(tmp), err, False) as (answerer, texts):
         if not answerer.mixing:
             raise SystemExit("fit_support.py: the support score needs the feature rescoring (reranker.enabled)")
         answerable, _ = questions_for(indexed, texts)
@@ -57,7 +57,6 @@ def collect(path: Path, half: str, limit: int | None) -> tuple[np.ndarray, np.nd
                         rows.append(max(scored, key=lambda s: s.rank_score).features)
                         labels.append(label)
                     update(n, len(questions))
-        answerer.store.close()
     return np.asarray(rows, dtype=np.float64), np.asarray(labels, dtype=np.float64)
 
 

@@ -24,15 +24,15 @@ PASSAGES = 5
 
 
 def dump(path: Path, every: int, out: Path) -> None:
-    from retrieval.evaluate import _index, load_squad, normalize, questions_for
+    from retrieval.evaluate import _scratch_index, load_squad, normalize, questions_for
     from retrieval.rerank import overlap
     from rich.console import Console
 
     from retrieval.settings import load_settings
 
     articles = load_squad(path)
-    with tempfile.TemporaryDirectory() as tmp:
-        answerer, texts = _index(load_settings(), articles, Path(tmp), Console(stderr=True), False)
+    with tempfile.TemporaryDirectory() as tmp, \
+            _scratch_index(load_settings(), articles, Path(tmp), Console(stderr=True), False) as (answerer, texts):
         questions, _ = questions_for(articles, texts)
         from collections import Counter
 

@@ -199,33 +199,24 @@ class _lines:
                        f"{when if done < total else f'done in {elapsed:.0f} s'}", markup=False, highlight=False)
 
 
-def _index(settings, articles: list[dict], folder: Path, err, quiet: bool):
+@contextlib.contextmanager
+def _scratch_index(settings, articles: list[dict], folder: Path, err, quiet: bool):
+    """(answerer, stored texts) over a scratch index of `articles`, destroyed when the block ends: a folder in
+    the temporary one, or in a database (index.url) a schema of its own."""
     from retrieval.pipeline import Answerer
 
-    # A scratch index: a folder in the temporary one, or in a database (index.url) a schema of its own,
-    # dropped when the evaluation ends (run_squad).
     scratch = {"dir": folder / "index", "collection": f"eval_{os.getpid()}_{folder.name[-8:].lower()}"}
     answerer = Answerer.from_settings(settings.model_copy(update={"index": settings.index.model_copy(
         update=scratch if settings.index.url is not None else {"dir": scratch["dir"]})}))
-    _SCRATCH.append(answerer)
-    with _bar(err, "indexing", None, quiet) as update:
-        report = answerer.ingest([write_articles(articles, folder)], progress=update)
-    if report.failed:
-        raise CitebotError(f"{report.failed} SQuAD articles failed to index: {report.errors[0]}")
-    texts = {key: answerer.store.document_text(doc) for key, doc in answerer.store.doc_ids_by_key().items()}
-    return answerer, texts
-
-
-_SCRATCH: list = []  # the scratch indexes of this evaluation
-
-
-@contextlib.contextmanager
-def _dropping_scratch():
     try:
-        yield
+        with _bar(err, "indexing", None, quiet) as update:
+            report = answerer.ingest([write_articles(articles, folder)], progress=update)
+        if report.failed:
+            raise CitebotError(f"{report.failed} SQuAD articles failed to index: {report.errors[0]}")
+        texts = {key: answerer.store.document_text(doc) for key, doc in answerer.store.doc_ids_by_key().items()}
+        yield answerer, texts
     finally:
-        while _SCRATCH:
-            _SCRATCH.pop().store.destroy()
+        answerer.store.destroy()
 
 
 def _ask_all(answerer, questions, err, quiet: bool) -> dict:
@@ -238,16 +229,16 @@ def run_squad(args, settings, *, out, err) -> int:
     articles = load_squad(args.file)
     if args.limit is not None and args.limit < 1:
         raise CitebotError(f"--limit must be at least 1, not {args.limit}")
-    with tempfile.TemporaryDirectory(prefix="citebot-eval-") as tmp, _dropping_scratch():
+    with tempfile.TemporaryDirectory(prefix="citebot-eval-") as tmp:
         if args.abstention:
             figures = _abstention(settings, articles, Path(tmp), args, err)
         else:
-            answerer, texts = _index(settings, articles, Path(tmp), err, args.json)
-            questions, unplaced = questions_for(articles, texts)
-            if unplaced:
-                err.print(f"{unplaced} questions skipped: their paragraph was not found in the stored text")
-            questions = sample(questions, args.limit)
-            figures = _ask_all(answerer, questions, err, args.json)
+            with _scratch_index(settings, articles, Path(tmp), err, args.json) as (answerer, texts):
+                questions, unplaced = questions_for(articles, texts)
+                if unplaced:
+                    err.print(f"{unplaced} questions skipped: their paragraph was not found in the stored text")
+                questions = sample(questions, args.limit)
+                figures = _ask_all(answerer, questions, err, args.json)
             for key in ("_top_scores", "_top_mixed", "_top_support"):
                 figures.pop(key)
     if args.json:
@@ -273,13 +264,13 @@ def sample(questions: list, limit: int | None, seed: int = 0) -> list:
 def _abstention(settings, articles: list[dict], folder: Path, args, err) -> dict:
     """Index the even-numbered articles; ask their questions and the odd-numbered articles' ones."""
     indexed, held_out = articles[0::2], articles[1::2]
-    answerer, texts = _index(settings, indexed, folder, err, args.json)
-    answerable, _ = questions_for(indexed, texts)
-    unanswerable, _ = questions_for(held_out, {f"squad:{a['title']}": "\n\n".join(
-        p["context"].strip() for p in a["paragraphs"]) for a in held_out})
-    answerable, unanswerable = sample(answerable, args.limit), sample(unanswerable, args.limit)
-    inside = _ask_all(answerer, answerable, err, args.json)
-    outside = _ask_all(answerer, unanswerable, err, args.json)
+    with _scratch_index(settings, indexed, folder, err, args.json) as (answerer, texts):
+        answerable, _ = questions_for(indexed, texts)
+        unanswerable, _ = questions_for(held_out, {f"squad:{a['title']}": "\n\n".join(
+            p["context"].strip() for p in a["paragraphs"]) for a in held_out})
+        answerable, unanswerable = sample(answerable, args.limit), sample(unanswerable, args.limit)
+        inside = _ask_all(answerer, answerable, err, args.json)
+        outside = _ask_all(answerer, unanswerable, err, args.json)
     supported = answerer.supporting
     signals = [("sentence", "_top_scores", "best sentence similarity", settings.answer.min_score)]
     if answerer.mixing:
