@@ -148,17 +148,14 @@ def _current_store(settings: Settings):
     from retrieval.backends.embedded.migrate import schema_version
     from retrieval.backends.embedded.schema import SCHEMA_VERSION
 
-    if settings.index.url is not None:
-        try:
-            store = open_index(settings)
-        except CitebotError:  # the database line says why
-            yield None
-            return
-    elif schema_version(settings.index.dir) != SCHEMA_VERSION:
+    if settings.index.url is None and schema_version(settings.index.dir) != SCHEMA_VERSION:
         yield None
         return
-    else:
+    try:
         store = open_index(settings)
+    except CitebotError:  # a database that cannot be reached: the database line says why
+        yield None
+        return
     try:
         yield store
     finally:
