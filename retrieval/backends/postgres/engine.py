@@ -203,9 +203,11 @@ class PostgresIndex(MetaCounters):
             db.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         except (psycopg.OperationalError, psycopg.InterfaceError) as error:
             raise self._unavailable(error) from None
+        self._local.meta = {}  # one snapshot sees one meta table: read it once (get_meta)
         try:
             yield
         finally:
+            self._local.meta = None
             if not db.closed:  # closed: a lost connection, already reported
                 try:
                     db.execute("COMMIT")
@@ -315,8 +317,14 @@ class PostgresIndex(MetaCounters):
 
     # -- documents ------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
-        row = self._db.execute("SELECT value FROM citebot_meta WHERE key = %s", (key,)).fetchone()
-        return row[0] if row else None
+        meta = getattr(self._local, "meta", None)
+        if meta is None:  # outside a snapshot: it may change between two reads
+            row = self._db.execute("SELECT value FROM citebot_meta WHERE key = %s", (key,)).fetchone()
+            return row[0] if row else None
+        if not meta:  # a question reads the model, dimension, counters and generation: one query for all
+            meta.update(self._db.execute("SELECT key, value FROM citebot_meta").fetchall())
+            meta.setdefault("", "")  # read, even when the table is empty
+        return meta.get(key)
 
     def doc_id_of(self, key: str) -> str | None:
         row = self._db.execute("SELECT doc_id FROM documents WHERE key = %s", (key,)).fetchone()
