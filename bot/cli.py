@@ -592,25 +592,28 @@ def cmd_sources(args, settings) -> int:
 
 def cmd_collections(args, settings) -> int:
     from retrieval import collection
-    from retrieval.backends import has_index, open_index
-    from retrieval.feeds import FEED_BOOK, FeedBook
+    from retrieval.backends import has_index, open_index, schema_of
+    from retrieval.feeds import FeedBook
     from retrieval.poller import followed
 
     rows = []
     for name in collection.names(args.base_settings):
         own = collection.settings_for(args.base_settings, name)
         row = {"name": name, "documents": 0, "chunks": 0, "feeds": 0, "folder": str(own.index.dir), "problem": None}
+        if own.index.url is not None:  # kept in the database, in the collection's schema
+            row["folder"] = None
+            row["schema"] = schema_of(own)
         try:
             if has_index(own):
                 store = open_index(own)
                 row["documents"], row["chunks"] = store.count_documents(), store.count_chunks()
                 store.close()
-            if (own.index.dir / FEED_BOOK).exists() or own.feeds:
-                book = FeedBook(own.index.dir)
-                try:
+            book = FeedBook(own.index)
+            try:
+                if own.feeds or book.exists():
                     row["feeds"] = len(followed(own, book))
-                finally:
-                    book.close()
+            finally:
+                book.close()
         except CitebotError as error:
             row["problem"] = _line(str(error))
         rows.append(row)
@@ -620,10 +623,10 @@ def cmd_collections(args, settings) -> int:
         return 0
     from rich.table import Table
 
-    table = Table("collection", "documents", "chunks", "feeds", "folder")
+    table = Table("collection", "documents", "chunks", "feeds", "folder" if settings.index.url is None else "schema")
     for row in rows:
         table.add_row(Text(row["name"]), str(row["documents"]), str(row["chunks"]), str(row["feeds"]),
-                      Text(row["problem"] or row["folder"]))
+                      Text(row["problem"] or row["folder"] or row["schema"]))
     show(table)
     return 0
 

@@ -167,7 +167,7 @@ def _book(client: CitebotClient, guild_id: int) -> contextlib.closing:
     """The feed book of the collection the server asks, closed at the end of the `with`."""
     from retrieval.feeds import FeedBook
 
-    return contextlib.closing(FeedBook(collection.folder(client.settings, client.collection_of(guild_id))))
+    return contextlib.closing(FeedBook(collection.settings_for(client.settings, client.collection_of(guild_id)).index))
 
 
 async def feeds_add(client: CitebotClient, interaction: discord.Interaction, url: str, outlet: str | None,

@@ -27,7 +27,6 @@ import logging
 import math
 import re
 import signal
-import sqlite3
 import sys
 import threading
 import time
@@ -279,8 +278,8 @@ class CitebotClient(discord.Client):
                 channel_id=channel_id,
                 user_id=user_id, conversation=conversation, private=private,
             )
-        except sqlite3.Error as error:
-            log.error("could not store an answer in %s: %s", self.history.path, error)
+        except CitebotError as error:
+            log.error("could not store an answer in %s: %s", self.history.location, error)
             return None
 
     async def _sent(self, answer_id: int | None, message: discord.Message) -> None:
@@ -288,15 +287,15 @@ class CitebotClient(discord.Client):
             return
         try:
             await asyncio.to_thread(self.history.sent, answer_id, message.id)
-        except sqlite3.Error as error:
-            log.error("could not store answer %s's message id in %s: %s", answer_id, self.history.path, error)
+        except CitebotError as error:
+            log.error("could not store answer %s's message id in %s: %s", answer_id, self.history.location, error)
 
     async def _recall(self, read: Callable, key: int):
         """A conversation read from the history; None, as for no conversation, when it cannot be read."""
         try:
             return await asyncio.to_thread(read, key, limit=CONTEXT_QUESTIONS)
-        except sqlite3.Error as error:
-            log.error("could not read the conversation of %s from %s: %s", key, self.history.path, error)
+        except CitebotError as error:
+            log.error("could not read the conversation of %s from %s: %s", key, self.history.location, error)
             return None
 
     # -- /ask

@@ -58,7 +58,7 @@ def cmd_feedback(args, settings) -> int:
         return 0
     if not votes:
         where = f" on answers from collection {args.collection!r}" if args.collection else ""
-        err.print(f"No votes{where} in {history.path}.", markup=False, soft_wrap=True)
+        err.print(f"No votes{where} in {history.location}.", markup=False, soft_wrap=True)
         return 0
     from rich.table import Table
     from rich.text import Text

@@ -51,7 +51,7 @@ def cmd_feeds(args, settings) -> int:
     from retrieval.feeds import FeedBook
     from retrieval.poller import parse_interval
 
-    book = FeedBook(settings.index.dir)
+    book = FeedBook(settings.index)
     if args.action == "add":
         _fetch_url_ok(args.url)
         every = parse_interval(args.every, what="--every") if args.every else None

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from retrieval.backends.base import StateDB
 from retrieval.models import Answer
 from retrieval.settings import Settings
 
@@ -38,7 +39,7 @@ FILENAME = "history.sqlite"
 DAY = 86_400.0
 PRUNE_EVERY = 3600.0  # seconds between two prunings
 
-_SCHEMA = """
+_SCHEMA = {"sqlite": """
 CREATE TABLE IF NOT EXISTS answers (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: an old button cannot show a new answer
     at           REAL    NOT NULL,                   -- Unix time
@@ -73,7 +74,44 @@ CREATE TABLE IF NOT EXISTS votes (
     PRIMARY KEY (answer_id, user_id)
 );
 CREATE INDEX IF NOT EXISTS votes_at ON votes (at);
-"""
+""",
+           "postgres": """
+CREATE TABLE IF NOT EXISTS answers (
+    id           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,  -- never reused
+    at           DOUBLE PRECISION NOT NULL,
+    collection   TEXT    NOT NULL,
+    guild_id     BIGINT,
+    channel_id   BIGINT,
+    user_id      BIGINT,
+    message_id   BIGINT,
+    conversation BIGINT,
+    question     TEXT    NOT NULL,
+    found        INTEGER NOT NULL,
+    text         TEXT    NOT NULL,
+    chunk_ids    TEXT    NOT NULL,
+    answer       TEXT    NOT NULL,
+    private      INTEGER NOT NULL DEFAULT 0,
+    shared_from  BIGINT
+);
+CREATE INDEX IF NOT EXISTS answers_at ON answers (at);
+CREATE INDEX IF NOT EXISTS answers_message ON answers (message_id);
+CREATE INDEX IF NOT EXISTS answers_conversation ON answers (conversation, id);
+CREATE UNIQUE INDEX IF NOT EXISTS answers_shared ON answers (shared_from) WHERE shared_from IS NOT NULL;
+CREATE TABLE IF NOT EXISTS votes (
+    answer_id  BIGINT  NOT NULL,
+    user_id    BIGINT  NOT NULL,
+    message_id BIGINT,
+    at         DOUBLE PRECISION NOT NULL,
+    question   TEXT    NOT NULL,
+    answer     TEXT    NOT NULL,
+    chunk_ids  TEXT    NOT NULL,
+    vote       INTEGER NOT NULL CHECK (vote IN (-1, 1)),
+    collection TEXT,
+    guild_id   BIGINT,
+    PRIMARY KEY (answer_id, user_id)
+);
+CREATE INDEX IF NOT EXISTS votes_at ON votes (at);
+"""}
 
 # Columns added since the first history files; `_upgrade` adds them to a file written without them.
 _ADDED = {
@@ -83,7 +121,8 @@ _ADDED = {
 _INDEXES = "CREATE UNIQUE INDEX IF NOT EXISTS answers_shared ON answers (shared_from) WHERE shared_from IS NOT NULL;"
 
 # An answer pressed on: this id, posted in this server, as this message (unless either message id is unknown).
-_POSTED = "id = ? AND guild_id IS ? AND (message_id IS NULL OR ? IS NULL OR message_id = ?)"
+_POSTED = ("id = ? AND guild_id IS NOT DISTINCT FROM CAST(? AS BIGINT) AND (message_id IS NULL"
+           " OR CAST(? AS BIGINT) IS NULL OR message_id = ?)")
 
 
 @dataclass(frozen=True)
@@ -127,32 +166,31 @@ class Vote:
 
 
 class HistoryStore:
-    """The history file at `path`, keeping `keep_days` days; the file and its folder are made on first write."""
+    """The history in `where` (a history.sqlite path, or a StateDB: the index's PostgreSQL schema), keeping
+    `keep_days` days; nothing is made before the first write."""
 
-    def __init__(self, path: Path, *, keep_days: int, now: Callable[[], float] = time.time):
+    def __init__(self, where: Path | StateDB, *, keep_days: int, now: Callable[[], float] = time.time):
         if keep_days < 1:
             raise ValueError(f"keep_days must be at least 1, got {keep_days!r}")
-        self.path = Path(path)
+        if isinstance(where, (str, Path)):
+            from retrieval.backends.embedded.state import SqliteState
+
+            where = SqliteState(Path(where), _SCHEMA["sqlite"], upgrade=_upgrade)
+        self._state = where
         self.keep_days = keep_days
         self._now = now
-        self._ready = False
         self._pruned_at = -math.inf
+
+    @property
+    def location(self) -> str:
+        return self._state.location
 
     @classmethod
     def from_settings(cls, settings: Settings, *, now: Callable[[], float] = time.time) -> HistoryStore:
-        return cls(Path(settings.index.dir) / FILENAME, keep_days=settings.discord.history_days, now=now)
+        from retrieval.backends import open_state
 
-    def _connect(self) -> sqlite3.Connection:
-        if not self._ready:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(self.path, timeout=10)
-        if not self._ready:
-            connection.execute("PRAGMA journal_mode=WAL")  # the bot reads while another answer is written
-            connection.executescript(_SCHEMA)
-            _upgrade(connection)
-            self._ready = True
-        connection.execute("PRAGMA synchronous=NORMAL")
-        return connection
+        return cls(open_state(settings.index, file=FILENAME, ddl=_SCHEMA, table="answers", upgrade=_upgrade),
+                   keep_days=settings.discord.history_days, now=now)
 
     # -- answers and conversations
 
@@ -175,26 +213,22 @@ class HistoryStore:
         """
         now = self._now()
         chunk_ids = [chunk for passage in answer.passages for chunk in passage.chunk_ids]
-        connection = self._connect()
-        try:
-            with connection:
-                if now - self._pruned_at >= PRUNE_EVERY:
-                    self._prune(connection, now)
-                cursor = connection.execute(
-                    "INSERT INTO answers (at, collection, guild_id, channel_id, user_id, conversation, question, "
-                    "found, text, chunk_ids, answer, private) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (now, collection, guild_id, channel_id, user_id, conversation, answer.question,
-                     int(answer.found), answer.answer.text if answer.answer else answer.message,
-                     json.dumps(chunk_ids), answer.model_dump_json(), int(private)),
-                )
-                return int(cursor.lastrowid)
-        finally:
-            connection.close()
+        with self._state.session() as db:
+            if now - self._pruned_at >= PRUNE_EVERY:
+                self._prune(db, now)
+            return int(db.execute(
+                "INSERT INTO answers (at, collection, guild_id, channel_id, user_id, conversation, question, "
+                "found, text, chunk_ids, answer, private) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (now, collection, guild_id, channel_id, user_id, conversation, answer.question,
+                 int(answer.found), answer.answer.text if answer.answer else answer.message,
+                 json.dumps(chunk_ids), answer.model_dump_json(), int(private)),
+            ).fetchone()[0])
 
     def sent(self, answer_id: int, message_id: int) -> None:
         """The answer went out as message `message_id`; a new question's conversation is keyed by it."""
-        self._write("UPDATE answers SET message_id = ?, conversation = coalesce(conversation, ?) WHERE id = ?",
-                    (message_id, message_id, answer_id))
+        with self._state.session() as db:
+            db.execute("UPDATE answers SET message_id = ?, conversation = coalesce(conversation, ?) WHERE id = ?",
+                       (message_id, message_id, answer_id))
 
     def answer(self, answer_id: int) -> StoredAnswer | None:
         """The stored answer with this id, or None when there is none (never stored, or pruned)."""
@@ -215,30 +249,22 @@ class HistoryStore:
         message never went out (`sent` was not told it) is handed out again as new, to be posted.
         """
         now = self._now()
-        connection = self._connect()
-        try:
-            with connection:
-                connection.execute("BEGIN IMMEDIATE")  # one copy, however many presses race
-                original = connection.execute(
-                    f"SELECT id FROM answers WHERE {_POSTED} AND private = 1 AND user_id = ?",
-                    (answer_id, guild_id, message_id, message_id, user_id)).fetchone()
-                if original is None:
-                    return None
-                copy = connection.execute(f"SELECT {_STORED} FROM answers WHERE shared_from = ?",
-                                          (answer_id,)).fetchone()
-                if copy is not None:
-                    stored = _stored_answer(copy)
-                    return Shared(stored.id, stored.answer, new=stored.message_id is None)
-                cursor = connection.execute(
-                    "INSERT INTO answers (at, collection, guild_id, channel_id, user_id, conversation, question, found, "
-                    "text, chunk_ids, answer, private, shared_from) SELECT ?, collection, guild_id, channel_id, "
-                    "user_id, NULL, question, found, text, chunk_ids, answer, 0, id FROM answers WHERE id = ?",
-                    (now, answer_id))
-                copy_id = int(cursor.lastrowid)
-                row = connection.execute(f"SELECT {_STORED} FROM answers WHERE id = ?", (copy_id,)).fetchone()
-                return Shared(copy_id, _stored_answer(row).answer, new=True)
-        finally:
-            connection.close()
+        with self._state.session(exclusive=True) as db:  # one copy, however many presses race
+            original = db.execute(f"SELECT id FROM answers WHERE {_POSTED} AND private = 1 AND user_id = ?",
+                                  (answer_id, guild_id, message_id, message_id, user_id)).fetchone()
+            if original is None:
+                return None
+            copy = db.execute(f"SELECT {_STORED} FROM answers WHERE shared_from = ?", (answer_id,)).fetchone()
+            if copy is not None:
+                stored = _stored_answer(copy)
+                return Shared(stored.id, stored.answer, new=stored.message_id is None)
+            copy_id = int(db.execute(
+                "INSERT INTO answers (at, collection, guild_id, channel_id, user_id, conversation, question, found, "
+                "text, chunk_ids, answer, private, shared_from) SELECT ?, collection, guild_id, channel_id, "
+                "user_id, NULL, question, found, text, chunk_ids, answer, 0, id FROM answers WHERE id = ? "
+                "RETURNING id", (now, answer_id)).fetchone()[0])
+            row = db.execute(f"SELECT {_STORED} FROM answers WHERE id = ?", (copy_id,)).fetchone()
+            return Shared(copy_id, _stored_answer(row).answer, new=True)
 
     def context(self, conversation: int, *, limit: int) -> list[str] | None:
         """The conversation's last `limit` questions, oldest first; None if no answer is stored under that key."""
@@ -267,42 +293,35 @@ class HistoryStore:
         """
         if vote not in (-1, 1):
             raise ValueError(f"vote must be +1 or -1, got {vote!r}")
-        connection = self._connect()
-        try:
-            with connection:
-                cursor = connection.execute(
-                    "INSERT OR REPLACE INTO votes (answer_id, user_id, message_id, at, question, answer, chunk_ids, "
-                    "vote, collection, guild_id) SELECT id, ?, coalesce(?, message_id), ?, question, text, chunk_ids, "
-                    f"?, collection, guild_id FROM answers WHERE {_POSTED}",
-                    (user_id, message_id, self._now(), vote, answer_id, guild_id, message_id, message_id))
-                return cursor.rowcount == 1
-        finally:
-            connection.close()
+        with self._state.session() as db:
+            cursor = db.execute(
+                "INSERT INTO votes (answer_id, user_id, message_id, at, question, answer, chunk_ids, vote, "
+                "collection, guild_id) SELECT id, ?, coalesce(CAST(? AS BIGINT), message_id), ?, question, text, "
+                f"chunk_ids, ?, collection, guild_id FROM answers WHERE {_POSTED} ON CONFLICT (answer_id, user_id) "
+                "DO UPDATE SET message_id = excluded.message_id, at = excluded.at, vote = excluded.vote",
+                (user_id, message_id, self._now(), vote, answer_id, guild_id, message_id, message_id))
+            return cursor.rowcount == 1
 
     def votes(self, *, collection: str | None = None) -> list[Vote]:
         """Every stored vote, or those on answers from `collection`, oldest first."""
-        if not self.path.exists():
+        if not self._state.exists():
             return []
         where, parameters = ("WHERE collection = ? ", (collection,)) if collection is not None else ("", ())
         rows = self._read("SELECT answer_id, user_id, message_id, at, question, answer, chunk_ids, vote, collection, "
-                          f"guild_id FROM votes {where}ORDER BY at, rowid", parameters)
+                          f"guild_id FROM votes {where}ORDER BY at, answer_id, user_id", parameters)
         return [Vote(a, u, m, at, q, text, json.loads(ids), v, c, g) for a, u, m, at, q, text, ids, v, c, g in rows]
 
     # -- retention
 
     def prune(self) -> int:
         """Delete answers and votes older than `keep_days`; the number of rows deleted."""
-        connection = self._connect()
-        try:
-            with connection:
-                return self._prune(connection, self._now())
-        finally:
-            connection.close()
+        with self._state.session() as db:
+            return self._prune(db, self._now())
 
-    def _prune(self, connection: sqlite3.Connection, now: float) -> int:
+    def _prune(self, db, now: float) -> int:
         cutoff = now - self.keep_days * DAY
-        removed = connection.execute("DELETE FROM answers WHERE at < ?", (cutoff,)).rowcount
-        removed += connection.execute("DELETE FROM votes WHERE at < ?", (cutoff,)).rowcount
+        removed = db.execute("DELETE FROM answers WHERE at < ?", (cutoff,)).rowcount
+        removed += db.execute("DELETE FROM votes WHERE at < ?", (cutoff,)).rowcount
         self._pruned_at = now
         if removed:
             log.info("history: removed %d rows older than %d days", removed, self.keep_days)
@@ -310,20 +329,9 @@ class HistoryStore:
 
     # -- plumbing
 
-    def _write(self, sql: str, parameters: tuple) -> None:
-        connection = self._connect()
-        try:
-            with connection:
-                connection.execute(sql, parameters)
-        finally:
-            connection.close()
-
     def _read(self, sql: str, parameters: tuple) -> list[tuple]:
-        connection = self._connect()
-        try:
-            return connection.execute(sql, parameters).fetchall()
-        finally:
-            connection.close()
+        with self._state.session() as db:
+            return db.execute(sql, parameters).fetchall()
 
     def _read_one(self, sql: str, parameters: tuple) -> tuple | None:
         rows = self._read(sql, parameters)

@@ -13,14 +13,13 @@ falls through.
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+from retrieval.backends.base import StateDB
 from retrieval.settings import Settings
 
 FILENAME = "servers.sqlite"
@@ -28,7 +27,7 @@ SERVER = 0  # the channel id under which a server-wide rule is kept
 REPLIES = ("thread", "inline")
 NOT_FOUND = ("public", "private")
 
-_SCHEMA = """
+_SCHEMA = {"sqlite": """
 CREATE TABLE IF NOT EXISTS servers (
     guild_id   INTEGER PRIMARY KEY,
     collection TEXT    NOT NULL,       -- the collection this server asks, chosen with /collection
@@ -47,7 +46,27 @@ CREATE TABLE IF NOT EXISTS channels (
     set_at       REAL    NOT NULL,
     PRIMARY KEY (guild_id, channel_id)
 );
-"""
+""",
+           "postgres": """
+CREATE TABLE IF NOT EXISTS servers (
+    guild_id   BIGINT PRIMARY KEY,
+    collection TEXT    NOT NULL,       -- the collection this server asks, chosen with /collection
+    set_by     BIGINT,
+    set_at     DOUBLE PRECISION    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS servers_collection ON servers (collection);
+CREATE TABLE IF NOT EXISTS channels (
+    guild_id     BIGINT  NOT NULL,
+    channel_id   BIGINT  NOT NULL,     -- 0: the whole server
+    answers      INTEGER,              -- NULL in any rule column: not set here, look further
+    replies      TEXT CHECK (replies IN ('thread', 'inline')),
+    mention_only INTEGER,
+    not_found    TEXT CHECK (not_found IN ('public', 'private')),
+    set_by       BIGINT,
+    set_at       DOUBLE PRECISION    NOT NULL,
+    PRIMARY KEY (guild_id, channel_id)
+);
+"""}
 
 
 @dataclass(frozen=True)
@@ -83,8 +102,12 @@ def defaults(settings: Settings) -> Rules:
 class ServerBook:
     """The servers' choices in `path`, held in memory after the first read; any thread may call."""
 
-    def __init__(self, path: Path, *, now: Callable[[], float] = time.time):
-        self.path = Path(path)
+    def __init__(self, where: Path | StateDB, *, now: Callable[[], float] = time.time):
+        if isinstance(where, (str, Path)):
+            from retrieval.backends.embedded.state import SqliteState
+
+            where = SqliteState(Path(where), _SCHEMA["sqlite"])
+        self._state = where
         self._now = now
         self._lock = threading.Lock()
         self._collections: dict[int, str] | None = None
@@ -92,7 +115,9 @@ class ServerBook:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServerBook:
-        return cls(Path(settings.index.dir) / FILENAME)
+        from retrieval.backends import open_state
+
+        return cls(open_state(settings.index, file=FILENAME, ddl=_SCHEMA, table="servers"))
 
     def load(self) -> None:
         """Read the file once (nothing to read if it does not exist yet); later calls do nothing."""
@@ -104,15 +129,12 @@ class ServerBook:
             return
         collections: dict[int, str] = {}
         overrides: dict[tuple[int, int], Overrides] = {}
-        if self.path.exists():
-            connection = self._connect()
-            try:
-                collections = dict(connection.execute("SELECT guild_id, collection FROM servers"))
-                for guild, channel, answers, replies, mention_only, not_found in connection.execute(
+        if self._state.exists():
+            with self._state.session() as db:
+                collections = dict(db.execute("SELECT guild_id, collection FROM servers").fetchall())
+                for guild, channel, answers, replies, mention_only, not_found in db.execute(
                         "SELECT guild_id, channel_id, answers, replies, mention_only, not_found FROM channels"):
                     overrides[guild, channel] = Overrides(_bool(answers), replies, _bool(mention_only), not_found)
-            finally:
-                connection.close()
         self._collections, self._overrides = collections, overrides
 
     # -- collections
@@ -130,7 +152,7 @@ class ServerBook:
         """Make server `guild_id` ask `name`; None forgets the choice (the settings decide again)."""
         with self._lock:
             self._load()
-            with self._writing() as connection:
+            with self._state.session() as connection:
                 if name is None:
                     connection.execute("DELETE FROM servers WHERE guild_id = ?", (guild_id,))
                 else:
@@ -168,10 +190,12 @@ class ServerBook:
         with self._lock:
             self._load()
             merged = replace(self._overrides.get((guild_id, channel_id), Overrides()), **changes.set())
-            with self._writing() as connection:
+            with self._state.session() as connection:
                 connection.execute(
-                    "INSERT OR REPLACE INTO channels (guild_id, channel_id, answers, replies, mention_only, not_found, "
-                    "set_by, set_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO channels (guild_id, channel_id, answers, replies, mention_only, not_found, set_by, "
+                    "set_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (guild_id, channel_id) DO UPDATE SET "
+                    "answers = excluded.answers, replies = excluded.replies, mention_only = excluded.mention_only, "
+                    "not_found = excluded.not_found, set_by = excluded.set_by, set_at = excluded.set_at",
                     (guild_id, channel_id, _int(merged.answers), merged.replies, _int(merged.mention_only),
                      merged.not_found, by, self._now()))
             self._overrides[guild_id, channel_id] = merged
@@ -181,7 +205,7 @@ class ServerBook:
         """Forget every rule set for this channel (or server); False when none was set."""
         with self._lock:
             self._load()
-            with self._writing() as connection:
+            with self._state.session() as connection:
                 gone = connection.execute("DELETE FROM channels WHERE guild_id = ? AND channel_id = ?",
                                           (guild_id, channel_id)).rowcount
             self._overrides.pop((guild_id, channel_id), None)
@@ -191,24 +215,6 @@ class ServerBook:
         """The channels of this server with rules of their own (not the server-wide ones)."""
         self.load()
         return sorted(channel for guild, channel in self._overrides if guild == guild_id and channel != SERVER)
-
-    # -- plumbing
-
-    def _connect(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(self.path, timeout=10)
-        connection.executescript(_SCHEMA)
-        return connection
-
-    @contextlib.contextmanager
-    def _writing(self):
-        """A connection whose changes are committed together (or not at all), closed on the way out."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        connection = self._connect()
-        try:
-            with connection:
-                yield connection
-        finally:
-            connection.close()
 
 
 def _bool(value: int | None) -> bool | None:

@@ -49,15 +49,10 @@ def settings_for(settings: Settings, name: str) -> Settings:
 
 
 def names(settings: Settings) -> list[str]:
-    """Every collection: the default, those named in the settings, and those with an index or feeds on disk."""
-    from retrieval.backends import has_index
-    from retrieval.feeds import FEED_BOOK
+    """Every collection: the default, those named in the settings, and those with an index or feeds stored."""
+    from retrieval.backends import stored_collections
 
-    found = set(settings.collections)
-    root = settings.index.dir / "collections"
-    if root.is_dir():
-        found.update(p.name for p in root.iterdir() if _NAME.fullmatch(p.name) and (
-            has_index(settings, p) or (p / FEED_BOOK).is_file()))
+    found = set(settings.collections) | {name for name in stored_collections(settings) if _NAME.fullmatch(name)}
     for name in list(found):
         check_name(name)
     return [DEFAULT, *sorted(found - {DEFAULT})]

@@ -36,6 +36,10 @@ class IndexUnavailableError(CitebotError):
     """The index's storage (a database server) cannot be reached now; nothing was changed."""
 
 
+class StateError(CitebotError):
+    """A small state store (the feed book, the bot's history or server rules) cannot be read or written."""
+
+
 class IndexBusyError(CitebotError):
     """Another ingest holds the write lock."""
 

@@ -17,17 +17,17 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import logging
-import sqlite3
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
+from retrieval.backends.base import StateDB
 from retrieval.errors import CitebotError, IngestError
 from retrieval.fetch import Fetcher, FetchError
 from retrieval.models import Article
+from retrieval.settings import IndexSettings
 from retrieval.web import fetch_article, is_url, normalise_url
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ MAX_BACKOFF_S = 24 * 3600.0
 MAX_ENTRIES = 200  # read from one feed per poll
 FEED_BOOK = "feeds.sqlite"  # in the index folder
 
-_BOOK = """
+_BOOK = {"sqlite": """
 CREATE TABLE IF NOT EXISTS feeds (
     url TEXT PRIMARY KEY,
     outlet TEXT,
@@ -68,7 +68,36 @@ CREATE TABLE IF NOT EXISTS held (
     held_at REAL NOT NULL,
     PRIMARY KEY (feed, entry)
 ) WITHOUT ROWID;
-"""
+""",
+         "postgres": """
+CREATE TABLE IF NOT EXISTS feeds (
+    url TEXT PRIMARY KEY,
+    outlet TEXT,
+    every_s DOUBLE PRECISION,
+    added_at DOUBLE PRECISION NOT NULL,
+    etag TEXT,
+    last_modified TEXT,
+    last_poll DOUBLE PRECISION,
+    last_ok DOUBLE PRECISION,
+    last_new DOUBLE PRECISION,
+    last_error TEXT,
+    failures INTEGER NOT NULL DEFAULT 0,
+    next_due DOUBLE PRECISION NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS entries (
+    feed TEXT NOT NULL,
+    entry TEXT NOT NULL,
+    seen_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (feed, entry)
+);
+CREATE TABLE IF NOT EXISTS held (
+    feed TEXT NOT NULL,
+    entry TEXT NOT NULL,
+    article TEXT NOT NULL,
+    held_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (feed, entry)
+);
+"""}
 BUSY_RETRY_S = 60.0  # a poll whose articles could not be committed (a busy index) is due again this soon
 
 
@@ -117,53 +146,65 @@ class PollResult:
 
 
 class FeedBook:
-    """The followed feeds and their state, in `feeds.sqlite` beside the index."""
+    """The followed feeds and their state: `feeds.sqlite` beside the index, or the collection's schema in the
+    PostgreSQL database of `index.url` (retrieval/backends: `open_state`)."""
 
-    def __init__(self, folder: Path):
-        folder.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(folder / FEED_BOOK, timeout=30.0, isolation_level=None,
-                                   check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_BOOK)
+    def __init__(self, where: Path | IndexSettings | StateDB):
+        from retrieval.backends import open_state
+
+        if isinstance(where, Path):
+            where = IndexSettings(dir=where)
+        self._state = where if hasattr(where, "session") else open_state(where, file=FEED_BOOK, ddl=_BOOK,
+                                                                          table="feeds")
 
     def close(self) -> None:
-        self._db.close()
+        self._state.close()
+
+    def exists(self) -> bool:
+        """Whether any feed was ever added or polled here (nothing is created to find out)."""
+        return self._state.exists()
+
+    def _read(self, sql: str, parameters: tuple = ()) -> list[tuple]:
+        with self._state.session() as db:
+            return db.execute(sql, parameters).fetchall()
 
     def add(self, url: str, *, outlet: str | None = None, every_s: float | None = None) -> bool:
         """Follow a feed; False if it was followed already (its outlet and interval are updated)."""
-        known = self._db.execute("SELECT 1 FROM feeds WHERE url = ?", (url,)).fetchone() is not None
-        self._db.execute(
-            "INSERT INTO feeds(url, outlet, every_s, added_at) VALUES (?, ?, ?, ?) ON CONFLICT(url) DO UPDATE"
-            " SET outlet = excluded.outlet, every_s = excluded.every_s", (url, outlet, every_s, time.time()))
+        with self._state.session(exclusive=True) as db:
+            known = db.execute("SELECT 1 FROM feeds WHERE url = ?", (url,)).fetchone() is not None
+            db.execute("INSERT INTO feeds(url, outlet, every_s, added_at) VALUES (?, ?, ?, ?) ON CONFLICT (url) DO"
+                       " UPDATE SET outlet = excluded.outlet, every_s = excluded.every_s",
+                       (url, outlet, every_s, time.time()))
         return not known
 
     def remove(self, url: str) -> bool:
-        with self._transaction():
-            gone = self._db.execute("DELETE FROM feeds WHERE url = ?", (url,)).rowcount
-            self._db.execute("DELETE FROM entries WHERE feed = ?", (url,))
-            self._db.execute("DELETE FROM held WHERE feed = ?", (url,))
+        with self._state.session(exclusive=True) as db:
+            gone = db.execute("DELETE FROM feeds WHERE url = ?", (url,)).rowcount
+            db.execute("DELETE FROM entries WHERE feed = ?", (url,))
+            db.execute("DELETE FROM held WHERE feed = ?", (url,))
         return bool(gone)
 
     def added(self) -> list[Feed]:
-        rows = self._db.execute("SELECT url, outlet, every_s FROM feeds ORDER BY added_at, url")
+        rows = self._read("SELECT url, outlet, every_s FROM feeds ORDER BY added_at, url")
         return [Feed(url, outlet, every) for url, outlet, every in rows]
 
     def status(self, feed: Feed) -> FeedStatus:
-        row = self._db.execute("SELECT last_poll, last_ok, last_new, last_error, failures, next_due FROM feeds"
-                               " WHERE url = ?", (feed.url,)).fetchone() or (None, None, None, None, 0, 0.0)
-        entries = self._db.execute("SELECT count(*) FROM entries WHERE feed = ?", (feed.url,)).fetchone()[0]
+        with self._state.session() as db:
+            row = db.execute("SELECT last_poll, last_ok, last_new, last_error, failures, next_due FROM feeds"
+                             " WHERE url = ?", (feed.url,)).fetchone() or (None, None, None, None, 0, 0.0)
+            entries = db.execute("SELECT count(*) FROM entries WHERE feed = ?", (feed.url,)).fetchone()[0]
         return FeedStatus(feed, *row, entries=entries)
 
     def validators(self, url: str) -> tuple[str | None, str | None]:
-        row = self._db.execute("SELECT etag, last_modified FROM feeds WHERE url = ?", (url,)).fetchone()
-        return (row[0], row[1]) if row else (None, None)
+        rows = self._read("SELECT etag, last_modified FROM feeds WHERE url = ?", (url,))
+        return (rows[0][0], rows[0][1]) if rows else (None, None)
 
     def seen(self, url: str, entries: Iterable[str]) -> set[str]:
         entries = list(entries)
         if not entries:
             return set()
-        rows = self._db.execute(f"SELECT entry FROM entries WHERE feed = ? AND entry IN ({','.join('?' * len(entries))})",
-                                (url, *entries))
+        rows = self._read(f"SELECT entry FROM entries WHERE feed = ? AND entry IN ({','.join('?' * len(entries))})",
+                          (url, *entries))
         return {row[0] for row in rows}
 
     def record(self, feed: Feed, result: PollResult, *, every_s: float, etag=None, modified=None,
@@ -175,50 +216,41 @@ class FeedBook:
         """
         now = time.time()
         taken = list(taken)
-        with self._transaction():
-            self._db.execute("INSERT OR IGNORE INTO feeds(url, outlet, every_s, added_at) VALUES (?, ?, ?, ?)",
-                             (feed.url, feed.outlet, feed.every_s, now))
+        with self._state.session(exclusive=True) as db:
+            db.execute("INSERT INTO feeds(url, outlet, every_s, added_at) VALUES (?, ?, ?, ?) ON CONFLICT (url)"
+                       " DO NOTHING", (feed.url, feed.outlet, feed.every_s, now))
             if result.ok:
-                self._db.execute(
+                db.execute(
                     "UPDATE feeds SET last_poll = ?, last_ok = ?, last_error = NULL, failures = 0, next_due = ?,"
                     " etag = coalesce(?, etag), last_modified = coalesce(?, last_modified),"
                     " last_new = CASE WHEN ? THEN ? ELSE last_new END WHERE url = ?",
                     (now, now, now + every_s, etag, modified, result.new > 0, now, feed.url))
             else:
-                failures = (self._db.execute("SELECT failures FROM feeds WHERE url = ?", (feed.url,)).fetchone()
+                failures = (db.execute("SELECT failures FROM feeds WHERE url = ?", (feed.url,)).fetchone()
                             or (0,))[0] + 1
                 wait = retry_s if retry_s is not None else min(every_s * 2 ** failures, MAX_BACKOFF_S)
-                self._db.execute("UPDATE feeds SET last_poll = ?, last_error = ?, failures = ?, next_due = ?"
-                                 " WHERE url = ?", (now, result.error, failures, now + wait, feed.url))
-            self._db.executemany("INSERT OR IGNORE INTO entries(feed, entry, seen_at) VALUES (?, ?, ?)",
-                                 [(feed.url, entry, now) for entry in taken])
-            self._db.executemany("DELETE FROM held WHERE feed = ? AND entry = ?", [(feed.url, e) for e in taken])
+                db.execute("UPDATE feeds SET last_poll = ?, last_error = ?, failures = ?, next_due = ?"
+                           " WHERE url = ?", (now, result.error, failures, now + wait, feed.url))
+            db.executemany("INSERT INTO entries(feed, entry, seen_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                           [(feed.url, entry, now) for entry in taken])
+            db.executemany("DELETE FROM held WHERE feed = ? AND entry = ?", [(feed.url, e) for e in taken])
 
     def hold(self, url: str, articles: dict[str, Article]) -> None:
         """Keep articles fetched for entries that could not be committed, for the next poll to commit."""
         now = time.time()
-        with self._transaction():
-            self._db.executemany("INSERT OR REPLACE INTO held(feed, entry, article, held_at) VALUES (?, ?, ?, ?)",
-                                 [(url, entry, a.model_dump_json(), now) for entry, a in articles.items()])
+        with self._state.session(exclusive=True) as db:
+            db.executemany("INSERT INTO held(feed, entry, article, held_at) VALUES (?, ?, ?, ?) ON CONFLICT"
+                           " (feed, entry) DO UPDATE SET article = excluded.article, held_at = excluded.held_at",
+                           [(url, entry, a.model_dump_json(), now) for entry, a in articles.items()])
 
     def held(self, url: str) -> dict[str, Article]:
         """The articles fetched at an earlier poll of this feed and not committed yet, by entry."""
-        rows = self._db.execute("SELECT entry, article FROM held WHERE feed = ? ORDER BY held_at, entry", (url,))
+        rows = self._read("SELECT entry, article FROM held WHERE feed = ? ORDER BY held_at, entry", (url,))
         return {entry: Article.model_validate_json(article) for entry, article in rows}
 
     def due(self, feed: Feed, now: float | None = None) -> bool:
-        row = self._db.execute("SELECT next_due FROM feeds WHERE url = ?", (feed.url,)).fetchone()
-        return row is None or row[0] <= (now if now is not None else time.time())
-
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        rows = self._read("SELECT next_due FROM feeds WHERE url = ?", (feed.url,))
+        return not rows or rows[0][0] <= (now if now is not None else time.time())
 
 
 # -- one poll -------------------------------------------------------------------------------------

@@ -62,7 +62,7 @@ class Poller:
         self.settings = settings
         self.writer = writer  # anything with ingest_articles (the Answerer)
         self.fetcher = fetcher or Fetcher(policy_for(settings))
-        self.book = book or FeedBook(settings.index.dir)
+        self.book = book or FeedBook(settings.index)
         self.default_every = parse_interval(settings.fetch.feed_every, what="fetch.feed_every")
         self.feeds()  # a bad [[feeds]] interval is a SettingsError now, not a log line every round
 

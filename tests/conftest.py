@@ -43,6 +43,18 @@ def postgres_server(tmp_path_factory):
     server.cleanup()
 
 
+@pytest.fixture(params=["embedded", "postgres"])
+def state_settings(request, tmp_path):
+    """Settings whose index is an embedded folder, or a fresh database on the real PostgreSQL server: where the
+    feed book, the bot's history and server rules are kept."""
+    from retrieval.settings import load_settings
+
+    index = {"dir": str(tmp_path / "index")}
+    if request.param == "postgres":
+        index["url"] = request.getfixturevalue("postgres_url")
+    return load_settings(index=index)
+
+
 @pytest.fixture
 def postgres_url(postgres_server, request):
     """A fresh, empty database on the session's server: its URL."""

@@ -175,9 +175,38 @@ class IndexStore(Protocol):
         """Delete the whole index (an evaluation's scratch index when it ends), and close it."""
 
 
+class StateSession(Protocol):
+    """One connection inside one transaction. SQL is written once for both engines: `?` placeholders, and what
+    SQLite and PostgreSQL both understand (ON CONFLICT upserts, RETURNING, IS NOT DISTINCT FROM)."""
+
+    def execute(self, sql: str, parameters: Sequence = ()):
+        """A cursor: fetchone(), fetchall(), rowcount, iteration."""
+
+    def executemany(self, sql: str, rows: Iterable[Sequence]) -> None: ...
+
+
+class StateDB(Protocol):
+    """Where one small state store (the feed book, the bot's history, its server rules) keeps its tables: a
+    SQLite file in the index folder (embedded/state.py) or the collection's schema in PostgreSQL
+    (postgres/state.py). Each store gives its tables' DDL for both, by `dialect`."""
+
+    dialect: str  # "sqlite" or "postgres"
+    location: str  # for messages: the file, or the database (without its password) and schema
+
+    def exists(self) -> bool:
+        """Whether the store was ever written (its file, or its tables), without creating it."""
+
+    def session(self, *, exclusive: bool = False) -> AbstractContextManager[StateSession]:
+        """A transaction, committed when the block ends (rolled back on an exception). `exclusive`: one such
+        transaction at a time across every process sharing the store."""
+
+    def close(self) -> None: ...
+
+
 class FeedState(Protocol):
     """The followed feeds, each poll's outcome, the entries taken and the articles held for the next poll
-    (today retrieval/feeds.py's FeedBook, in `feeds.sqlite` beside the index). The Discord bot's history and
+    (retrieval/feeds.py's FeedBook, through a StateDB: `feeds.sqlite` beside the index, or the collection's
+    PostgreSQL schema). The Discord bot's history and
     server rules have their interfaces in bot/state.py: retrieval/ knows nothing of Discord."""
 
     def add(self, url: str, *, outlet: str | None = None, every_s: float | None = None) -> bool:

@@ -253,7 +253,7 @@ async def test_the_real_client_after_a_restart_shows_sources_and_follows_up_in_t
 
 
 def _all_answers(history: HistoryStore) -> list:
-    with sqlite3.connect(history.path) as connection:
+    with sqlite3.connect(history.location) as connection:
         ids = [n for (n,) in connection.execute("SELECT id FROM answers ORDER BY id")]
     return [history.answer(n) for n in ids]
 

@@ -1,9 +1,11 @@
-"""The bot's history (bot/history.py): answers, conversations, votes and retention, on a real SQLite file."""
+"""The bot's history (bot/history.py): answers, conversations, votes and retention, on a real SQLite file and
+(the tests taking `store`) on a real PostgreSQL server too."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -28,8 +30,10 @@ def clock() -> WallClock:
 
 
 @pytest.fixture
-def store(tmp_path, clock) -> HistoryStore:
-    return HistoryStore(tmp_path / "index" / FILENAME, keep_days=90, now=clock)
+def store(state_settings, clock) -> HistoryStore:
+    """The history where the index is: a history.sqlite file, or the schema of a real PostgreSQL database."""
+    return HistoryStore.from_settings(state_settings.model_copy(update={"discord": state_settings.discord.model_copy(
+        update={"history_days": 90})}), now=clock)
 
 
 def add(store: HistoryStore, question: str = "where?", *, conversation: int | None = None, message_id: int | None = None,
@@ -44,8 +48,8 @@ def add(store: HistoryStore, question: str = "where?", *, conversation: int | No
 def test_the_file_is_in_the_index_folder_and_the_retention_is_the_setting(tmp_path):
     settings = load_settings(index={"dir": str(tmp_path / "index")}, discord={"history_days": 7})
     store = HistoryStore.from_settings(settings)
-    assert store.path == tmp_path / "index" / "history.sqlite" and store.keep_days == 7
-    assert not store.path.exists()  # made on first write
+    assert store.location == str(tmp_path / "index" / "history.sqlite") and store.keep_days == 7
+    assert not Path(store.location).exists()  # made on first write
     assert load_settings().discord.history_days == 90
 
 
@@ -128,7 +132,7 @@ def test_answers_prune_the_history_at_most_once_an_hour(store, clock):
     assert store.answer(old) is None
 
     stale = add(store, "written long ago?")
-    with sqlite3.connect(store.path) as connection:
+    with store._state.session() as connection:
         connection.execute("UPDATE answers SET at = ? WHERE id = ?", (clock.now - 100 * DAY, stale))
     clock.now += PRUNE_EVERY - 60
     add(store, "within the hour?")
@@ -150,21 +154,21 @@ def test_pruning_costs_what_it_removes_not_the_size_of_the_history(tmp_path, clo
     def steps(kept: int) -> int:
         store = HistoryStore(tmp_path / f"{kept}.sqlite", keep_days=90, now=clock)
         template = add(store, "template?")
-        with sqlite3.connect(store.path) as connection:
+        with sqlite3.connect(Path(store.location)) as connection:
             row = connection.execute("SELECT * FROM answers WHERE id = ?", (template,)).fetchone()[2:]
             connection.execute("DELETE FROM answers")
             old, new = clock.now - 100 * DAY, clock.now
             connection.executemany("INSERT INTO answers VALUES (NULL, ?, " + ", ".join("?" * len(row)) + ")",
                                    [(old, *row)] * 10 + [(new, *row)] * kept)
         counted = [0]
-        connect = store._connect
+        connect = store._state._connect
 
         def counting():
             connection = connect()
             connection.set_progress_handler(lambda: counted.__setitem__(0, counted[0] + 1), 1)
             return connection
 
-        store._connect = counting
+        store._state._connect = counting
         assert store.prune() == 10
         return counted[0]
 
@@ -178,7 +182,7 @@ def test_pruning_costs_what_it_removes_not_the_size_of_the_history(tmp_path, clo
 
 def test_an_answer_this_citebot_cannot_read_is_none_not_an_error(store):
     answer_id = add(store, message_id=100)
-    with sqlite3.connect(store.path) as connection:
+    with store._state.session() as connection:
         connection.execute("UPDATE answers SET answer = ? WHERE id = ?", (json.dumps({"shape": "from the future"}),
                                                                           answer_id))
     stored = store.answer(answer_id)
@@ -266,3 +270,18 @@ def test_a_history_file_from_before_is_upgraded_in_place_and_its_votes_learn_the
     assert store.answer(7).private is False and store.answer(7).answer == make_answer("where?")
     assert add(store, message_id=101) == 8  # and it takes new answers
     assert HistoryStore(path, keep_days=90, now=clock).votes() == [vote]  # upgraded once
+
+
+def test_discord_snowflakes_are_kept_whole(store):
+    """Discord's ids are 64-bit: the PostgreSQL columns are bigint, and a button finds its answer by them."""
+    guild, message, user = 1_234_567_890_123_456_789, 1_300_000_000_000_000_001, 999_999_999_999_999_999
+    answer_id = store.add_answer(make_answer("big?"), collection="default", guild_id=guild, channel_id=guild + 1,
+                                 user_id=user, conversation=None, private=True)
+    store.sent(answer_id, message)
+    stored = store.posted_answer(answer_id, guild_id=guild, message_id=message)
+    assert stored is not None and (stored.guild_id, stored.message_id, stored.user_id) == (guild, message, user)
+    assert store.record_vote(answer_id, guild_id=guild, message_id=message, user_id=user, vote=1)
+    shared = store.share(answer_id, guild_id=guild, message_id=message, user_id=user)
+    assert shared is not None and shared.new and store.share(answer_id, guild_id=guild, message_id=message,
+                                                             user_id=user).copy_id == shared.copy_id
+    assert store.context_of_message(message, limit=5) == (message, ["big?"])

@@ -72,3 +72,22 @@ def test_eval_on_postgresql_measures_in_a_scratch_schema_and_drops_it(postgres_u
     with psycopg.connect(postgres_url) as db:
         left = db.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'citebot_eval%'").fetchall()
     assert left == []
+
+
+def test_feeds_and_collections_are_kept_in_the_database(postgres_url, tmp_path):
+    """A feed added to collection `harbour` is in that collection's schema: `collections` finds it there, and
+    nothing is written to the index folder."""
+    url = with_password(postgres_url)
+    added = citebot("feeds", "--collection", "harbour", "add", "https://news.example/rss", "--outlet", "Herald",
+                    url=url, tmp_path=tmp_path)
+    assert added.returncode == 0, added.stderr
+    listed = citebot("feeds", "--collection", "harbour", "list", url=url, tmp_path=tmp_path)
+    assert listed.returncode == 0 and "https://news.example/rss" in listed.stdout, listed.stderr
+    other = citebot("feeds", "list", url=url, tmp_path=tmp_path)
+    assert "news.example" not in other.stdout  # the default collection follows nothing
+    rows = citebot("collections", "--json", url=url, tmp_path=tmp_path)
+    found = {row["name"]: row for row in map(json.loads, rows.stdout.splitlines())}
+    assert rows.returncode == 0 and set(found) == {"default", "harbour"}, rows.stderr
+    assert found["harbour"]["feeds"] == 1 and found["default"]["feeds"] == 0
+    assert (found["harbour"]["schema"], found["harbour"]["folder"]) == ("citebot_harbour", None)
+    assert not (tmp_path / "folder").exists() or not any((tmp_path / "folder").rglob("*.sqlite"))

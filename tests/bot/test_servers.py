@@ -1,4 +1,5 @@
-"""bot/servers.py: the admins' choices in servers.sqlite, read once, written through, looked up most particular first."""
+"""bot/servers.py: the admins' choices in servers.sqlite (or PostgreSQL, the tests taking `state_settings`), read
+once, written through, looked up most particular first."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from bot.servers import SERVER, Overrides, Rules, ServerBook
 BASE = Rules()
 
 
-def test_a_rule_falls_through_channel_then_server_then_the_settings(tmp_path):
-    book = ServerBook(tmp_path / "servers.sqlite")
+def test_a_rule_falls_through_channel_then_server_then_the_settings(state_settings):
+    book = ServerBook.from_settings(state_settings)
     book.set_rules(1, SERVER, Overrides(replies="inline", not_found="private"))
     book.set_rules(1, 10, Overrides(replies="thread"))
 
@@ -22,28 +23,38 @@ def test_a_rule_falls_through_channel_then_server_then_the_settings(tmp_path):
     assert book.rules(BASE, None, None) == BASE  # no server: a direct message
 
 
-def test_changes_merge_and_survive_a_new_book_on_the_same_file(tmp_path):
-    path = tmp_path / "servers.sqlite"
-    book = ServerBook(path)
+def test_changes_merge_and_survive_a_new_book_on_the_same_file(state_settings):
+    book = ServerBook.from_settings(state_settings)
     book.set_rules(1, 10, Overrides(mention_only=True))
     book.set_rules(1, 10, Overrides(answers=False))  # mention_only stays
     book.set_collection(1, "server-1", by=99)
 
-    again = ServerBook(path)
+    again = ServerBook.from_settings(state_settings)
     assert again.overrides(1, 10) == Overrides(answers=False, mention_only=True)
     assert again.collection(1) == "server-1" and again.collection(2) is None
     assert again.channels_with_rules(1) == [10]
     assert again.reset_rules(1, 10) and not again.reset_rules(1, 10)
     again.set_collection(1, None)
-    third = ServerBook(path)
+    third = ServerBook.from_settings(state_settings)
     assert third.overrides(1, 10) == Overrides() and third.collections() == {}
 
 
-def test_a_bad_value_is_refused_and_nothing_is_written(tmp_path):
-    book = ServerBook(tmp_path / "servers.sqlite")
+def test_a_bad_value_is_refused_and_nothing_is_written(state_settings):
+    book = ServerBook.from_settings(state_settings)
     with pytest.raises(ValueError, match="replies must be one of thread, inline"):
         book.set_rules(1, 10, Overrides(replies="sideways"))
-    assert not (tmp_path / "servers.sqlite").exists() and book.overrides(1, 10) == Overrides()
+    assert not book._state.exists() and book.overrides(1, 10) == Overrides()
+    if state_settings.index.url is None:
+        assert not (state_settings.index.dir / "servers.sqlite").exists()
+
+
+def test_a_snowflake_id_is_kept_whole(state_settings):
+    """Discord ids are 64-bit: PostgreSQL's columns are bigint."""
+    guild, channel = 1_234_567_890_123_456_789, 987_654_321_098_765_432
+    ServerBook.from_settings(state_settings).set_rules(guild, channel, Overrides(not_found="private"), by=guild)
+    ServerBook.from_settings(state_settings).set_collection(guild, "big")
+    again = ServerBook.from_settings(state_settings)
+    assert again.overrides(guild, channel) == Overrides(not_found="private") and again.collection(guild) == "big"
 
 
 def test_reading_rules_asks_the_file_once(tmp_path):

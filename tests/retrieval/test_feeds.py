@@ -245,3 +245,28 @@ def test_pages_fetched_while_the_index_is_busy_are_kept_and_indexed_at_the_next_
     assert web.paths().count("/a1") == web.paths().count("/a2") == 1  # fetched once, committed later
     assert cites(answerer, "Zqdockers") and cites(answerer, "Zqcranes")
     assert book.held(feed.url) == {} and book.status(feed).entries == 2
+
+
+def test_the_feed_book_keeps_feeds_validators_entries_and_held_articles(state_settings):
+    """The feed book on either engine: a SQLite file in the index folder, or the database's schema."""
+    from retrieval.feeds import PollResult
+    from retrieval.models import Article
+
+    book = FeedBook(state_settings.index)
+    assert not book.exists() and book.added() == []
+    feed = Feed("https://news.example/rss", outlet="Herald", every_s=600.0)
+    assert book.add(feed.url, outlet="Herald", every_s=600.0) and not book.add(feed.url, outlet="Herald")
+    assert book.exists() and book.added() == [Feed(feed.url, "Herald", None)]
+    assert book.due(feed) and book.validators(feed.url) == (None, None)
+
+    book.record(feed, PollResult(feed.url, entries=2, new=2), every_s=600.0, etag='"v1"', modified="Tue", taken=["a"])
+    assert book.validators(feed.url) == ('"v1"', "Tue") and not book.due(feed)
+    assert book.seen(feed.url, ["a", "b"]) == {"a"}
+    article = Article(key="k", title="T", text="Text of it.", url="https://news.example/b")
+    book.hold(feed.url, {"b": article})
+    assert book.held(feed.url) == {"b": article}
+    book.record(feed, PollResult(feed.url, error="the feed timed out"), every_s=600.0, taken=["b"])
+    status = FeedBook(state_settings.index).status(feed)  # a second book sees what the first wrote
+    assert (status.failures, status.last_error, status.entries) == (1, "the feed timed out", 2)
+    assert status.next_due - status.last_poll == pytest.approx(1200.0) and book.held(feed.url) == {}
+    assert book.remove(feed.url) and not book.remove(feed.url) and book.added() == []

@@ -6,8 +6,8 @@ outlets. A write batch is one transaction; a reader's snapshot is one REPEATABLE
 is the embedded engine's (SQLite FTS5's): the same tokens (retrieval/text.py), k1, b and IDF floor,
 computed in SQL from the postings of the question's own terms.
 
-Work in progress (issue 23): one writer at a time through an advisory lock; the feed book, the bot's
-history and server rules still live in files beside `index.dir`.
+One writer at a time through an advisory lock. The feed book, the bot's history and server rules live in
+the same schema (postgres/state.py), so nothing of a collection is kept in `index.dir`.
 """
 
 from __future__ import annotations
@@ -80,6 +80,17 @@ def schema_exists(url: str, collection: str) -> bool:
         with psycopg.connect(url, autocommit=True, connect_timeout=10) as db:
             name = f'"{schema_name(collection)}".citebot_meta'
             return db.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]
+    except psycopg.OperationalError as error:
+        raise IndexUnavailableError(f"cannot reach the database {shown(url)} ({_first_line(error)}): check "
+                                    "index.url and that the server is running") from None
+
+
+def stored_collections(url: str) -> set[str]:
+    """The collections whose schema is in the database (the default one's is `citebot`)."""
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as db:
+            rows = db.execute(r"SELECT substr(nspname, 9) FROM pg_namespace WHERE nspname LIKE 'citebot\_%'")
+            return {row[0] for row in rows}
     except psycopg.OperationalError as error:
         raise IndexUnavailableError(f"cannot reach the database {shown(url)} ({_first_line(error)}): check "
                                     "index.url and that the server is running") from None
