@@ -123,9 +123,14 @@ def _parser() -> argparse.ArgumentParser:
                             "that the word index and counts match the chunks. Exit code 1 if anything is wrong.")
     p.add_argument("--json", action="store_true", help="print the findings as JSON")
 
-    commands.add_parser("migrate", help="upgrade an index written by an older citebot, in place",
-                        description="Upgrade the index in [index] dir to this citebot's schema, keeping every "
-                        "article. The old index stays whole until the new one is complete.")
+    p = commands.add_parser(
+        "migrate", help="upgrade an index written by an older citebot in place, or copy it to another engine (--to)",
+        description="Without --to: upgrade the index in [index] dir to this citebot's schema, keeping every "
+        "article; the old index stays whole until the new one is complete. With --to: copy every collection's "
+        "index (vectors as stored: no model is loaded), feeds, and the Discord bot's history and server rules "
+        "into a PostgreSQL database or a folder, then check both sides. Resumable: after a kill, run it again.")
+    p.add_argument("--to", metavar="TARGET", help="postgresql://user@host/db, or a folder for the embedded engine")
+    p.add_argument("--json", action="store_true", help="one JSON object: what was copied, and any problem")
 
     p = commands.add_parser("eval", help="measure retrieval quality")
     kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
@@ -658,6 +663,10 @@ def cmd_check(args, settings) -> int:
 
 
 def cmd_migrate(args, settings) -> int:
+    if args.to:
+        from bot.migrate_cli import migrate_to
+
+        return migrate_to(args, settings, err=err)
     from retrieval.backends.embedded.migrate import migrate, schema_version
     from retrieval.backends.embedded.schema import SCHEMA_VERSION
     from retrieval.embed import SentenceTransformerEmbedder

@@ -119,6 +119,14 @@ class ServerBook:
 
         return cls(open_state(settings.index, file=FILENAME, ddl=_SCHEMA, table="servers"))
 
+    def copy_to(self, other: ServerBook) -> int:
+        """Every server's collection and channel rules, into another engine's book (`citebot migrate --to`)."""
+        from retrieval.backends.copy import copy_state
+
+        return copy_state(self._state, other._state, {
+            "servers": "guild_id, collection, set_by, set_at",
+            "channels": "guild_id, channel_id, answers, replies, mention_only, not_found, set_by, set_at"})
+
     def load(self) -> None:
         """Read the file once (nothing to read if it does not exist yet); later calls do nothing."""
         with self._lock:

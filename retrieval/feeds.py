@@ -160,6 +160,15 @@ class FeedBook:
     def close(self) -> None:
         self._state.close()
 
+    def copy_to(self, other: FeedBook) -> int:
+        """Every feed, entry taken and article held, into another engine's book (`citebot migrate --to`)."""
+        from retrieval.backends.copy import copy_state
+
+        return copy_state(self._state, other._state, {
+            "feeds": "url, outlet, every_s, added_at, etag, last_modified, last_poll, last_ok, last_new, last_error,"
+                     " failures, next_due",
+            "entries": "feed, entry, seen_at", "held": "feed, entry, article, held_at"})
+
     def exists(self) -> bool:
         """Whether any feed was ever added or polled here (nothing is created to find out)."""
         return self._state.exists()

@@ -164,6 +164,10 @@ class IndexStore(Protocol):
 
     def sources(self) -> list[SourceRow]: ...
 
+    def articles(self, after: int = 0, limit: int = 100) -> list[tuple[int, Article, list[int]]]:
+        """Documents in the order they were added, after position `after` (0: from the first): each its
+        position, the Article as ingested, and its chunk ids in order. What `citebot migrate --to` copies."""
+
     # -- health -----------------------------------------------------------------------------------
     def check(self) -> list[str]:
         """Problems where the engine's parts disagree, one line each; [] when the index is whole."""

@@ -9,7 +9,7 @@ import numpy as np
 
 from retrieval.backends.base import SourceRow, StoredChunk
 from retrieval.errors import IndexMismatchError
-from retrieval.models import Source
+from retrieval.models import Article, Source
 
 ID_PREFIX_DIGITS = 6  # `citebot remove 3fa9c1` finds the document whose doc id starts so
 
@@ -41,6 +41,20 @@ def stored_chunk(row, published: dt.date | None) -> StoredChunk:
     spans = [(int(a), int(b)) for a, b in pairs]
     vectors = np.frombuffer(bytes(row[14]), dtype=np.float16).reshape(len(spans), -1)
     return StoredChunk(row[0], row[1], row[2], row[3], row[4], source, spans, vectors)
+
+
+ARTICLE_COLUMNS = "id, key, title, outlet, published, author, url, path, text, via"
+
+
+def stored_articles(rows, chunk_rows) -> list[tuple[int, Article, list[int]]]:
+    """Articles from rows of ARTICLE_COLUMNS (published already a date), each with its chunk ids from
+    (document, chunk id) rows in the chunks' order."""
+    chunks: dict[int, list[int]] = {}
+    for document, chunk in chunk_rows:
+        chunks.setdefault(document, []).append(int(chunk))
+    return [(int(row[0]), Article(key=row[1], title=row[2], outlet=row[3], published=row[4], author=row[5],
+                                  url=row[6], path=row[7], text=row[8], via=row[9]), chunks.get(row[0], []))
+            for row in rows]
 
 
 def source_row(doc_id: str, key: str, title: str | None, outlet: str | None, published: dt.date | None,

@@ -22,7 +22,9 @@ def with_password(url: str) -> str:
 
 def citebot(*args, url: str, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CITEBOT_")}
-    env.update({"CITEBOT_INDEX__URL": url, "CITEBOT_INDEX__DIR": str(tmp_path / "folder"), "CITEBOT_CORPUS__PATHS": "[]"})
+    env.update({"CITEBOT_INDEX__DIR": str(tmp_path / "folder"), "CITEBOT_CORPUS__PATHS": "[]"})
+    if url:  # "": the embedded engine in the folder
+        env["CITEBOT_INDEX__URL"] = url
     result = subprocess.run([sys.executable, "-m", "bot.cli", *args], cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=300)
     assert PASSWORD not in result.stdout + result.stderr
@@ -91,3 +93,50 @@ def test_feeds_and_collections_are_kept_in_the_database(postgres_url, tmp_path):
     assert found["harbour"]["feeds"] == 1 and found["default"]["feeds"] == 0
     assert (found["harbour"]["schema"], found["harbour"]["folder"]) == ("citebot_harbour", None)
     assert not (tmp_path / "folder").exists() or not any((tmp_path / "folder").rglob("*.sqlite"))
+
+
+@pytest.mark.slow
+def test_migrate_to_copies_index_feeds_history_and_rules_into_postgresql(postgres_url, tmp_path):
+    """An embedded index with a feed, an answer, a vote and a channel rule, copied by `citebot migrate --to`:
+    PostgreSQL then answers alike and the bot finds its buttons' answers and its rules; run again, nothing
+    is copied twice."""
+    from bot.history import HistoryStore
+    from bot.servers import Overrides, ServerBook
+    from retrieval.feeds import FeedBook
+    from retrieval.settings import load_settings
+    from tests.bot.conftest import make_answer
+
+    url = with_password(postgres_url)
+    folder = citebot("ingest", str(SEEDS), url="", tmp_path=tmp_path)
+    assert folder.returncode == 0, folder.stderr
+    embedded = load_settings(index={"dir": str(tmp_path / "folder")})
+    FeedBook(embedded.index).add("https://news.example/rss", outlet="Herald")
+    history = HistoryStore.from_settings(embedded)
+    answer_id = history.add_answer(make_answer("where?"), collection="default", guild_id=1, channel_id=2, user_id=3,
+                                   conversation=None)
+    history.sent(answer_id, 444)
+    assert history.record_vote(answer_id, guild_id=1, message_id=444, user_id=5, vote=-1)
+    ServerBook.from_settings(embedded).set_rules(1, 2, Overrides(replies="inline"))
+
+    moved = citebot("migrate", "--to", url, "--json", url="", tmp_path=tmp_path)
+    assert moved.returncode == 0, moved.stderr
+    summary = json.loads(moved.stdout)
+    assert summary["collections"]["default"]["copied"] == 2 and summary["problems"] == []
+    assert summary["history"] == 2 and summary["servers"] == 1 and summary["collections"]["default"]["feeds"] == 1
+
+    question = "where are the new battlegroups?"
+    on_folder = json.loads(citebot("ask", question, "--json", url="", tmp_path=tmp_path).stdout)
+    on_postgres = json.loads(citebot("ask", question, "--json", url=url, tmp_path=tmp_path).stdout)
+    assert [p["text"] for p in on_postgres["passages"]] == [p["text"] for p in on_folder["passages"]]
+    database = load_settings(index={"dir": str(tmp_path / "elsewhere"), "url": postgres_url})
+    stored = HistoryStore.from_settings(database).posted_answer(answer_id, guild_id=1, message_id=444)
+    assert stored is not None and stored.question == "where?"
+    assert [v.vote for v in HistoryStore.from_settings(database).votes()] == [-1]
+    assert HistoryStore.from_settings(database).add_answer(make_answer("next?"), collection="default", guild_id=1,
+                                                           channel_id=2, user_id=3, conversation=None) > answer_id
+    assert ServerBook.from_settings(database).overrides(1, 2) == Overrides(replies="inline")
+    assert [f.url for f in FeedBook(database.index).added()] == ["https://news.example/rss"]
+
+    again = json.loads(citebot("migrate", "--to", url, "--json", url="", tmp_path=tmp_path).stdout)
+    assert again["collections"]["default"]["copied"] == 0 and again["collections"]["default"]["skipped"] == 2
+    assert again["history"] == 0 and again["problems"] == []

@@ -31,6 +31,7 @@ from retrieval.backends.embedded.segments import (
 from retrieval.backends.embedded.store import Store
 from retrieval.backends.embedded.transaction import Transaction
 from retrieval.errors import IndexBusyError
+from retrieval.models import Article
 from retrieval.settings import IndexSettings
 from retrieval.text import question_terms
 
@@ -267,6 +268,9 @@ class EmbeddedIndex:
 
     def sources(self) -> list[SourceRow]:
         return self.sqlite.sources()
+
+    def articles(self, after: int = 0, limit: int = 100) -> list[tuple[int, Article, list[int]]]:
+        return self.sqlite.articles(after, limit)
 
     # -- health ---------------------------------------------------------------------------------
     def check(self) -> list[str]:

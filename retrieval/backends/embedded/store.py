@@ -25,7 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from retrieval.backends.base import SourceRow, StoredChunk
-from retrieval.backends.common import CHUNK_COLUMNS, MetaCounters, id_prefix, source_row, stored_chunk
+from retrieval.backends.common import (
+    ARTICLE_COLUMNS, CHUNK_COLUMNS, MetaCounters, id_prefix, source_row, stored_articles, stored_chunk,
+)
+from retrieval.models import Article
 from retrieval.backends.embedded.schema import (
     OUTLET_INDEX, SCHEMA, SCHEMA_VERSION, STORIES_SCHEMA, connect, schema_of,
 )
@@ -160,6 +163,15 @@ class Store(MetaCounters):
     def document_text(self, doc_id: str) -> str | None:
         row = self._db.execute("SELECT text FROM documents WHERE doc_id = ? LIMIT 1", (doc_id,)).fetchone()
         return row[0] if row else None
+
+    def articles(self, after: int = 0, limit: int = 100) -> list[tuple[int, Article, list[int]]]:
+        rows = self._db.execute(f"SELECT {ARTICLE_COLUMNS} FROM documents WHERE id > ? ORDER BY id LIMIT ?",
+                                (after, limit)).fetchall()
+        rows = [(*row[:4], _date(row[4]), *row[5:]) for row in rows]
+        ids = [row[0] for row in rows]
+        chunk_rows = self._db.execute(f"SELECT document, id FROM chunks WHERE document IN ({','.join('?' * len(ids))})"
+                                      " ORDER BY document, ordinal", ids).fetchall() if ids else []
+        return stored_articles(rows, chunk_rows)
 
     def sources(self) -> list[SourceRow]:
         rows = self._db.execute(

@@ -27,7 +27,9 @@ import psycopg
 
 from retrieval import stories
 from retrieval.backends.base import Hits, SourceRow, StoredChunk
-from retrieval.backends.common import CHUNK_COLUMNS, MetaCounters, id_prefix, source_row, stored_chunk
+from retrieval.backends.common import (
+    ARTICLE_COLUMNS, CHUNK_COLUMNS, MetaCounters, id_prefix, source_row, stored_articles, stored_chunk,
+)
 from retrieval.backends.postgres.schema import OUTLET_COUNTS, SCHEMA_VERSION, TABLES, VECTOR_INDEX, shown
 from retrieval.errors import (
     CitebotError, IndexBusyError, IndexSchemaError, IndexUnavailableError,
@@ -369,6 +371,14 @@ class PostgresIndex(MetaCounters):
     def document_text(self, doc_id: str) -> str | None:
         row = self._db.execute("SELECT text FROM documents WHERE doc_id = %s LIMIT 1", (doc_id,)).fetchone()
         return row[0] if row else None
+
+    def articles(self, after: int = 0, limit: int = 100) -> list[tuple[int, Article, list[int]]]:
+        rows = self._db.execute(f"SELECT {ARTICLE_COLUMNS} FROM documents WHERE id > %s ORDER BY id LIMIT %s",
+                                (after, limit)).fetchall()
+        ids = [row[0] for row in rows]
+        chunk_rows = self._db.execute("SELECT document, id FROM chunks WHERE document = ANY(%s) ORDER BY document,"
+                                      " ordinal", (ids,)).fetchall() if ids else []
+        return stored_articles(rows, chunk_rows)
 
     def sources(self) -> list[SourceRow]:
         rows = self._db.execute(
