@@ -82,6 +82,7 @@ def copy_index(source: IndexStore, target: IndexStore, *, copies_threshold: floa
         after = page[-1][0]
         if progress is not None:
             progress(report)
+    target.maintain()  # PostgreSQL: the vector index, built once over everything copied
     report.seconds = time.monotonic() - started
     return report
 

@@ -30,7 +30,7 @@ from retrieval.backends.base import Hits, SourceRow, StoredChunk
 from retrieval.backends.common import (
     ARTICLE_COLUMNS, CHUNK_COLUMNS, MetaCounters, id_prefix, source_row, stored_articles, stored_chunk,
 )
-from retrieval.backends.postgres.schema import OUTLET_COUNTS, SCHEMA_VERSION, TABLES, VECTOR_INDEX, shown
+from retrieval.backends.postgres.schema import BUILD_MEMORY, OUTLET_COUNTS, SCHEMA_VERSION, TABLES, VECTOR_INDEXES, shown
 from retrieval.errors import (
     CitebotError, IndexBusyError, IndexSchemaError, IndexUnavailableError,
 )
@@ -203,7 +203,42 @@ class PostgresIndex(MetaCounters):
             raise self._unavailable(error) from None
 
     def maintain(self) -> int:
-        return 0  # PostgreSQL keeps its own indexes; autovacuum reclaims what removals leave
+        """Build the approximate vector index once the collection holds index.ann_min_chunks chunks (1: built).
+
+        PostgreSQL keeps it current from then on, and autovacuum reclaims what removals leave. A build cut short
+        leaves an invalid index, dropped and built again here."""
+        dim = self._dim()
+        if dim is None or self.count_chunks() < self.settings.ann_min_chunks:
+            return 0
+        db = self._db
+        row = db.execute("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                         " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s"
+                         " AND c.relname = 'chunks_vector'", (self.schema,)).fetchone()
+        if row is not None and row[0]:
+            return 0
+        if row is not None:
+            db.execute("DROP INDEX CONCURRENTLY IF EXISTS chunks_vector")
+        kind = self.vector_index_kind()
+        log.info("building the %s vector index of %s (%d chunks)", kind, self.location, self.count_chunks())
+        db.execute(f"SET maintenance_work_mem = '{BUILD_MEMORY}'")
+        try:
+            lists = max(16, min(65536, int(4 * math.sqrt(self.count_chunks()))))
+            db.execute(VECTOR_INDEXES[kind].format(dim=dim, lists=lists))
+        finally:
+            db.execute("RESET maintenance_work_mem")
+        return 1
+
+    def vector_index_kind(self) -> str:
+        """hnsw unless index.factory names IVF (pgvector's ivfflat)."""
+        return "ivfflat" if self.settings.factory.upper().startswith("IVF") else "hnsw"
+
+    def vector_index(self) -> str | None:
+        """The approximate vector index in use ("hnsw", "ivfflat"), or None: dense search is exact."""
+        row = self._db.execute("SELECT am.amname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                               " JOIN pg_am am ON am.oid = c.relam JOIN pg_namespace n ON n.oid = c.relnamespace"
+                               " WHERE n.nspname = %s AND c.relname = 'chunks_vector' AND i.indisvalid",
+                               (self.schema,)).fetchone()
+        return row[0] if row else None
 
     # -- the read side --------------------------------------------------------------------------
     @contextmanager
@@ -248,6 +283,7 @@ class PostgresIndex(MetaCounters):
         else:
             with db.transaction() if db.info.transaction_status == 0 else _nothing():
                 db.execute(f"SET LOCAL hnsw.ef_search = {max(40, 2 * k)}")
+                db.execute(f"SET LOCAL ivfflat.probes = {self.settings.nprobe}")
                 rows = db.execute(
                     f"SELECT id, -(vector::vector({dim}) <#> %s::vector({dim})) AS score FROM chunks"
                     f" ORDER BY vector::vector({dim}) <#> %s::vector({dim}) LIMIT %s", (query, query, k)).fetchall()
@@ -453,7 +489,6 @@ class Batch:
     def set_model(self, name: str, dim: int) -> None:
         self.set_meta("model", name)
         self.set_meta("dim", str(dim))
-        self._db.execute(VECTOR_INDEX.format(dim=int(dim)))
 
     def set_meta(self, key: str, value: str) -> None:
         self._db.execute("INSERT INTO citebot_meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE"

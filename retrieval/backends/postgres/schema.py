@@ -68,7 +68,14 @@ CREATE INDEX IF NOT EXISTS story_bands_document ON story_bands (document);
 CREATE TABLE IF NOT EXISTS outlets (name text PRIMARY KEY, documents integer NOT NULL);
 """
 
-VECTOR_INDEX = "CREATE INDEX IF NOT EXISTS chunks_vector ON chunks USING hnsw ((vector::vector({dim})) vector_ip_ops)"
+# The approximate vector index, built by `maintain()` once a collection holds index.ann_min_chunks chunks
+# (below that, dense search is an exact scan). CONCURRENTLY: questions and commits go on while it is built.
+VECTOR_INDEXES = {
+    "hnsw": "CREATE INDEX CONCURRENTLY chunks_vector ON chunks USING hnsw ((vector::vector({dim})) vector_ip_ops)",
+    "ivfflat": "CREATE INDEX CONCURRENTLY chunks_vector ON chunks USING ivfflat ((vector::vector({dim})) vector_ip_ops)"
+               " WITH (lists = {lists})",
+}
+BUILD_MEMORY = "2GB"  # maintenance_work_mem for that build: an HNSW graph that fits is built many times faster
 
 OUTLET_COUNTS = ("SELECT btrim(outlet), count(*) FROM documents WHERE btrim(coalesce(outlet, '')) <> ''"
                  " GROUP BY btrim(outlet)")

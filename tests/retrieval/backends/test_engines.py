@@ -209,3 +209,23 @@ def test_asking_whether_a_collection_has_an_index_creates_nothing(make, postgres
     with psycopg.connect(postgres_url) as db:
         schemas = {row[0] for row in db.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'citebot%'")}
     assert schemas == {"citebot"}
+
+
+@pytest.mark.parametrize("factory, kind", [("auto", "hnsw"), ("IVF16,Flat", "ivfflat")])
+def test_postgresql_builds_its_vector_index_once_the_collection_is_large_enough(make, factory, kind):
+    """Below index.ann_min_chunks dense search is an exact scan; from there `maintain()` (run after each ingest)
+    builds HNSW, or IVFFlat when index.factory names IVF, and answers stay those of the exact scan here."""
+    small = make("postgres", index={"ann_min_chunks": 10_000, "factory": factory})
+    small.ingest_articles(ARTICLES)
+    assert small.store.vector_index() is None
+    small.store.close()
+
+    large = make("postgres", index={"url": small.settings.index.url.get_secret_value(), "ann_min_chunks": 3,
+                                    "factory": factory})
+    large.ingest_articles(ARTICLES[:1] + [Article(key="d", text="A fourth article about the harbour's ferries.")])
+    assert large.store.vector_index() == kind and large.store.maintain() == 0  # built once
+    query = FakeEmbedder().embed_queries(["ferries"])[0]
+    stored = large.store.vectors(large.store.matching())
+    exact = sorted(stored, key=lambda i: -float(stored[i] @ query))[:3]
+    assert [i for i, _ in large.store.dense(query, 3)] == exact  # a handful of rows: the index finds them all
+    assert large.check() == []
