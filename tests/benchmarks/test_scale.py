@@ -102,6 +102,23 @@ def test_a_tiny_run_prints_every_figure(tmp_path, squad, clean_env, capsys):
     assert 0 < figures["vector_recall_at_40"] <= 1
 
 
+def test_a_tiny_run_on_both_engines_measures_the_postgresql_copy_too(tmp_path, squad, clean_env, capsys,
+                                                                      postgres_server):
+    """--backend both: the build, then its copy in a database of the real server, each measured with every key."""
+    clean_env.setattr(scale, "BATCH_ARTICLES", 2)
+    clean_env.setattr(scale, "VISIBLE_TIMEOUT_S", 60.0)
+    clean_env.setenv("CITEBOT_INDEX__ANN_MIN_CHUNKS", "100")  # PostgreSQL builds HNSW past 100 chunks
+    clean_env.setenv("CITEBOT_ANSWER__PHRASES", "false")
+    scale.main(["--sizes", "300", "--dir", str(tmp_path / "runs"), "--questions", "4", "--model", "none",
+                "--squad", str(squad), "--json", "--backend", "both", "--url", postgres_server.get_uri()])
+    embedded, postgres = map(json.loads, capsys.readouterr().out.strip().splitlines())
+    assert list(postgres) == list(scale.KEYS) and (embedded["backend"], postgres["backend"]) == ("embedded", "postgres")
+    assert postgres["chunks"] == embedded["chunks"]  # the same index, copied before the new articles were added
+    assert postgres["visible_after_s"] is not None and 0 < postgres["visible_after_s"] < 60
+    assert 0 < postgres["question_p50_ms_cold"] <= postgres["question_p95_ms_cold"]
+    assert 0 < postgres["vector_recall_at_40"] <= 1 and postgres["bytes_per_chunk"] > 1000
+
+
 @pytest.mark.slow
 def test_a_tiny_run_with_the_real_model(tmp_path, squad, clean_env, capsys):
     clean_env.setattr(scale, "BATCH_ARTICLES", 2)

@@ -485,6 +485,22 @@ class Batch:
         self._stems: Counter[str] = Counter()
         self._terms: Counter[str] = Counter()
         self._documents = self._chunks = self._copies = self._tokens = 0
+        self._chunk_rows: list[tuple] = []  # written by COPY before anything reads them (_flush)
+        self._posting_rows: list[tuple] = []
+
+    def _flush(self) -> None:
+        """The batch's chunks and postings so far, by COPY (ids were taken from the sequence when added)."""
+        if self._chunk_rows:
+            with self._db.cursor() as cursor, cursor.copy(
+                    "COPY chunks (id, chunk_id, document, ordinal, start_at, end_at, text, tokens, vector, sentences,"
+                    " sentence_vectors) FROM STDIN") as copy:
+                for row in self._chunk_rows:
+                    copy.write_row(row)
+        if self._posting_rows:
+            with self._db.cursor() as cursor, cursor.copy("COPY postings (term, chunk, tf) FROM STDIN") as copy:
+                for row in self._posting_rows:
+                    copy.write_row(row)
+        self._chunk_rows, self._posting_rows = [], []
 
     def set_model(self, name: str, dim: int) -> None:
         self.set_meta("model", name)
@@ -495,6 +511,7 @@ class Batch:
                          " SET value = excluded.value", (key, value))
 
     def remove(self, key: str) -> bool:
+        self._flush()  # an article added earlier in this batch is in the tables before it is looked for
         db = self._db
         row = db.execute("SELECT id, btrim(outlet) FROM documents WHERE key = %s", (key,)).fetchone()
         if row is None:
@@ -527,18 +544,17 @@ class Batch:
         if self.copies_threshold is not None:
             self.join_story(document, article.text)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        for chunk, vector, spans, svectors in zip(chunks, vectors, sentences, sentence_vectors, strict=True):
+        ids = [row[0] for row in db.execute("SELECT nextval('chunks_id_seq') FROM generate_series(1, %s)",
+                                            (len(chunks),))]
+        for chunk_id, chunk, vector, spans, svectors in zip(ids, chunks, vectors, sentences, sentence_vectors,
+                                                            strict=True):
             words = tokens(chunk.text)
-            chunk_id = db.execute(
-                "INSERT INTO chunks (chunk_id, document, ordinal, start_at, end_at, text, tokens, vector, sentences,"
-                " sentence_vectors) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::vector, %s, %s) RETURNING id",
-                (chunk.chunk_id, document, chunk.ordinal, chunk.start, chunk.end, chunk.text, len(words),
+            self._chunk_rows.append(
+                (chunk_id, chunk.chunk_id, document, chunk.ordinal, chunk.start, chunk.end, chunk.text, len(words),
                  _vector_literal(vector), np.asarray(spans, dtype=np.int32).reshape(-1, 2).tobytes(),
-                 np.ascontiguousarray(svectors, dtype=np.float16).tobytes())).fetchone()[0]
+                 np.ascontiguousarray(svectors, dtype=np.float16).tobytes()))
             counts = Counter(w for w in words if len(w) > 1 and w not in STOPWORDS)
-            with db.cursor() as cursor:
-                cursor.executemany("INSERT INTO postings (term, chunk, tf) VALUES (%s, %s, %s)",
-                                   [(term, chunk_id, min(n, 65535)) for term, n in counts.items()])
+            self._posting_rows += [(term, chunk_id, min(n, 65535)) for term, n in counts.items()]
             self._terms.update(counts.keys())
             self._stems.update(set(content_stems(chunk.text)))
             self._tokens += len(words)
@@ -590,6 +606,7 @@ class Batch:
             self._db.execute("DELETE FROM outlets WHERE name = %s AND documents <= 0", (name,))
 
     def clear(self) -> None:
+        self._chunk_rows, self._posting_rows = [], []
         db = self._db
         db.execute("TRUNCATE documents, chunks, postings, terms, stems, stories, story_bands, outlets")
         db.execute("DELETE FROM citebot_meta WHERE key IN ('documents', 'chunks', 'copies', 'tokens')")
@@ -598,7 +615,8 @@ class Batch:
         self._documents = self._chunks = self._copies = self._tokens = 0
 
     def finish(self) -> None:
-        """Before COMMIT: word and term counts, counters, the generation."""
+        """Before COMMIT: the chunks and postings, word and term counts, counters, the generation."""
+        self._flush()
         db = self._db
         with db.cursor() as cursor:
             for table, column, counts in (("stems", "stem", self._stems), ("terms", "term", self._terms)):
