@@ -1,7 +1,8 @@
 """Run an ingest in a child process, for the crash and concurrency tests.
 
 usage: python ingest_worker.py INDEX_DIR MODE PATH...
-MODE: plain | kill-before-commit (SIGKILL after the vector file is written, before SQLite commits)
+MODE: plain | kill-before-commit (SIGKILL after the vector file is written, before SQLite commits; on
+      PostgreSQL, with TEST_INDEX_URL set: once the batch's rows are written, before COMMIT)
       | kill-after-commits:N (SIGKILL once N commits have landed) | slow (each embedding call sleeps 0.2 s)
 """
 
@@ -28,7 +29,10 @@ class SlowEmbedder(FakeEmbedder):
 
 def main() -> None:
     folder, mode, *paths = sys.argv[1:]
-    settings = load_settings(index={"dir": folder}, embedding={"model": "fake"}, chunking={"max_tokens": 40},
+    index = {"dir": folder}
+    if os.environ.get("TEST_INDEX_URL"):  # the PostgreSQL engine, in that database
+        index["url"] = os.environ["TEST_INDEX_URL"]
+    settings = load_settings(index=index, embedding={"model": "fake"}, chunking={"max_tokens": 40},
                              answer={"min_score": 0.0})
     if mode == "kill-before-commit":
         save = engine_module.save_index
@@ -38,6 +42,15 @@ def main() -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
         engine_module.save_index = save_then_die
+        from retrieval.backends.postgres import engine as postgres_module
+
+        finish = postgres_module.Batch.finish
+
+        def finish_then_die(self):
+            finish(self)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        postgres_module.Batch.finish = finish_then_die
     if mode.startswith("kill-after-commits:"):
         commit, wanted, done = writer_module.Writer._commit, int(mode.split(":")[1]), []
 

@@ -137,8 +137,11 @@ class CrashLog:
 def crashing(plan: tuple[int, str] | None):
     """Count the commits and merges of one writer call; raise Crash at `plan` = (op number, point)."""
     log = CrashLog(plan)
+    from retrieval.backends.postgres import engine as postgres_module
+
     commit, merge = writer_module.Writer._commit, engine_module.EmbeddedIndex._merge
     embed, save, finish = writer_module.Writer._embed, engine_module.save_index, store_writer.Transaction.finish
+    postgres_finish = postgres_module.Batch.finish
 
     def op(kind, real):
         def run(self, *args, **kwargs):
@@ -168,12 +171,18 @@ def crashing(plan: tuple[int, str] | None):
         finish(self)
         log.point("finish-after")
 
+    def postgres_finish_crashing(self):  # the same points in PostgreSQL's transaction, before its COMMIT
+        log.point("finish-before")
+        postgres_finish(self)
+        log.point("finish-after")
+
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(writer_module.Writer, "_commit", op("commit", commit))
         mp.setattr(engine_module.EmbeddedIndex, "_merge", op("merge", merge))
         mp.setattr(writer_module.Writer, "_embed", embed_crashing)
         mp.setattr(engine_module, "save_index", save_crashing)
         mp.setattr(store_writer.Transaction, "finish", finish_crashing)
+        mp.setattr(postgres_module.Batch, "finish", postgres_finish_crashing)
         yield log
 
 
@@ -185,6 +194,7 @@ class IndexHistory(RuleBasedStateMachine):
     """One index folder through a random history; `indexed` is what the last completed commit holds."""
 
     base: Path  # set by the test
+    url: str | None = None  # a PostgreSQL database: each history in a schema of its own
 
     def __init__(self):
         super().__init__()
@@ -208,11 +218,15 @@ class IndexHistory(RuleBasedStateMachine):
         self.patch.setattr(index_module, "MERGE_FACTOR", merge_factor)
         self.patch.setattr(engine_module, "RETIRE_AFTER_S", retire)
         index = {} if factory == "auto" else {"factory": factory, "ann_min_chunks": 6}
+        if self.url is not None:  # a schema of its own (citebot_h…), dropped at the end
+            index.update(url=self.url, collection="h" + "".join(c for c in self.root.name.lower() if c.isalnum()))
         self.settings = make_settings(self.folder, **index)
         self.answerer = Answerer(self.settings, FakeEmbedder())
 
     def teardown(self):
         if self.answerer is not None:
+            if self.url is not None:
+                self.answerer.store.destroy()
             self.answerer.store.close()
         self.patch.undo()
         shutil.rmtree(self.root, ignore_errors=True)
@@ -414,8 +428,9 @@ class IndexHistory(RuleBasedStateMachine):
             assert {k: r.doc_id for k, r in rows.items()} == {k: d.doc_id for k, d in self.indexed.items()}
             for key, doc in self.indexed.items():
                 assert (rows[key].chunks, rows[key].location) == (doc.chunks, doc.location), key
-            chunks = {i: (doc_id, text) for i, doc_id, text in fresh.store.sqlite._db.execute(
-                "SELECT c.id, d.doc_id, c.text FROM chunks c JOIN documents d ON d.id = c.document")}
+            chunks = {}
+            for _, article, ids in fresh.store.articles(0, 1_000_000):
+                chunks.update((i, (article.doc_id, text)) for i, text in fresh.store.chunk_texts(ids).items())
             live_words = {d.word: d for d in self.indexed.values()}
             # A sample keeps a step cheap once bulk feeds are in; sources() above covers every document.
             rng = random.Random(self.counter)
@@ -460,8 +475,11 @@ def one_faiss_thread():
         faiss.omp_set_num_threads(threads)
 
 
-def test_random_histories_keep_the_index_whole(tmp_path, monkeypatch):
+@pytest.mark.parametrize("engine", ["embedded", "postgres"])
+def test_random_histories_keep_the_index_whole(tmp_path, monkeypatch, request, engine):
     monkeypatch.setattr(IndexHistory, "base", tmp_path, raising=False)
+    if engine == "postgres":  # the same histories and crashes in one transaction each, on a real server
+        monkeypatch.setattr(IndexHistory, "url", request.getfixturevalue("postgres_url"))
     # No example database, and hypothesis's cache in tmp_path: the run writes nothing into the project.
     set_hypothesis_home_dir(tmp_path / ".hypothesis")
     try:
@@ -575,17 +593,27 @@ def test_a_big_feed_is_committed_in_batches(tmp_path):
     assert log.commits >= 200 // writer_module.BATCH_ARTICLES
 
 
-def test_a_kill_in_the_middle_of_one_big_feed_keeps_every_batch_committed_before_it(tmp_path):
+def _engine(request, engine: str) -> tuple[dict, dict]:
+    """(index settings, the worker's environment) for an engine: a folder, or a database on the real server."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    if engine == "embedded":
+        return {}, env
+    url = request.getfixturevalue("postgres_url")
+    return {"url": url}, {**env, "TEST_INDEX_URL": url}
+
+
+@pytest.mark.parametrize("engine", ["embedded", "postgres"])
+def test_a_kill_in_the_middle_of_one_big_feed_keeps_every_batch_committed_before_it(tmp_path, request, engine):
     corpus = tmp_path.resolve() / "corpus"
     corpus.mkdir()
     _feed(corpus / "feed.jsonl", [{"id": f"s{n}", "title": f"Story {n}", "text": f"zq{n} story about the harbour."}
                                   for n in range(1100)])
     index = tmp_path / "index"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    where, env = _engine(request, engine)
     worker = subprocess.run([sys.executable, str(WORKER), str(index), "kill-after-commits:3", str(corpus)], env=env,
                             capture_output=True, timeout=300)
     assert worker.returncode == -signal.SIGKILL, worker.stderr.decode()
-    after = Answerer(make_settings(index), FakeEmbedder())
+    after = Answerer(make_settings(index, **where), FakeEmbedder())
     assert after.check() == []
     kept = {r.key for r in after.sources()}
     assert kept == {f"s{n}" for n in range(3 * writer_module.BATCH_ARTICLES)}  # three batches of records, whole
@@ -636,3 +664,29 @@ def test_a_ref_matching_several_documents_removes_nothing_unless_all_matching(tm
     assert len(answerer.sources()) == 4  # not even s0, which matched one
     assert sorted(answerer.remove([str(feed)], all_matching=True)) == ["s0", "s1", "s2", "s3"]
     assert answerer.sources() == [] and answerer.check() == []
+
+
+def test_a_real_kill_before_commit_on_postgresql_leaves_the_last_commit(tmp_path, postgres_url):
+    """kill -9 once a batch's rows are all written, before PostgreSQL's COMMIT: the server rolls the
+    transaction back, and the index is the last commit's, whole; the next ingest adds the batch."""
+    rng = random.Random(5)
+    corpus = tmp_path.resolve() / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text(article_text(rng, "zqbase", 4), encoding="utf-8")
+    settings_ = make_settings(tmp_path / "index", url=postgres_url)
+    before = Answerer(settings_, FakeEmbedder())
+    before.ingest([corpus])
+    generation, state = before.store.generation, {r.key: r.doc_id for r in before.sources()}
+    before.store.close()
+    _feed(corpus / "f1.jsonl", [{"id": f"story-{n}", "title": "One", "text": article_text(rng, f"zqnew{n}", 3)}
+                                for n in range(3)])
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "TEST_INDEX_URL": postgres_url}
+    worker = subprocess.run([sys.executable, str(WORKER), str(tmp_path / "index"), "kill-before-commit", str(corpus)],
+                            env=env, capture_output=True, timeout=120)
+    assert worker.returncode == -signal.SIGKILL, worker.stderr.decode()
+    after = Answerer(settings_, FakeEmbedder())
+    assert after.check() == [] and after.store.generation == generation
+    assert {r.key: r.doc_id for r in after.sources()} == state
+    assert not any("zqnew0" in p.text for p in after.answer("zqnew0").passages)
+    assert after.ingest([corpus]).added == 3 and after.check() == []
+    assert "zqnew2" in after.answer("zqnew2").passages[0].text

@@ -226,6 +226,9 @@ class PostgresIndex(MetaCounters):
             db.execute(VECTOR_INDEXES[kind].format(dim=dim, lists=lists))
         finally:
             db.execute("RESET maintenance_work_mem")
+        # After a bulk load (a copy, a first big ingest): statistics for the planner, and the visibility map
+        # that lets BM25 read postings from their index alone. Autovacuum keeps both current from here.
+        db.execute("VACUUM (ANALYZE) postings, chunks, documents, terms")
         return 1
 
     def vector_index_kind(self) -> str:
@@ -282,7 +285,7 @@ class PostgresIndex(MetaCounters):
                 " WHERE id = ANY(%s) ORDER BY score DESC, id LIMIT %s", (query, list(allowed), k)).fetchall()
         else:
             with db.transaction() if db.info.transaction_status == 0 else _nothing():
-                db.execute(f"SET LOCAL hnsw.ef_search = {max(40, 2 * k)}")
+                db.execute(f"SET LOCAL hnsw.ef_search = {max(self.settings.ef_search, 2 * k)}")
                 db.execute(f"SET LOCAL ivfflat.probes = {self.settings.nprobe}")
                 rows = db.execute(
                     f"SELECT id, -(vector::vector({dim}) <#> %s::vector({dim})) AS score FROM chunks"
@@ -303,8 +306,8 @@ class PostgresIndex(MetaCounters):
         where = "" if allowed is None else " AND p.chunk = ANY(%(allowed)s)"
         rows = db.execute(
             "WITH q(term, idf) AS (SELECT * FROM unnest(%(terms)s::text[], %(weights)s::float8[]))"
-            " SELECT p.chunk, sum(q.idf * (p.tf * %(k1p)s) / (p.tf + %(k1)s * (1 - %(b)s + %(b)s * c.tokens /"
-            " %(average)s))) AS score FROM q JOIN postings p ON p.term = q.term JOIN chunks c ON c.id = p.chunk"
+            " SELECT p.chunk, sum(q.idf * (p.tf * %(k1p)s) / (p.tf + %(k1)s * (1 - %(b)s + %(b)s * p.tokens /"
+            " %(average)s))) AS score FROM q JOIN postings p ON p.term = q.term"
             f" WHERE true{where} GROUP BY p.chunk ORDER BY score DESC, p.chunk LIMIT %(k)s",
             {"terms": terms, "weights": weights, "k1p": K1 + 1, "k1": K1, "b": B, "average": average, "k": k,
              "allowed": list(allowed) if allowed is not None else None}).fetchall()
@@ -497,7 +500,7 @@ class Batch:
                 for row in self._chunk_rows:
                     copy.write_row(row)
         if self._posting_rows:
-            with self._db.cursor() as cursor, cursor.copy("COPY postings (term, chunk, tf) FROM STDIN") as copy:
+            with self._db.cursor() as cursor, cursor.copy("COPY postings (term, chunk, tf, tokens) FROM STDIN") as copy:
                 for row in self._posting_rows:
                     copy.write_row(row)
         self._chunk_rows, self._posting_rows = [], []
@@ -554,7 +557,7 @@ class Batch:
                  _vector_literal(vector), np.asarray(spans, dtype=np.int32).reshape(-1, 2).tobytes(),
                  np.ascontiguousarray(svectors, dtype=np.float16).tobytes()))
             counts = Counter(w for w in words if len(w) > 1 and w not in STOPWORDS)
-            self._posting_rows += [(term, chunk_id, min(n, 65535)) for term, n in counts.items()]
+            self._posting_rows += [(term, chunk_id, min(n, 65535), len(words)) for term, n in counts.items()]
             self._terms.update(counts.keys())
             self._stems.update(set(content_stems(chunk.text)))
             self._tokens += len(words)
@@ -637,7 +640,7 @@ class Batch:
 
 
 def _vector_literal(vector) -> str:
-    return "[" + ",".join(repr(float(x)) for x in np.asarray(vector, dtype=np.float32)) + "]"
+    return "[" + ",".join(map(repr, np.asarray(vector, dtype=np.float32).tolist())) + "]"
 
 
 def _signed(value: int) -> int:

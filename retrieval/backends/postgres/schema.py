@@ -41,12 +41,15 @@ CREATE TABLE IF NOT EXISTS chunks (
     sentence_vectors bytea NOT NULL      -- float16, one unit row per sentence
 );
 CREATE INDEX IF NOT EXISTS chunks_document ON chunks (document);
--- BM25: each term's chunks and how often it occurs in each; `terms` keeps each term's chunk count.
+-- BM25: each term's chunks, how often it occurs in each, and the chunk's length (copied from chunks.tokens so
+-- that a question's postings are read from this index alone, with no lookup of each chunk); `terms` keeps each
+-- term's chunk count.
 CREATE TABLE IF NOT EXISTS postings (
     term text NOT NULL,
     chunk bigint NOT NULL REFERENCES chunks (id) ON DELETE CASCADE,
     tf integer NOT NULL,
-    PRIMARY KEY (term, chunk)
+    tokens integer NOT NULL,
+    PRIMARY KEY (term, chunk) INCLUDE (tf, tokens)
 );
 CREATE INDEX IF NOT EXISTS postings_chunk ON postings (chunk);
 CREATE TABLE IF NOT EXISTS terms (term text PRIMARY KEY, df integer NOT NULL);
