@@ -93,8 +93,12 @@ def _database(settings: Settings) -> tuple[Status, str]:
         return "fail", str(error)
     try:
         about = store.server()
+        replica = ""
+        if about["replica"]:
+            lag = "nothing replayed yet" if about["lag_s"] is None else f"{about['lag_s']:.1f} s behind the primary"
+            replica = f"; a streaming replica, {lag}"
         return "ok", (f"{store.location}: PostgreSQL {about['postgres']}, pgvector {about['pgvector']}, "
-                      f"schema {about['schema']}")
+                      f"schema {about['schema']}, vectors {about['vector_index']}{replica}")
     finally:
         store.close()
 

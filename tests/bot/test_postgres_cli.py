@@ -140,3 +140,20 @@ def test_migrate_to_copies_index_feeds_history_and_rules_into_postgresql(postgre
     again = json.loads(citebot("migrate", "--to", url, "--json", url="", tmp_path=tmp_path).stdout)
     assert again["collections"]["default"]["copied"] == 0 and again["collections"]["default"]["skipped"] == 2
     assert again["history"] == 0 and again["problems"] == []
+
+
+def test_a_database_written_by_a_newer_citebot_is_refused_in_one_line_and_left_alone(postgres_url, tmp_path):
+    import psycopg
+
+    url = with_password(postgres_url)
+    made = citebot("sources", url=url, tmp_path=tmp_path)  # creates the empty schema
+    assert made.returncode == 0, made.stderr
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        db.execute("UPDATE citebot.citebot_meta SET value = '99' WHERE key = 'schema'")
+    for command in (["sources"], ["ask", "where?"], ["check"]):
+        result = citebot(*command, url=url, tmp_path=tmp_path)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        [line] = result.stderr.strip().splitlines()
+        assert "schema 99" in line and "upgrade citebot" in line, line
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        assert db.execute("SELECT value FROM citebot.citebot_meta WHERE key = 'schema'").fetchone()[0] == "99"

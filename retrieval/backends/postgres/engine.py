@@ -470,12 +470,16 @@ class PostgresIndex(MetaCounters):
         self._db.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
         self.close()
 
-    def server(self) -> dict[str, str]:
-        """What `citebot doctor` reports: the server's and pgvector's versions, the schema."""
+    def server(self) -> dict[str, str | float | None]:
+        """What `citebot doctor` reports: the server's and pgvector's versions, the schema, the vector index,
+        and on a streaming replica how far behind the primary it is (seconds since the last replayed commit)."""
         db = self._db
+        replica, lag = db.execute("SELECT pg_is_in_recovery(), extract(epoch FROM now() -"
+                                  " pg_last_xact_replay_timestamp())").fetchone()
         return {"postgres": db.execute("SHOW server_version").fetchone()[0],
                 "pgvector": db.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()[0],
-                "schema": self.get_meta("schema") or "?"}
+                "schema": self.get_meta("schema") or "?", "vector_index": self.vector_index() or "exact",
+                "replica": bool(replica), "lag_s": None if lag is None else float(lag)}
 
 
 class Batch:

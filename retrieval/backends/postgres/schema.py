@@ -78,7 +78,7 @@ VECTOR_INDEXES = {
     "ivfflat": "CREATE INDEX CONCURRENTLY chunks_vector ON chunks USING ivfflat ((vector::vector({dim})) vector_ip_ops)"
                " WITH (lists = {lists})",
 }
-BUILD_MEMORY = "2GB"  # maintenance_work_mem for that build: an HNSW graph that fits is built many times faster
+BUILD_MEMORY = "4GB"  # maintenance_work_mem for that build: an HNSW graph that fits is built many times faster
 
 OUTLET_COUNTS = ("SELECT btrim(outlet), count(*) FROM documents WHERE btrim(coalesce(outlet, '')) <> ''"
                  " GROUP BY btrim(outlet)")
