@@ -47,7 +47,7 @@ from bot.history import HistoryStore
 from bot.outlets import Outlets
 from bot.servers import Rules, ServerBook, defaults
 from retrieval import collection
-from retrieval.errors import CitebotError
+from retrieval.errors import CitebotError, IndexUnavailableError
 from retrieval.models import Answer
 from retrieval.pipeline import IngestReport
 from retrieval.backends.base import SourceRow
@@ -82,6 +82,7 @@ NO_MESSAGE_CONTENT = (
 )
 ADMIN_ONLY = "Sorry, only members with the Manage Server permission can use this command."
 SOMETHING_WRONG = "Sorry, something went wrong while answering; please try again in a moment."
+INDEX_AWAY = "Sorry, the news index cannot be reached right now; please try again in a moment."
 NO_ANSWER = "No answer this time."
 EMPTY_MENTION = "Ask me a question after the mention, e.g. “@citebot where are the new battlegroups?”"
 VOTE_SAVED = "Thanks, your feedback is saved."
@@ -121,6 +122,8 @@ def user_message(error: BaseException) -> str:
         error = error.__cause__
     if isinstance(error, (app_commands.MissingPermissions, app_commands.NoPrivateMessage)):
         return ADMIN_ONLY if isinstance(error, app_commands.MissingPermissions) else NOT_HERE
+    if isinstance(error, IndexUnavailableError):  # the database's address is the operator's business, not the channel's
+        return INDEX_AWAY
     if isinstance(error, CitebotError):
         return rd.trim(str(error), rd.MESSAGE_LIMIT)
     return SOMETHING_WRONG
