@@ -1,7 +1,8 @@
 """The bot's memory across restarts: its answers, the conversations they belong to, and 👍/👎 votes.
 
 One SQLite file, `history.sqlite` in the index folder (`[index] dir`, `$CITEBOT_HOME/index` when
-installed), beside the feeds and the index. Each answer row holds what the buttons under the answer
+installed), beside the feeds and the index; or, with `index.url`, two tables in the database's `citebot`
+schema (the same SQL through a StateDB: retrieval/backends). Each answer row holds what the buttons under the answer
 need after a restart: the Answer itself as JSON (so "Show all sources" shows exactly what was cited,
 even once the article was re-ingested or removed), its cited chunk ids, the collection, server,
 channel, asker and time. A conversation is the answers sharing one key: the id of the first answer's
@@ -12,8 +13,8 @@ the collection and server, so `citebot feedback export` needs nothing else.
 
 Rows older than `discord.history_days` are deleted, votes included: at the first answer after a start
 and then at most once an hour, by `DELETE … WHERE at < ?` on an indexed column, so pruning costs what
-it removes. Calls block on disk: the bot makes them off the event loop. Each call opens its own
-connection, so any worker thread may call.
+it removes. Calls block: the bot makes them off the event loop. Each call takes its own connection
+(SQLite) or one from the pool (PostgreSQL), so any worker thread may call.
 """
 
 from __future__ import annotations

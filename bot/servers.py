@@ -1,10 +1,12 @@
 """What each server's admins chose from Discord: the collection it asks, and how the bot behaves per channel.
 
-One SQLite file, `servers.sqlite` in the index folder beside `history.sqlite`. Unlike the history
+One SQLite file, `servers.sqlite` in the index folder beside `history.sqlite`, or two tables in the
+`index.url` database's `citebot` schema. Unlike the history
 it is never pruned: it holds settings, one row per server that chose a collection and one per server
 or channel whose behaviour was changed, so it stays small whatever the corpus holds. The whole file
 is read once when the bot starts and then kept in memory; every change is written through, so
-reading the rules for a message costs a dictionary lookup, not a query. Only the bot writes it.
+reading the rules for a message costs a dictionary lookup, not a query. Only the bot writes it. (Bot
+processes sharing one database see another's changes when they start; issue 24 makes them see them at once.)
 
 A rule is looked up from the most particular place to the least: the channel (a thread counts as
 its parent), the whole server (channel id 0), then the `[discord]` settings. An unset rule (NULL)

@@ -1,7 +1,8 @@
 """What the Discord bot keeps, declared once: its answers, conversations and votes (bot/history.py's
-HistoryStore, `history.sqlite`) and each server's collection and channel rules (bot/servers.py's
-ServerBook, `servers.sqlite`). The bot reaches them only through these methods, so that another engine
-(PostgreSQL, shared by many bot processes) can keep them instead."""
+HistoryStore) and each server's collection and channel rules (bot/servers.py's ServerBook). The bot reaches
+them only through these methods. Each keeps its tables through a StateDB (retrieval/backends/base.py):
+`history.sqlite` and `servers.sqlite` in the index folder, or the `citebot` schema of the PostgreSQL
+database in `index.url`, which many bot processes can share."""
 
 from __future__ import annotations
 
