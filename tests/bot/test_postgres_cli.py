@@ -51,9 +51,9 @@ def test_ingest_ask_check_and_doctor_on_postgresql(postgres_url, tmp_path):
 
 def test_a_database_that_cannot_be_reached_is_one_line_without_its_password(tmp_path):
     url = f"postgresql://alice:{PASSWORD}@/news?host={tmp_path / 'no-server-here'}"
-    for command in (["sources"], ["ask", "where?"], ["check"]):
+    for command in (["sources"], ["ask", "where?"], ["check"], ["feeds", "list"], ["collections"]):
         result = citebot(*command, url=url, tmp_path=tmp_path)
-        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert result.returncode == 1 and "Traceback" not in result.stderr, (command, result.stderr)
         [line] = result.stderr.strip().splitlines()
         assert line.startswith("citebot: cannot reach the database postgresql://alice@/news?host=")
         assert line.endswith("check index.url and that the server is running")

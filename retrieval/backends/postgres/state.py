@@ -10,6 +10,7 @@ be reached is one IndexUnavailableError naming the database without its password
 from __future__ import annotations
 
 import atexit
+import logging
 import threading
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -20,6 +21,10 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from retrieval.backends.postgres.schema import shown
 from retrieval.errors import CitebotError, IndexUnavailableError, StateError
+
+# The pool logs each failed reconnection as a warning with its own wording; citebot says it once, in its own
+# line (IndexUnavailableError), so only the pool's errors are let through.
+logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 MAX_CONNECTIONS = 4
 WAIT_S = 5.0  # for a connection from the pool (a server that is down fails after this)
@@ -114,6 +119,11 @@ class PostgresState:
 
     @contextmanager
     def session(self, *, exclusive: bool = False) -> Iterator[_Session]:
+        if not self._ready:  # the first use: a server that is not there is said at once, with its reason
+            try:
+                psycopg.connect(self.url, connect_timeout=10).close()
+            except psycopg.OperationalError as error:
+                raise _unavailable(self.url, error) from None
         with self._connection() as connection:  # commits at the end of the block, rolls back on an exception
             if not self._ready:
                 self._prepare(connection)
