@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 K1, B, IDF_FLOOR = 1.2, 0.75, 1e-6  # SQLite FTS5's bm25(), as the embedded engine's postings score
 LOCK_KEY = 0x63697465626F74  # "citebot": the advisory lock one writer holds
+LEXICAL_MEMORY = "64MB"  # work_mem for one question's BM25 sum (PostgreSQL's default 4MB spills to disk at 1M)
 
 
 def _reconnecting(method):
@@ -304,14 +305,21 @@ class PostgresIndex(MetaCounters):
         found = dict(db.execute("SELECT term, df FROM terms WHERE term = ANY(%s)", (terms,)).fetchall())
         weights = [max(math.log((total - found.get(t, 0) + 0.5) / (found.get(t, 0) + 0.5)), IDF_FLOOR) for t in terms]
         where = "" if allowed is None else " AND p.chunk = ANY(%(allowed)s)"
-        rows = db.execute(
+        with db.transaction() if db.info.transaction_status == 0 else _nothing():
+            # a common term's postings run to hundreds of thousands of rows at 1M chunks: summed in memory
+            db.execute(f"SET LOCAL work_mem = '{LEXICAL_MEMORY}'")
+            rows = self._bm25(db, terms, weights, average, k, allowed, where)
+        return [(int(i), float(s)) for i, s in rows]
+
+    @staticmethod
+    def _bm25(db, terms, weights, average, k, allowed, where) -> list:
+        return db.execute(
             "WITH q(term, idf) AS (SELECT * FROM unnest(%(terms)s::text[], %(weights)s::float8[]))"
             " SELECT p.chunk, sum(q.idf * (p.tf * %(k1p)s) / (p.tf + %(k1)s * (1 - %(b)s + %(b)s * p.tokens /"
             " %(average)s))) AS score FROM q JOIN postings p ON p.term = q.term"
             f" WHERE true{where} GROUP BY p.chunk ORDER BY score DESC, p.chunk LIMIT %(k)s",
             {"terms": terms, "weights": weights, "k1p": K1 + 1, "k1": K1, "b": B, "average": average, "k": k,
              "allowed": list(allowed) if allowed is not None else None}).fetchall()
-        return [(int(i), float(s)) for i, s in rows]
 
     def matching(self, outlet: str | None = None, since: dt.date | None = None,
                  until: dt.date | None = None) -> set[int]:
