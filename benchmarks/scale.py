@@ -689,17 +689,14 @@ def _database_size(settings) -> int:
 def postgres_copy(server_url: str, size: int, size_dir: Path, reuse: bool) -> tuple[str, dict]:
     """The embedded build of `size` copied into database citebot_scale_<size> (as `citebot migrate --to`
     copies: no model); with `reuse`, a copy already complete there is kept. The database's URL and a report."""
+    from urllib.parse import urlsplit, urlunsplit
+
     import psycopg
 
     from retrieval.backends.copy import copy_index
 
     name = f"citebot_scale_{size}"
-    parts = server_url.rsplit("/", 1) if "?" not in server_url else None
-    if parts:
-        url = f"{parts[0]}/{name}"
-    else:
-        base, query = server_url.split("?", 1)
-        url = f"{base.rsplit('/', 1)[0]}/{name}?{query}"
+    url = urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
     with psycopg.connect(server_url, autocommit=True) as db:
         exists = db.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if exists and not reuse:

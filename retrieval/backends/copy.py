@@ -49,7 +49,7 @@ def copy_index(source: IndexStore, target: IndexStore, *, copies_threshold: floa
     if target.get_meta("model") not in (None, model):
         raise CitebotError(f"{target.location} holds vectors of {target.get_meta('model')} and {source.location} of "
                            f"{model}: copy into an empty index")
-    meta = {key: source.get_meta(key) for key in ("sentence_vectors",)}
+    sentence_kind = source.get_meta("sentence_vectors")  # how its sentence vectors were made, carried along
     after = 0
     while True:
         with source.snapshot():
@@ -62,9 +62,8 @@ def copy_index(source: IndexStore, target: IndexStore, *, copies_threshold: floa
         if todo:
             with target.write(copies_threshold=copies_threshold) as writer:
                 writer.set_model(model, int(dim))
-                for key, value in meta.items():
-                    if value is not None:
-                        writer.set_meta(key, value)
+                if sentence_kind is not None:
+                    writer.set_meta("sentence_vectors", sentence_kind)
                 for article, ids in todo:
                     rows = [stored[i] for i in ids]
                     chunks = [Chunk(doc_id=article.doc_id, ordinal=n, start=row.start, end=row.end, text=row.text,
