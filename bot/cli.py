@@ -667,6 +667,17 @@ def cmd_migrate(args, settings) -> int:
         from bot.migrate_cli import migrate_to
 
         return migrate_to(args, settings, err=err)
+    if settings.index.url is not None:
+        from retrieval.backends.postgres.schema import SCHEMA_VERSION as CURRENT, shown
+        from retrieval.backends.postgres.upgrade import upgrade
+
+        url = settings.index.url.get_secret_value()
+        with err.status("upgrading the collections in the database"):
+            done = upgrade(url)
+        behind = [name for name, version in done if version < CURRENT]
+        err.print(f"upgraded {', '.join(behind)} in {shown(url)} to schema {CURRENT}" if behind else
+                  f"nothing to do: {shown(url)} holds {'no index' if not done else 'current indexes'}", markup=False)
+        return 0
     from retrieval.backends.embedded.migrate import migrate, schema_version
     from retrieval.backends.embedded.schema import SCHEMA_VERSION
     from retrieval.embed import SentenceTransformerEmbedder

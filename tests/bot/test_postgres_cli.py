@@ -9,6 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from retrieval.backends.postgres.schema import SCHEMA_VERSION
 from tests.conftest import ROOT, SEEDS
 
 PASSWORD = "hunter2-s3cret"  # trust authentication never asks for it; it must still never be shown
@@ -45,7 +46,7 @@ def test_ingest_ask_check_and_doctor_on_postgresql(postgres_url, tmp_path):
     assert checked.returncode == 0 and figures["ok"] and figures["documents"] == 2, checked.stdout
     doctor = citebot("doctor", url=url, tmp_path=tmp_path)
     [line] = [line for line in doctor.stdout.splitlines() if line.split()[1:2] == ["database:"]]
-    assert line.startswith("ok") and "PostgreSQL 18" in line and "pgvector 0.8" in line and "schema 1" in line
+    assert line.startswith("ok") and "PostgreSQL 18" in line and "pgvector 0.8" in line and f"schema {SCHEMA_VERSION}" in line
     assert not (tmp_path / "folder" / "citebot.sqlite").exists()  # nothing of the index went to the folder
 
 

@@ -241,8 +241,8 @@ def search(segments: Sequence[LexicalSegment], terms: Sequence[str], k: int,
         if allowed is not None:
             keep = _members(ids, allowed)
             ids, scores = ids[keep], scores[keep]
-        if len(ids) > k:
-            top = np.argpartition(-scores, k - 1)[:k]
+        if len(ids) > k:  # every chunk tied with the k-th stays, so that ties go to the older chunk
+            top = scores >= -np.partition(-scores, k - 1)[k - 1]
             ids, scores = ids[top], scores[top]
         best_ids.append(ids)
         best_scores.append(scores)

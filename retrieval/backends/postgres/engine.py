@@ -1,10 +1,11 @@
 """The PostgreSQL engine behind `IndexStore` (retrieval/backends/base.py): one database many processes can share.
 
 Selected by `index.url` (postgresql://user@host/db). Everything lives in the database: documents, chunks
-with their vectors (pgvector, an HNSW index on inner product), BM25 postings, word counts, stories and
-outlets. A write batch is one transaction; a reader's snapshot is one REPEATABLE READ transaction. BM25
-is the embedded engine's (SQLite FTS5's): the same tokens (retrieval/text.py), k1, b and IDF floor,
-computed in SQL from the postings of the question's own terms.
+with their vectors (pgvector, an HNSW or IVFFlat index on inner product), BM25 postings, word counts,
+stories and outlets. A write batch is one transaction; a reader's snapshot is one REPEATABLE READ
+transaction. BM25 is the embedded engine's (SQLite FTS5's): the same tokens (retrieval/text.py), k1, b
+and IDF floor, summed in the reader from the packed postings rows of the question's own terms
+(postgres/postings.py); `maintain()` merges those rows' segments as the embedded engine merges its files.
 
 One writer at a time through an advisory lock. The feed book, the bot's history and server rules live in
 the same schema (postgres/state.py), so nothing of a collection is kept in `index.dir`.
@@ -30,6 +31,8 @@ from retrieval.backends.base import Hits, SourceRow, StoredChunk
 from retrieval.backends.common import (
     ARTICLE_COLUMNS, CHUNK_COLUMNS, MetaCounters, id_prefix, source_row, stored_articles, stored_chunk,
 )
+from retrieval.backends.embedded.segments import SegmentInfo, plan_merge
+from retrieval.backends.postgres import postings as words
 from retrieval.backends.postgres.schema import BUILD_MEMORY, OUTLET_COUNTS, SCHEMA_VERSION, TABLES, VECTOR_INDEXES, shown
 from retrieval.errors import (
     CitebotError, IndexBusyError, IndexSchemaError, IndexUnavailableError,
@@ -41,9 +44,8 @@ from retrieval.text import STOPWORDS, question_terms, tokens
 
 log = logging.getLogger(__name__)
 
-K1, B, IDF_FLOOR = 1.2, 0.75, 1e-6  # SQLite FTS5's bm25(), as the embedded engine's postings score
 LOCK_KEY = 0x63697465626F74  # "citebot": the advisory lock one writer holds
-LEXICAL_MEMORY = "64MB"  # work_mem for one question's BM25 sum (PostgreSQL's default 4MB spills to disk at 1M)
+MERGE_PAGE = 5000  # postings rows a merge reads at a time
 
 
 def _reconnecting(method):
@@ -109,6 +111,8 @@ class PostgresIndex(MetaCounters):
         self.model = model
         self._local = threading.local()
         self._reached = False
+        self._dead_lock = threading.Lock()
+        self._dead_seen = (0, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))  # generation, ids, theirs
         self.schema = schema_name(settings.collection)
         db = self._db
         version = db.execute("SELECT to_regclass('citebot_meta') IS NOT NULL").fetchone()[0] and db.execute(
@@ -204,10 +208,70 @@ class PostgresIndex(MetaCounters):
             raise self._unavailable(error) from None
 
     def maintain(self) -> int:
-        """Build the approximate vector index once the collection holds index.ann_min_chunks chunks (1: built).
+        """Merge postings segments until their layout is fine (as the embedded engine merges its files), then
+        build the approximate vector index once the collection holds index.ann_min_chunks chunks; returns the
+        steps taken.
 
-        PostgreSQL keeps it current from then on, and autovacuum reclaims what removals leave. A build cut short
-        leaves an invalid index, dropped and built again here."""
+        PostgreSQL keeps the vector index current from then on, and autovacuum reclaims what removals leave.
+        A build cut short leaves an invalid index, dropped and built again here."""
+        steps = 0
+        while chosen := plan_merge([SegmentInfo(*row) for row in self._db.execute(
+                "SELECT id, chunks, dead FROM segments WHERE merged_into IS NULL ORDER BY id")]):
+            self._merge(chosen)
+            steps += 1
+        return steps + self._build_vector_index()
+
+    def _merge(self, chosen: list[int]) -> None:
+        """Segments `chosen` become one: each term's rows joined into one, without the dead chunks."""
+        db = self._db
+        started = time.monotonic()
+        with db.transaction():
+            db.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))  # no other writer meanwhile
+            # chunks without a single term (all stop words) are in no row: the segments count them still
+            total, gone = db.execute("SELECT coalesce(sum(chunks), 0), coalesce(sum(dead), 0) FROM segments"
+                                     " WHERE id = ANY(%s)", (chosen,)).fetchone()
+            if total == gone:  # nothing left alive: the segments go, with their rows
+                db.execute("DELETE FROM postings WHERE segment = ANY(%s)", (chosen,))
+                db.execute("DELETE FROM dead WHERE segment = ANY(%s)", (chosen,))
+                db.execute("DELETE FROM segments WHERE id = ANY(%s)", (chosen,))
+                return
+            into = db.execute("INSERT INTO segments (chunks) VALUES (%s) RETURNING id",
+                              (int(total - gone),)).fetchone()[0]
+            dead = np.array(sorted(row[0] for row in db.execute("SELECT chunk FROM dead WHERE segment = ANY(%s)",
+                                                                 (chosen,))), dtype=np.int64)
+            # read a page, write what it completed: one connection cannot fetch while it copies
+            with db.cursor(name="citebot_merge") as rows:
+                rows.execute("SELECT term, chunks, tfs, lengths FROM postings WHERE segment = ANY(%s)"
+                             " ORDER BY term", (chosen,))
+                term, parts = None, []
+                while True:
+                    page = rows.fetchmany(MERGE_PAGE)
+                    out = []
+                    for name, a, f, n in page or [(None, None, None, None)]:
+                        if name != term and parts:
+                            ids, tfs, lengths = (np.concatenate(x) for x in zip(*parts, strict=True))
+                            keep = ~words.members(ids, dead)
+                            if keep.any():
+                                out.append((term, into, *words.pack(ids[keep], tfs[keep], lengths[keep])))
+                            parts = []
+                        if name is not None:
+                            term = name
+                            parts.append(words.unpack(a, f, n))
+                    if out:
+                        with db.cursor() as cursor, cursor.copy(
+                                "COPY postings (term, segment, chunks, tfs, lengths) FROM STDIN") as copy:
+                            for row in out:
+                                copy.write_row(row)
+                    if not page:
+                        break
+            db.execute("DELETE FROM postings WHERE segment = ANY(%s)", (chosen,))
+            db.execute("DELETE FROM dead WHERE segment = ANY(%s)", (chosen,))
+            db.execute("UPDATE segments SET merged_into = %s, chunks = 0, dead = 0 WHERE id = ANY(%s)",
+                       (into, chosen))
+        log.info("merged %d postings segments of %s into one of %d chunks in %.1f s", len(chosen), self.location,
+                 int(total - gone), time.monotonic() - started)
+
+    def _build_vector_index(self) -> int:
         dim = self._dim()
         if dim is None or self.count_chunks() < self.settings.ann_min_chunks:
             return 0
@@ -227,8 +291,8 @@ class PostgresIndex(MetaCounters):
             db.execute(VECTOR_INDEXES[kind].format(dim=dim, lists=lists))
         finally:
             db.execute("RESET maintenance_work_mem")
-        # After a bulk load (a copy, a first big ingest): statistics for the planner, and the visibility map
-        # that lets BM25 read postings from their index alone. Autovacuum keeps both current from here.
+        # After a bulk load (a copy, a first big ingest): statistics for the planner. Autovacuum keeps them
+        # current from here.
         db.execute("VACUUM (ANALYZE) postings, chunks, documents, terms")
         return 1
 
@@ -303,23 +367,29 @@ class PostgresIndex(MetaCounters):
         db = self._db
         average = int(self.get_meta("tokens") or 0) / total
         found = dict(db.execute("SELECT term, df FROM terms WHERE term = ANY(%s)", (terms,)).fetchall())
-        weights = [max(math.log((total - found.get(t, 0) + 0.5) / (found.get(t, 0) + 0.5)), IDF_FLOOR) for t in terms]
-        where = "" if allowed is None else " AND p.chunk = ANY(%(allowed)s)"
-        with db.transaction() if db.info.transaction_status == 0 else _nothing():
-            # a common term's postings run to hundreds of thousands of rows at 1M chunks: summed in memory
-            db.execute(f"SET LOCAL work_mem = '{LEXICAL_MEMORY}'")
-            rows = self._bm25(db, terms, weights, average, k, allowed, where)
-        return [(int(i), float(s)) for i, s in rows]
+        idf = {t: max(math.log((total - found.get(t, 0) + 0.5) / (found.get(t, 0) + 0.5)), words.IDF_FLOOR)
+               for t in terms}
+        rows = db.execute("SELECT term, chunks, tfs, lengths FROM postings WHERE term = ANY(%s)",
+                          ([t for t in terms if t in found],)).fetchall()
+        parts = [(*words.unpack(a, f, n), idf[term]) for term, a, f, n in rows]
+        among = None if allowed is None else np.sort(np.fromiter(allowed, dtype=np.int64, count=len(allowed)))
+        return words.score(parts, average, k, dead=self._dead(), allowed=among)
 
-    @staticmethod
-    def _bm25(db, terms, weights, average, k, allowed, where) -> list:
-        return db.execute(
-            "WITH q(term, idf) AS (SELECT * FROM unnest(%(terms)s::text[], %(weights)s::float8[]))"
-            " SELECT p.chunk, sum(q.idf * (p.tf * %(k1p)s) / (p.tf + %(k1)s * (1 - %(b)s + %(b)s * p.tokens /"
-            " %(average)s))) AS score FROM q JOIN postings p ON p.term = q.term"
-            f" WHERE true{where} GROUP BY p.chunk ORDER BY score DESC, p.chunk LIMIT %(k)s",
-            {"terms": terms, "weights": weights, "k1p": K1 + 1, "k1": K1, "b": B, "average": average, "k": k,
-             "allowed": list(allowed) if allowed is not None else None}).fetchall()
+    def _dead(self) -> np.ndarray:
+        """The removed chunks still in postings rows, as this snapshot sees them (sorted). Kept per process:
+        each question fetches only what commits since the last one removed (`dead.generation`)."""
+        generation = self.generation
+        with self._dead_lock:
+            known, ids, generations = self._dead_seen
+            if generation > known:
+                rows = self._db.execute("SELECT chunk, generation FROM dead WHERE generation > %s", (known,)).fetchall()
+                if rows:
+                    new = np.array(rows, dtype=np.int64).reshape(-1, 2)
+                    ids, generations = np.concatenate([ids, new[:, 0]]), np.concatenate([generations, new[:, 1]])
+                    order = np.argsort(ids, kind="stable")
+                    ids, generations = ids[order], generations[order]
+                self._dead_seen = (generation, ids, generations)
+        return ids if generation >= known else ids[generations <= generation]
 
     def matching(self, outlet: str | None = None, since: dt.date | None = None,
                  until: dt.date | None = None) -> set[int]:
@@ -448,13 +518,15 @@ class PostgresIndex(MetaCounters):
                                 f"the database holds {documents} and {chunks}")
             if int(self.get_meta("tokens") or 0) != tokens_:
                 problems.append(f"the token counter says {self.get_meta('tokens')}; the chunks hold {tokens_}")
-            wrong = db.execute("SELECT count(*) FROM (SELECT term, count(*) AS n FROM postings GROUP BY term) p"
-                               " FULL JOIN terms t USING (term) WHERE p.n IS DISTINCT FROM t.df").fetchone()[0]
-            if wrong:
-                problems.append(f"{wrong} terms' chunk counts differ from their postings")
+            problems += self._check_postings(db)
             df: Counter[str] = Counter()
+            terms: Counter[str] = Counter()
             for (text,) in db.execute("SELECT text FROM chunks"):
                 df.update(set(content_stems(text)))
+                terms.update(_terms_of(tokens(text)).keys())
+            if (kept := dict(db.execute("SELECT term, df FROM terms").fetchall())) != dict(terms):
+                sample = sorted(set(kept.items()) ^ set(terms.items()))[:1]
+                problems.append(f"BM25 term counts differ from the chunks' words, e.g. {sample}")
             kept = dict(db.execute("SELECT stem, df FROM stems").fetchall())
             if kept != dict(df):
                 sample = sorted(set(kept.items()) ^ set(df.items()))[:1]
@@ -467,6 +539,44 @@ class PostgresIndex(MetaCounters):
             if self.count_copies() != members - distinct:
                 problems.append(f"the copies counter says {self.count_copies()}; the stories hold "
                                 f"{members - distinct}")
+        return problems
+
+    def _check_postings(self, db) -> list[str]:
+        """Each term's live postings against its count, every live posting against the chunks, the segments'
+        counts against their rows."""
+        problems = []
+        dead = np.array(sorted(r[0] for r in db.execute("SELECT chunk FROM dead")), dtype=np.int64)
+        chunk_ids = np.array(sorted(r[0] for r in db.execute("SELECT id FROM chunks")), dtype=np.int64)
+        counted: Counter[str] = Counter()
+        strays = torn = 0
+        with db.cursor(name="citebot_check") as rows:
+            rows.itersize = 2000
+            rows.execute("SELECT p.term, p.chunks, p.tfs, p.lengths FROM postings p JOIN segments s ON s.id = p.segment"
+                         " AND s.merged_into IS NULL")
+            for term, a, f, n in rows:
+                try:
+                    ids = words.unpack(a, f, n)[0]
+                except ValueError:
+                    torn += 1
+                    continue
+                ids = ids[~words.members(ids, dead)]
+                if len(ids):
+                    counted[term] += len(ids)
+                strays += int((~words.members(ids, chunk_ids)).sum())
+        if torn:
+            problems.append(f"{torn} postings rows are torn (their arrays differ in length)")
+        if strays:
+            problems.append(f"{strays} postings name chunks that are not in the database")
+        kept = dict(db.execute("SELECT term, df FROM terms").fetchall())
+        if kept != dict(counted):
+            sample = sorted(set(kept.items()) ^ set(counted.items()))[:1]
+            problems.append(f"{len(set(kept.items()) ^ set(counted.items()))} terms' chunk counts differ from "
+                            f"their postings, e.g. {sample}")
+        live, listed = db.execute("SELECT coalesce(sum(chunks - dead), 0), coalesce(sum(dead), 0) FROM segments"
+                                  " WHERE merged_into IS NULL").fetchone()
+        if live != len(chunk_ids) or listed != len(dead):
+            problems.append(f"the postings segments count {live} live and {listed} removed chunks; the database "
+                            f"holds {len(chunk_ids)} chunks and lists {len(dead)} removed")
         return problems
 
     def figures(self) -> dict[str, int]:
@@ -501,21 +611,36 @@ class Batch:
         self._terms: Counter[str] = Counter()
         self._documents = self._chunks = self._copies = self._tokens = 0
         self._chunk_rows: list[tuple] = []  # written by COPY before anything reads them (_flush)
-        self._posting_rows: list[tuple] = []
+        self._segment: int | None = None  # this batch's postings segment, made at its first chunk
+        self._postings: dict[str, list[tuple[int, int, int]]] = {}  # term -> (chunk, tf, tokens), rows at finish
+        self._gone: set[int] = set()  # chunks this batch wrote and then removed
+        self._ids: set[int] = set()  # chunks this batch wrote
 
     def _flush(self) -> None:
-        """The batch's chunks and postings so far, by COPY (ids were taken from the sequence when added)."""
+        """The batch's chunks so far, by COPY (ids were taken from the sequence when added)."""
         if self._chunk_rows:
             with self._db.cursor() as cursor, cursor.copy(
                     "COPY chunks (id, chunk_id, document, ordinal, start_at, end_at, text, tokens, vector, sentences,"
-                    " sentence_vectors) FROM STDIN") as copy:
+                    " sentence_vectors, segment) FROM STDIN") as copy:
                 for row in self._chunk_rows:
                     copy.write_row(row)
-        if self._posting_rows:
-            with self._db.cursor() as cursor, cursor.copy("COPY postings (term, chunk, tf, tokens) FROM STDIN") as copy:
-                for row in self._posting_rows:
-                    copy.write_row(row)
-        self._chunk_rows, self._posting_rows = [], []
+        self._chunk_rows = []
+
+    def _write_postings(self) -> None:
+        """One packed row per term of this batch's chunks (postgres/postings.py), and the segment's size."""
+        if self._segment is None:
+            return
+        with self._db.cursor() as cursor, cursor.copy(
+                "COPY postings (term, segment, chunks, tfs, lengths) FROM STDIN") as copy:
+            for term, rows in self._postings.items():
+                if self._gone:
+                    rows = [row for row in rows if row[0] not in self._gone]
+                if rows:
+                    a = np.array(rows, dtype=np.int64).reshape(-1, 3)
+                    copy.write_row((term, self._segment, *words.pack(a[:, 0], a[:, 1], a[:, 2])))
+        written = len(self._ids - self._gone)
+        self._db.execute("UPDATE segments SET chunks = %s WHERE id = %s", (written, self._segment))
+        self._postings = {}
 
     def set_model(self, name: str, dim: int) -> None:
         self.set_meta("model", name)
@@ -533,18 +658,32 @@ class Batch:
             return False
         document, outlet = row
         self._count_outlet(outlet, -1)
-        chunks = db.execute("SELECT text, tokens FROM chunks WHERE document = %s", (document,)).fetchall()
-        for (term,) in db.execute("SELECT p.term FROM postings p JOIN chunks c ON c.id = p.chunk"
-                                  " WHERE c.document = %s", (document,)):
-            self._terms[term] -= 1
-        for text, n in chunks:
+        chunks = db.execute("SELECT id, segment, text, tokens FROM chunks WHERE document = %s", (document,)).fetchall()
+        dead: list[tuple[int, int, int]] = []
+        for chunk, segment, text, n in chunks:
+            self._terms.subtract(_terms_of(tokens(text)).keys())
             self._stems.subtract(set(content_stems(text)))
             self._tokens -= n
+            if segment == self._segment:  # written by this batch: its postings are not in the table yet
+                self._gone.add(chunk)
+            else:
+                dead.append((chunk, self._current_segment(segment), self.generation))
+        if dead:  # their postings rows stay until a merge of the segment drops them (postgres/postings.py)
+            with db.cursor() as cursor:
+                cursor.executemany("INSERT INTO dead (chunk, segment, generation) VALUES (%s, %s, %s)", dead)
+                cursor.executemany("UPDATE segments SET dead = dead + 1 WHERE id = %s", [(s,) for _, s, _ in dead])
         self._leave_story(document)
-        db.execute("DELETE FROM documents WHERE id = %s", (document,))  # chunks and postings cascade
+        db.execute("DELETE FROM documents WHERE id = %s", (document,))  # its chunks cascade
         self._documents -= 1
         self._chunks -= len(chunks)
         return True
+
+    def _current_segment(self, segment: int) -> int:
+        """Where a chunk's postings are now: its commit's segment, or the merge that took that segment in."""
+        while (into := self._db.execute("SELECT merged_into FROM segments WHERE id = %s",
+                                        (segment,)).fetchone()) and into[0] is not None:
+            segment = into[0]
+        return segment
 
     def add(self, article: Article, chunks: list[Chunk], vectors: np.ndarray,
             sentences: list[list[tuple[int, int]]], sentence_vectors: list[np.ndarray]) -> None:
@@ -559,17 +698,21 @@ class Batch:
         if self.copies_threshold is not None:
             self.join_story(document, article.text)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if self._segment is None:
+            self._segment = db.execute("INSERT INTO segments (chunks) VALUES (0) RETURNING id").fetchone()[0]
         ids = [row[0] for row in db.execute("SELECT nextval('chunks_id_seq') FROM generate_series(1, %s)",
                                             (len(chunks),))]
+        self._ids.update(ids)
         for chunk_id, chunk, vector, spans, svectors in zip(ids, chunks, vectors, sentences, sentence_vectors,
                                                             strict=True):
             words = tokens(chunk.text)
             self._chunk_rows.append(
                 (chunk_id, chunk.chunk_id, document, chunk.ordinal, chunk.start, chunk.end, chunk.text, len(words),
                  _vector_literal(vector), np.asarray(spans, dtype=np.int32).reshape(-1, 2).tobytes(),
-                 np.ascontiguousarray(svectors, dtype=np.float16).tobytes()))
-            counts = Counter(w for w in words if len(w) > 1 and w not in STOPWORDS)
-            self._posting_rows += [(term, chunk_id, min(n, 65535), len(words)) for term, n in counts.items()]
+                 np.ascontiguousarray(svectors, dtype=np.float16).tobytes(), self._segment))
+            counts = _terms_of(words)
+            for term, n in counts.items():
+                self._postings.setdefault(term, []).append((chunk_id, n, len(words)))
             self._terms.update(counts.keys())
             self._stems.update(set(content_stems(chunk.text)))
             self._tokens += len(words)
@@ -621,9 +764,9 @@ class Batch:
             self._db.execute("DELETE FROM outlets WHERE name = %s AND documents <= 0", (name,))
 
     def clear(self) -> None:
-        self._chunk_rows, self._posting_rows = [], []
+        self._chunk_rows, self._postings, self._segment, self._gone, self._ids = [], {}, None, set(), set()
         db = self._db
-        db.execute("TRUNCATE documents, chunks, postings, terms, stems, stories, story_bands, outlets")
+        db.execute("TRUNCATE documents, chunks, postings, segments, dead, terms, stems, stories, story_bands, outlets")
         db.execute("DELETE FROM citebot_meta WHERE key IN ('documents', 'chunks', 'copies', 'tokens')")
         self._stems.clear()
         self._terms.clear()
@@ -632,6 +775,7 @@ class Batch:
     def finish(self) -> None:
         """Before COMMIT: the chunks and postings, word and term counts, counters, the generation."""
         self._flush()
+        self._write_postings()
         db = self._db
         with db.cursor() as cursor:
             for table, column, counts in (("stems", "stem", self._stems), ("terms", "term", self._terms)):
@@ -649,6 +793,11 @@ class Batch:
             db.execute("INSERT INTO citebot_meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE"
                        " SET value = (citebot_meta.value::bigint + %s)::text", (key, str(max(delta, 0)), delta))
         self.set_meta("generation", str(self.generation))
+
+
+def _terms_of(tokens_: list[str]) -> Counter[str]:
+    """The terms a chunk has postings for, with their counts: words of two characters or more, no stop words."""
+    return Counter(w for w in tokens_ if len(w) > 1 and w not in STOPWORDS)
 
 
 def _vector_literal(vector) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit, urlunsplit
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: postings packed per term and segment (postgres/postings.py)
 
 # The vector column has no dimension: the first commit's model fixes it, and then the approximate index
 # is made on the column cast to it (VECTOR_INDEX), which dense search names in its ORDER BY.
@@ -38,20 +38,37 @@ CREATE TABLE IF NOT EXISTS chunks (
     tokens integer NOT NULL,             -- FTS5-style tokens in the text: BM25's document length
     vector vector NOT NULL,              -- unit length
     sentences bytea NOT NULL,            -- int32 (start, end) pairs into text
-    sentence_vectors bytea NOT NULL      -- float16, one unit row per sentence
+    sentence_vectors bytea NOT NULL,     -- float16, one unit row per sentence
+    segment bigint NOT NULL              -- the commit that wrote it: its postings' segment (never updated)
 );
 CREATE INDEX IF NOT EXISTS chunks_document ON chunks (document);
--- BM25: each term's chunks, how often it occurs in each, and the chunk's length (copied from chunks.tokens so
--- that a question's postings are read from this index alone, with no lookup of each chunk); `terms` keeps each
--- term's chunk count.
+-- BM25 (postgres/postings.py): per term and segment, the chunks holding the term, packed. A segment is what
+-- one commit wrote; merges rewrite a few into one (`merged_into` then leads a chunk's `segment` to where its
+-- postings are now). A removed chunk is listed in `dead` until the merge of its segment drops it.
+CREATE TABLE IF NOT EXISTS segments (
+    id bigserial PRIMARY KEY,
+    chunks integer NOT NULL,             -- in its rows, dead ones included
+    dead integer NOT NULL DEFAULT 0,
+    merged_into bigint
+);
 CREATE TABLE IF NOT EXISTS postings (
     term text NOT NULL,
-    chunk bigint NOT NULL REFERENCES chunks (id) ON DELETE CASCADE,
-    tf integer NOT NULL,
-    tokens integer NOT NULL,
-    PRIMARY KEY (term, chunk) INCLUDE (tf, tokens)
+    segment bigint NOT NULL,
+    chunks bytea NOT NULL,               -- int64 chunk ids, ascending (big-endian, as int8send writes)
+    tfs bytea NOT NULL,                  -- uint16 occurrences of the term in each
+    lengths bytea NOT NULL,              -- int32 FTS5-style tokens of each chunk: BM25's document length
+    PRIMARY KEY (term, segment)
 );
-CREATE INDEX IF NOT EXISTS postings_chunk ON postings (chunk);
+ALTER TABLE postings ALTER chunks SET STORAGE EXTERNAL, ALTER tfs SET STORAGE EXTERNAL,
+    ALTER lengths SET STORAGE EXTERNAL;  -- read whole by every question: not compressed
+CREATE INDEX IF NOT EXISTS postings_segment ON postings (segment);
+CREATE TABLE IF NOT EXISTS dead (
+    chunk bigint PRIMARY KEY,
+    segment bigint NOT NULL,
+    generation bigint NOT NULL           -- the commit that removed it: readers fetch only what is new
+);
+CREATE INDEX IF NOT EXISTS dead_segment ON dead (segment);
+CREATE INDEX IF NOT EXISTS dead_generation ON dead (generation);
 CREATE TABLE IF NOT EXISTS terms (term text PRIMARY KEY, df integer NOT NULL);
 CREATE TABLE IF NOT EXISTS stems (stem text PRIMARY KEY, df integer NOT NULL);
 CREATE TABLE IF NOT EXISTS stories (
