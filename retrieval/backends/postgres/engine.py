@@ -17,6 +17,7 @@ import datetime as dt
 import functools
 import logging
 import math
+import re
 import threading
 import time
 from collections import Counter
@@ -33,7 +34,9 @@ from retrieval.backends.common import (
 )
 from retrieval.backends.embedded.segments import SegmentInfo, plan_merge
 from retrieval.backends.postgres import postings as words
-from retrieval.backends.postgres.schema import BUILD_MEMORY, OUTLET_COUNTS, SCHEMA_VERSION, TABLES, VECTOR_INDEXES, shown
+from retrieval.backends.postgres.schema import (
+    BUILD_MEMORY, OUTLET_COUNTS, REBUILD_GROWTH, SCHEMA_VERSION, TABLES, VECTOR_INDEXES, shown,
+)
 from retrieval.errors import (
     CitebotError, IndexBusyError, IndexSchemaError, IndexUnavailableError,
 )
@@ -273,32 +276,63 @@ class PostgresIndex(MetaCounters):
 
     def _build_vector_index(self) -> int:
         dim = self._dim()
-        if dim is None or self.count_chunks() < self.settings.ann_min_chunks:
+        count = self.count_chunks()
+        if dim is None or count < self.settings.ann_min_chunks:
             return 0
         db = self._db
-        row = db.execute("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
-                         " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s"
-                         " AND c.relname = 'chunks_vector'", (self.schema,)).fetchone()
-        if row is not None and row[0]:
-            return 0
-        if row is not None:
+        valid = {name: ok for name, ok in db.execute(
+            "SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace"
+            " n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname IN ('chunks_vector', 'chunks_vector_next')",
+            (self.schema,))}
+        if "chunks_vector_next" in valid:  # a rebuild cut short: made again
+            db.execute("DROP INDEX CONCURRENTLY IF EXISTS chunks_vector_next")
+        kind, size = self.vector_index_kind(count)
+        built = (self.get_meta("vector_index") or "").split()  # kind, size, chunks when built
+        name = "chunks_vector"
+        if valid.get("chunks_vector"):
+            if len(built) != 3:  # made before citebot kept this: as if built now
+                self._set_index_meta(self.vector_index() or kind, size, count)
+                return 0
+            auto = self.settings.factory.lower() == "auto"
+            if built[0] == kind and (not auto or count < REBUILD_GROWTH * int(built[2])):
+                return 0
+            name = "chunks_vector_next"  # the old one serves until the new one is whole
+        elif "chunks_vector" in valid:  # a first build cut short
             db.execute("DROP INDEX CONCURRENTLY IF EXISTS chunks_vector")
-        kind = self.vector_index_kind()
-        log.info("building the %s vector index of %s (%d chunks)", kind, self.location, self.count_chunks())
+        log.info("building the %s vector index of %s (%d chunks, %s %d)", kind, self.location, count,
+                 "lists" if kind == "ivfflat" else "m", size)
         db.execute(f"SET maintenance_work_mem = '{BUILD_MEMORY}'")
         try:
-            lists = max(16, min(65536, int(4 * math.sqrt(self.count_chunks()))))
-            db.execute(VECTOR_INDEXES[kind].format(dim=dim, lists=lists))
+            db.execute(VECTOR_INDEXES[kind].format(name=name, dim=dim, lists=size, m=size))
         finally:
             db.execute("RESET maintenance_work_mem")
+        if name == "chunks_vector_next":
+            db.execute("DROP INDEX CONCURRENTLY IF EXISTS chunks_vector")
+            db.execute("ALTER INDEX chunks_vector_next RENAME TO chunks_vector")
+        self._set_index_meta(kind, size, count)
         # After a bulk load (a copy, a first big ingest): statistics for the planner. Autovacuum keeps them
         # current from here.
         db.execute("VACUUM (ANALYZE) postings, chunks, documents, terms")
         return 1
 
-    def vector_index_kind(self) -> str:
-        """hnsw unless index.factory names IVF (pgvector's ivfflat)."""
-        return "ivfflat" if self.settings.factory.upper().startswith("IVF") else "hnsw"
+    def _set_index_meta(self, kind: str, size: int, count: int) -> None:
+        self._db.execute("INSERT INTO citebot_meta (key, value) VALUES ('vector_index', %s) ON CONFLICT (key) DO"
+                         " UPDATE SET value = excluded.value", (f"{kind} {size} {count}",))
+
+    def vector_index_kind(self, count: int | None = None) -> tuple[str, int]:
+        """What index.factory asks of PostgreSQL for `count` chunks: ("ivfflat", lists) for "auto" (about 2·√n
+        lists, a power of two, at least 50 chunks each: 2048 at 1M) or "IVF<lists>…"; ("hnsw", m) for "HNSW<m>…" (16 when not given)."""
+        factory = self.settings.factory.upper()
+        if factory.startswith("HNSW"):
+            m = re.match(r"HNSW(\d+)", factory)
+            return "hnsw", int(m.group(1)) if m else 16
+        if (fixed := re.match(r"IVF(\d+)", factory)) is not None:
+            return "ivfflat", int(fixed.group(1))
+        n = max(count if count is not None else self.count_chunks(), 1)
+        lists = min(32768, 2 ** round(math.log2(2 * math.sqrt(n))))
+        while lists > 1 and 50 * lists > n:  # k-means wants points: at least 50 a list
+            lists //= 2
+        return "ivfflat", lists
 
     def vector_index(self) -> str | None:
         """The approximate vector index in use ("hnsw", "ivfflat"), or None: dense search is exact."""

@@ -217,7 +217,7 @@ def test_asking_whether_a_collection_has_an_index_creates_nothing(make, postgres
     assert schemas == {"citebot"}
 
 
-@pytest.mark.parametrize("factory, kind", [("auto", "hnsw"), ("IVF16,Flat", "ivfflat")])
+@pytest.mark.parametrize("factory, kind", [("auto", "ivfflat"), ("IVF16,Flat", "ivfflat"), ("HNSW16", "hnsw")])
 def test_postgresql_builds_its_vector_index_once_the_collection_is_large_enough(make, factory, kind):
     """Below index.ann_min_chunks dense search is an exact scan; from there `maintain()` (run after each ingest)
     builds HNSW, or IVFFlat when index.factory names IVF, and answers stay those of the exact scan here."""
@@ -235,3 +235,11 @@ def test_postgresql_builds_its_vector_index_once_the_collection_is_large_enough(
     exact = sorted(stored, key=lambda i: -float(stored[i] @ query))[:3]
     assert [i for i, _ in large.store.dense(query, 3)] == exact  # a handful of rows: the index finds them all
     assert large.check() == []
+    if factory != "auto":
+        return
+    built = large.store.get_meta("vector_index")
+    large.ingest_articles([Article(key=f"more{i}", text=f"Article {i} about cranes, ferries and harbour number {i}.")
+                           for i in range(4 * large.store.count_chunks())])  # grown four times: built again
+    assert large.store.vector_index() == "ivfflat" and large.store.get_meta("vector_index") != built
+    assert int(large.store.get_meta("vector_index").split()[2]) == large.store.count_chunks()
+    assert large.store.maintain() == 0 and large.check() == []
