@@ -542,7 +542,7 @@ def cmd_chat(args, settings) -> int:
         try:
             answer = answerer.answer(line, k=args.k, context=asked[-CONTEXT_QUESTIONS:] or None, **only)
         except (QuestionError, IndexUnavailableError) as error:  # a database away: ask again once it is back
-            err.print(f"citebot: {_line(str(error))}", markup=False)
+            err.print(f"citebot: {_line(str(error))}", markup=False, soft_wrap=True)
             continue
         asked.append(line.strip())
         show(render_answer(answer))
