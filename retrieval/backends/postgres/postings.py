@@ -23,6 +23,9 @@ import numpy as np
 from retrieval.backends.embedded.postings import B, IDF_FLOOR, K1
 
 ID, TF, LENGTH = np.dtype(">i8"), np.dtype(">u2"), np.dtype(">i4")
+# A term with at most this many postings gives a lower bound of the k-th best score (its own k-th best
+# contribution), so that only chunks above it are gathered; a longer one would cost more than it saves.
+FLOOR_POSTINGS = 20_000
 
 __all__ = ["B", "IDF_FLOOR", "K1", "pack", "unpack", "score", "members"]
 
@@ -57,29 +60,35 @@ def score(parts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, float]], ave
 
     `dead` (sorted) are removed chunks still in the rows; `allowed` (sorted), if given, the ids that may be
     returned. A chunk lives in one segment, so its postings for one term are in one row."""
-    parts = [p for p in parts if len(p[0])]
-    if not parts or k <= 0:
+    if k <= 0:
         return []
-    ids = np.concatenate([p[0] for p in parts])
-    tf = np.concatenate([p[1] for p in parts])
-    length = np.concatenate([p[2] for p in parts])
-    idf = np.concatenate([np.full(len(p[0]), p[3]) for p in parts])
-    keep = ~members(ids, dead)
-    if allowed is not None:
-        keep &= members(ids, allowed)
-    if not keep.all():
-        ids, tf, length, idf = ids[keep], tf[keep], length[keep], idf[keep]
-    if not len(ids):
+    ids_, contributions = [], []
+    floor = 0.0  # no chunk below it can be in the top k (below)
+    for ids, tf, length, idf in parts:
+        keep = None if not len(dead) else ~members(ids, dead)
+        if allowed is not None:
+            keep = members(ids, allowed) if keep is None else keep & members(ids, allowed)
+        if keep is not None:
+            ids, tf, length = ids[keep], tf[keep], length[keep]
+        if not len(ids):
+            continue
+        contribution = idf * (tf * (K1 + 1)) / (tf + K1 * (1 - B + B * length / average))
+        ids_.append(ids)
+        contributions.append(contribution)
+        if k <= len(ids) <= FLOOR_POSTINGS:  # k chunks score at least this from this term alone
+            floor = max(floor, float(np.partition(contribution, len(ids) - k)[len(ids) - k]))
+    if not ids_:
         return []
-    contribution = idf * (tf * (K1 + 1)) / (tf + K1 * (1 - B + B * length / average))
-    if len(parts) == 1:
+    ids = np.concatenate(ids_)
+    contribution = np.concatenate(contributions)
+    if len(ids_) == 1:
         found, scores = ids, contribution
     else:
         low = int(ids.min())
         span = int(ids.max()) - low + 1
         if span <= 16 * len(ids):  # dense: one pass over the id range beats a sort
             summed = np.bincount(ids - low, weights=contribution, minlength=span)
-            found = np.flatnonzero(summed)  # every contribution is > 0
+            found = np.flatnonzero(summed >= floor if floor > 0 else summed)  # every contribution is > 0
             scores = summed[found]
             found = found + low
         else:
