@@ -291,8 +291,8 @@ class PostgresIndex(MetaCounters):
         name = "chunks_vector"
         if valid.get("chunks_vector"):
             if len(built) != 3:  # made before citebot kept this: as if built now
-                self._set_index_meta(self.vector_index() or kind, size, count)
-                return 0
+                built = [self.vector_index() or kind, str(size), str(count)]
+                self._set_index_meta(built[0], size, count)
             auto = self.settings.factory.lower() == "auto"
             if built[0] == kind and (not auto or count < REBUILD_GROWTH * int(built[2])):
                 return 0

@@ -243,3 +243,25 @@ def test_postgresql_builds_its_vector_index_once_the_collection_is_large_enough(
     assert large.store.vector_index() == "ivfflat" and large.store.get_meta("vector_index") != built
     assert int(large.store.get_meta("vector_index").split()[2]) == large.store.count_chunks()
     assert large.store.maintain() == 0 and large.check() == []
+
+
+def test_postgresql_replaces_its_vector_index_when_the_factory_asks_for_another_kind(make):
+    """An HNSW index (or one made before citebot recorded what it built) gives way to IVFFlat at the next
+    maintain() once index.factory is auto; the old one serves until the new one is whole."""
+    import psycopg
+
+    first = make("postgres", index={"ann_min_chunks": 3, "factory": "HNSW16"})
+    first.ingest_articles(ARTICLES + [Article(key="d", text="A fourth article about the harbour's ferries.")])
+    assert first.store.vector_index() == "hnsw"
+    url = first.settings.index.url.get_secret_value()
+    first.store.close()
+    with psycopg.connect(url, autocommit=True) as db:  # as a database indexed before citebot kept this
+        db.execute("DELETE FROM citebot.citebot_meta WHERE key = 'vector_index'")
+    second = make("postgres", index={"url": url, "ann_min_chunks": 3, "factory": "auto"})
+    assert second.store.maintain() == 1 and second.store.vector_index() == "ivfflat"
+    assert second.store.get_meta("vector_index").split()[0] == "ivfflat"
+    assert second.store.maintain() == 0 and second.check() == []
+    with psycopg.connect(url) as db:
+        names = {row[0] for row in db.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'citebot'"
+                                              " AND indexname LIKE 'chunks_vector%'")}
+    assert names == {"chunks_vector"}
