@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 Q ?= where are the new battlegroups?
 
-.PHONY: install install-test ask chat test bench wheel wheelhouse image clean
+.PHONY: install install-test ask chat test bench docs docs-serve wheel wheelhouse image clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -35,6 +35,13 @@ test: install-test
 
 bench: install
 	$(BIN)/python benchmarks/latency.py
+
+# The documentation site (mkdocs.yml, docs/) into site/; docs-serve shows it at http://127.0.0.1:8000.
+docs: install-test
+	$(BIN)/mkdocs build --quiet
+
+docs-serve: install-test
+	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
 
 # dist/citebot-*.whl, with config/default.toml and seeds/ inside (setup.py). build/ goes first: setuptools
 # would otherwise keep modules deleted since the last build.
