@@ -38,10 +38,10 @@ bench: install
 
 # The documentation site (mkdocs.yml, docs/) into site/; docs-serve shows it at http://127.0.0.1:8000.
 docs: install-test
-	$(BIN)/mkdocs build --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --quiet
 
 docs-serve: install-test
-	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
 
 # dist/citebot-*.whl, with config/default.toml and seeds/ inside (setup.py). build/ goes first: setuptools
 # would otherwise keep modules deleted since the last build.

