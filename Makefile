@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 Q ?= where are the new battlegroups?
 
-.PHONY: install install-test ask chat test bench docs docs-serve wheel wheelhouse image clean
+.PHONY: install install-test ask chat test test-fast lint bench docs docs-serve wheel wheelhouse image clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -32,6 +32,13 @@ chat: install
 
 test: install-test
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# While working: without the tests marked slow (the real model over seeds/, servers of their own).
+test-fast: install-test
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
+
+lint: install-test
+	$(BIN)/ruff check .
 
 bench: install
 	$(BIN)/python benchmarks/latency.py
