@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import errno
-import io
 import json
 import logging
 import os
@@ -14,15 +12,15 @@ import sys
 import time
 from pathlib import Path
 
-from rich.console import Console
 from rich.text import Text
 
+from bot.console import err, out, show
+from bot.console import line as _line
+from bot.console import version as _version
+from bot.dates import parse_date_flag
 from retrieval.errors import CitebotError, SettingsError
 
 log = logging.getLogger("citebot")
-
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
 
 EXAMPLES = """\
 examples:
@@ -32,15 +30,6 @@ examples:
   citebot sources
   citebot eval squad ../shared/eval/squad-dev-v1.1.json --limit 500
 """
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("citebot")
-    except PackageNotFoundError:  # run from a checkout that was never installed
-        return "(not installed)"
 
 
 TSV_COLUMNS = ("doc_id", "title", "outlet", "published", "chunks", "location")
@@ -202,33 +191,6 @@ def _filter_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--until", metavar="DATE", help="only articles published on or before this date (same forms)")
 
 
-_RELATIVE = re.compile(r"(\d{1,4})\s*([dw])")
-
-
-def parse_date_flag(flag: str, value: str | None, *, today: dt.date | None = None) -> dt.date | None:
-    """A --since/--until value as a date: YYYY-MM-DD, `today`, `yesterday`, `7d` (days ago) or `2w` (weeks ago).
-
-    A bad one is a CitebotError naming the flag. Relative dates count from today in UTC.
-    """
-    if value is None:
-        return None
-    text = value.strip().lower()
-    today = today or dt.datetime.now(dt.timezone.utc).date()
-    if text in ("today", "yesterday"):
-        return today - dt.timedelta(days=text == "yesterday")
-    relative = _RELATIVE.fullmatch(text)
-    if relative:
-        n, unit = int(relative.group(1)), relative.group(2)
-        return today - dt.timedelta(days=n * (7 if unit == "w" else 1))
-    try:
-        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-            raise ValueError
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise CitebotError(f"{flag} must be a date (YYYY-MM-DD, e.g. 2022-03-23), today, yesterday, or days or "
-                           f"weeks ago (7d, 2w), not {value!r}") from None
-
-
 def filters(args) -> dict:
     """The ask/chat filter flags as Answerer.answer keywords, checked before any slow work."""
     outlet = args.outlet.strip() if args.outlet is not None else None
@@ -267,19 +229,6 @@ def check_arguments(args) -> None:
             if bad:
                 what = {"question": "the question", "refs": f"REF {n}"}.get(name, f"--{name.replace('_', '-')}")
                 raise UsageError(_not_utf8(what, bad))
-
-
-def _line(text: str) -> str:
-    """`text` as one line that cannot steer the terminal: paths and errors may quote hostile article files."""
-    if text.isprintable():
-        return text
-    from bot.render import clean_line
-
-    try:  # a file name that is not UTF-8 is shown with its bytes as \xNN, as `ls -b` shows it
-        raw = text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:
-        raw = text.encode("utf-8", "backslashreplace")
-    return clean_line(raw.decode("utf-8", "backslashreplace"))
 
 
 def _disk_full(error: BaseException | None) -> str | None:
@@ -390,25 +339,6 @@ def _print_report(report, as_json: bool) -> None:
         err.print(f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
                   + (f"{report.removed} removed, " if report.removed else "") + f"{report.failed} failed",
                   markup=False)
-
-
-PIPE_WIDTH = 10_000
-
-
-def show(renderable) -> None:
-    """Print to stdout: as rich lays it out on a terminal; in a pipe, unwrapped and without trailing spaces.
-
-    A script reading `citebot ask` wants each sentence on one line with its citation marker,
-    not rich's 80 columns padded with spaces.
-    """
-    if out.is_terminal:
-        out.print(renderable)
-        return
-    wide = Console(file=io.StringIO(), width=PIPE_WIDTH, highlight=False, color_system=None, no_color=True)
-    wide.print(renderable)
-    text = "\n".join(line.rstrip() for line in wide.file.getvalue().split("\n"))
-    out.file.write(text)
-    out.file.flush()
 
 
 def _check_not_busy(settings) -> None:

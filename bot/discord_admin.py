@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-from typing import TYPE_CHECKING, Literal, Optional
+from typing import Literal, Optional
 from urllib.parse import urlsplit
 
 import discord
@@ -28,8 +28,9 @@ from bot.servers import SERVER, Overrides, Rules
 from retrieval import collection
 from retrieval.errors import CitebotError
 
-if TYPE_CHECKING:
-    from bot.discord_app import CitebotClient
+# The bot's client is bot/discord_app.CitebotClient, which imports this module: here it is typed by its base
+# class, so that no import goes back.
+CitebotClient = discord.Client
 
 log = logging.getLogger("citebot.discord")
 

@@ -669,7 +669,7 @@ def _wait_text(seconds: float) -> str:
 
 def _filters(outlet: str | None, since: str | None, until: str | None) -> dict:
     """/ask's outlet and date options as Answerer.answer keywords; a bad date is a CitebotError to show."""
-    from bot.cli import parse_date_flag
+    from bot.dates import parse_date_flag
 
     first, last = parse_date_flag("since", since), parse_date_flag("until", until)
     if first and last and first > last:

@@ -45,7 +45,7 @@ def vote_record(vote: Vote) -> dict:
 
 
 def cmd_feedback(args, settings) -> int:
-    from bot.cli import err, show
+    from bot.console import err, show
     from bot.history import HistoryStore
     from bot.render import clean_line
 

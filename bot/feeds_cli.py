@@ -71,7 +71,7 @@ def cmd_feeds(args, settings) -> int:
 
 
 def _say(line: str) -> None:
-    from bot.cli import err
+    from bot.console import err
 
     err.print(line, markup=False, soft_wrap=True)
 
@@ -83,7 +83,8 @@ def _when(stamp: float | None) -> str | None:
 
 
 def _list(book, settings, as_json: bool) -> int:
-    from bot.cli import _line, out
+    from bot.console import line as _line
+    from bot.console import out
     from retrieval.poller import followed
 
     feeds = followed(settings, book)
@@ -112,7 +113,7 @@ def _result_row(result) -> dict:
 
 
 def _fetcher(settings):
-    from bot.cli import _version
+    from bot.console import version as _version
     from retrieval.fetch import Fetcher
     from retrieval.poller import policy_for
 
@@ -128,7 +129,8 @@ def _poller(settings, writer=None, book=None):
 
 
 def _poll(settings, book, as_json: bool) -> int:
-    from bot.cli import _line, err
+    from bot.console import err
+    from bot.console import line as _line
     from retrieval.poller import followed
 
     if not followed(settings, book):
@@ -169,19 +171,21 @@ def _folders(paths) -> list:
 
 
 def cmd_watch(args, settings) -> int:
-    from bot.cli import _answerer, err
+    from bot.console import err
+    from retrieval.pipeline import Answerer
     from retrieval.watcher import FolderWatcher
 
     folders = _folders(args.paths)
     stop = _stop_on_signals()
     err.print(f"watching {', '.join(map(str, folders))} into {settings.index.dir}; Ctrl-C stops", markup=False)
-    FolderWatcher(_answerer(settings), folders).run(stop)
+    FolderWatcher(Answerer.from_settings(settings), folders).run(stop)
     return 0
 
 
 def cmd_run(args, settings) -> int:
     """Every collection's feeds and folders (or the one `--collection` names), each into its own index."""
-    from bot.cli import _answerer, err
+    from bot.console import err
+    from retrieval.pipeline import Answerer
     from retrieval import collection
 
     base = getattr(args, "base_settings", settings)
@@ -190,7 +194,7 @@ def cmd_run(args, settings) -> int:
     threads, lines, feeds, first = [], [], 0, None
     for name in names:
         own = collection.settings_for(base, name)
-        answerer = _answerer(own) if first is None else first.sibling(own)  # one model for all
+        answerer = Answerer.from_settings(own) if first is None else first.sibling(own)  # one model for all
         first = first or answerer
         followed = len(_poller(own, answerer).feeds())
         feeds += followed

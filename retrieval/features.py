@@ -18,7 +18,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from retrieval.rerank import _STOP
+from retrieval.text import QUESTION_STOPWORDS as _STOP
 
 FEATURES = [
     "cosine",

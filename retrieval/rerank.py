@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from retrieval.errors import ModelLoadError, SettingsError
+from retrieval.text import QUESTION_STOPWORDS as _STOP
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +66,6 @@ class CrossEncoderReranker:
         return [float(s) for s in self._model.predict([(question, p) for p in passages], show_progress_bar=False)]
 
 
-# Words that say nothing about what a question is after.
-_STOP = frozenset(
-    "a an the of in on at to for by with from and or is are was were be been what which who whom whose when where "
-    "why how did does do that this these those it its as into than then there their they he she his her not no yes "
-    "can could would should may might will shall about after before during much many".split()
-)
 
 
 def content_words(text: str) -> set[str]:

@@ -11,6 +11,14 @@ STOPWORDS = frozenset(
     "a an and are as at be but by for if in into is it no not of on or such that the their then there these "
     "they this to was will with".split()
 )
+
+# Words that say nothing about what a question is after: left out of the rescoring's word features
+# (retrieval/features.py). A longer list than BM25's, which keeps what BM25 always left out.
+QUESTION_STOPWORDS = frozenset(
+    "a an the of in on at to for by with from and or is are was were be been what which who whom whose when where "
+    "why how did does do that this these those it its as into than then there their they he she his her not no yes "
+    "can could would should may might will shall about after before during much many".split()
+)
 _QUESTION_WORD = re.compile(r"(?u)\b\w\w+\b")
 _TOKEN = re.compile(r"[^\W_]+")
 

@@ -10,6 +10,7 @@ import pytest
 from rich.console import Console
 
 import bot.cli as cli
+import bot.console as console
 from tests.bot.conftest import FakeAnswerer
 
 
@@ -29,7 +30,9 @@ def chat(monkeypatch, tmp_path):
     answerer = ChatAnswerer()
     monkeypatch.setattr(cli, "_answerer", lambda settings: answerer)
     monkeypatch.setattr(cli, "out", Console(file=io.StringIO(), width=400, color_system=None, highlight=False))
+    monkeypatch.setattr(console, "out", cli.out)  # cli prints through bot.console
     monkeypatch.setattr(cli, "err", Console(file=io.StringIO(), width=400, color_system=None, highlight=False))
+    monkeypatch.setattr(console, "err", cli.err)  # cli prints through bot.console
 
     def run(*lines: str) -> ChatAnswerer:
         monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("".join(f"{line}\n" for line in lines).encode())))

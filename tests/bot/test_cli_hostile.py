@@ -27,6 +27,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from rich.console import Console
 
 import bot.cli as cli
+import bot.console as console
 from bot.render import clean, clean_line, render_answer, render_sources, version_line
 from retrieval.models import Answer, Version
 from tests.bot.conftest import FakeAnswerer, FakeSourceRow, make_answer, make_passage, make_source
@@ -195,8 +196,10 @@ def fake(monkeypatch, tmp_path):
     monkeypatch.setenv("CITEBOT_INDEX__DIR", str(tmp_path / "index"))
     answerer = HostileAnswerer()
     monkeypatch.setattr(cli, "_answerer", lambda settings: answerer)
-    monkeypatch.setattr(cli, "out", Console(file=io.StringIO(), width=400, color_system=None, highlight=False))
-    monkeypatch.setattr(cli, "err", Console(file=io.StringIO(), width=400, color_system=None, highlight=False))
+    for name in ("out", "err"):  # the command's console is bot.console's, which cli imports by name
+        made = Console(file=io.StringIO(), width=400, color_system=None, highlight=False)
+        monkeypatch.setattr(cli, name, made)
+        monkeypatch.setattr(console, name, made)
     return answerer
 
 
@@ -537,7 +540,7 @@ def test_a_line_says_the_model_is_loading_before_an_ingest_that_must_load_it(fak
 def test_the_extractors_warnings_about_a_hostile_page_show_only_with_v(tmp_path, verbose, shown):
     page = tmp_path / "deep.html"
     page.write_text("<html><body>" + "<div>" * 100_000 + "<p>Deep text.</p>" + "</div>" * 100_000 + "</body></html>")
-    code = (f"import sys; from bot import cli; from retrieval.ingest import read_articles; cli._logging({verbose}); "
+    code = (f"import sys; from bot import cli, console; from retrieval.ingest import read_articles; cli._logging({verbose}); "
             f"print(read_articles({str(page)!r}))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "empty: no article text" in result.stdout, result.stderr

@@ -10,6 +10,7 @@ import pytest
 from rich.console import Console
 
 import bot.cli as cli
+import bot.console as console
 from bot.history import HistoryStore
 from retrieval.settings import load_settings
 from tests.bot.conftest import make_answer
@@ -25,7 +26,9 @@ def index(monkeypatch, tmp_path):
     folder = tmp_path / "index"
     monkeypatch.setenv("CITEBOT_INDEX__DIR", str(folder))
     monkeypatch.setattr(cli, "out", Console(file=io.StringIO(), width=400, color_system=None, highlight=False))
+    monkeypatch.setattr(console, "out", cli.out)  # cli prints through bot.console
     monkeypatch.setattr(cli, "err", Console(file=io.StringIO(), width=400, color_system=None, highlight=False))
+    monkeypatch.setattr(console, "err", cli.err)  # cli prints through bot.console
     history = HistoryStore.from_settings(load_settings(index={"dir": str(folder)}), now=lambda: AT)
     for n, (collection, question, guild) in enumerate(
             [("default", "where are the new battlegroups?", 11), ("harbour", "when does the ferry \x1b[2Jsail?", 22)]):
@@ -79,6 +82,7 @@ def test_no_votes_yet_is_one_line_not_an_error(monkeypatch, tmp_path):
         monkeypatch.delenv(name)
     monkeypatch.setenv("CITEBOT_INDEX__DIR", str(tmp_path / "empty"))
     monkeypatch.setattr(cli, "err", Console(file=io.StringIO(), width=400, color_system=None, highlight=False))
+    monkeypatch.setattr(console, "err", cli.err)  # cli prints through bot.console
 
     assert cli.main(["feedback", "export"]) == 0
     assert cli.err.file.getvalue().startswith("No votes in ")
