@@ -33,7 +33,7 @@ from retrieval.features import (
 )
 from retrieval.models import Answer, Hit
 from retrieval.rerank import Reranker, overlap
-from retrieval.search import Ranked, dense_run, fuse, lexical_run
+from retrieval.fusion import Ranked, dense_run, fuse, lexical_run
 from retrieval.settings import Settings
 from retrieval.spans import NoPhrase, PhraseFinder
 from retrieval.backends.base import IndexStore, StoredChunk

@@ -1,4 +1,5 @@
-"""Ranked chunk ids from the dense (FAISS) and lexical (BM25, retrieval/backends/embedded/postings.py) runs, and their fusion."""
+"""Fusion of ranked lists: the dense (vector) and lexical (BM25) runs of a question, each a list of chunk ids with
+scores, merged by reciprocal rank fusion. The searches themselves are the engines' (retrieval/backends/)."""
 
 from __future__ import annotations
 
