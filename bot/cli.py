@@ -17,7 +17,7 @@ from rich.text import Text
 from bot.console import err, out, show
 from bot.console import line as _line
 from bot.console import version as _version
-from bot.dates import parse_date_flag
+from bot.dates import date_range
 from retrieval.errors import CitebotError, SettingsError
 
 log = logging.getLogger("citebot")
@@ -196,9 +196,7 @@ def filters(args) -> dict:
     outlet = args.outlet.strip() if args.outlet is not None else None
     if outlet == "":
         raise CitebotError("--outlet is empty: give an outlet's name, as `citebot sources` lists it")
-    since, until = parse_date_flag("--since", args.since), parse_date_flag("--until", args.until)
-    if since and until and since > until:
-        raise CitebotError(f"--since {since.isoformat()} is after --until {until.isoformat()}: swap them")
+    since, until = date_range(args.since, args.until)
     return {"outlet": outlet, "since": since, "until": until}
 
 

@@ -32,3 +32,14 @@ def parse_date_flag(flag: str, value: str | None, *, today: dt.date | None = Non
     except ValueError:
         raise CitebotError(f"{flag} must be a date (YYYY-MM-DD, e.g. 2022-03-23), today, yesterday, or days or "
                            f"weeks ago (7d, 2w), not {value!r}") from None
+
+
+def date_range(since: str | None, until: str | None, *, names: tuple[str, str] = ("--since", "--until"),
+               today: dt.date | None = None) -> tuple[dt.date | None, dt.date | None]:
+    """The --since/--until pair (or /ask's since/until, `names`) as dates, checked before any slow work: each a
+    date, and the first not after the second."""
+    first = parse_date_flag(names[0], since, today=today)
+    last = parse_date_flag(names[1], until, today=today)
+    if first and last and first > last:
+        raise CitebotError(f"{names[0]} {first.isoformat()} is after {names[1]} {last.isoformat()}: swap them")
+    return first, last

@@ -669,11 +669,9 @@ def _wait_text(seconds: float) -> str:
 
 def _filters(outlet: str | None, since: str | None, until: str | None) -> dict:
     """/ask's outlet and date options as Answerer.answer keywords; a bad date is a CitebotError to show."""
-    from bot.dates import parse_date_flag
+    from bot.dates import date_range
 
-    first, last = parse_date_flag("since", since), parse_date_flag("until", until)
-    if first and last and first > last:
-        raise CitebotError(f"since {first.isoformat()} is after until {last.isoformat()}: swap them")
+    first, last = date_range(since, until, names=("since", "until"))
     filters = {"outlet": outlet.strip() if outlet and outlet.strip() else None, "since": first, "until": last}
     return {name: value for name, value in filters.items() if value is not None}
 

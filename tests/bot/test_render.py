@@ -12,7 +12,8 @@ import pytest
 from rich.console import Console
 
 from bot import render_discord as rd
-from bot.cli import filters, main, parse_date_flag
+from bot.cli import filters, main
+from bot.dates import parse_date_flag
 from bot.render import render_answer, version_line
 from retrieval.errors import CitebotError
 from retrieval.models import Answer, Passage, Source, Span, Version
