@@ -160,9 +160,16 @@ def _parser() -> argparse.ArgumentParser:
     from bot.feedback_export import add_parser as add_feedback_parser
 
     add_feedback_parser(commands)
-    commands.add_parser("discord", help="run the Discord bot (token from CITEBOT_DISCORD_TOKEN)",
-                        description="Start the Discord bot. The token is read from the CITEBOT_DISCORD_TOKEN "
-                        "environment variable only. Needs the discord extra: pip install 'citebot[discord]'.")
+    p = commands.add_parser("discord", help="run the Discord bot (token from CITEBOT_DISCORD_TOKEN)",
+                            description="Start the Discord bot. The token is read from the CITEBOT_DISCORD_TOKEN "
+                            "environment variable only. Needs the discord extra: pip install 'citebot[discord]'.")
+    shards = p.add_mutually_exclusive_group()
+    shards.add_argument("--shard", metavar="I/N", type=shard_spec,
+                        help="run shard I of N (0 ≤ I < N), one process per shard with the same token: Discord "
+                        "gives each shard its share of the servers. Only shard 0 registers the slash commands and "
+                        "follows the feeds")
+    shards.add_argument("--shards", choices=["auto"],
+                        help="auto: this one process holds as many shards as Discord recommends")
     # --config and -v also after the command (`citebot ask "q" -v`, `citebot config show -v`); given there, they win.
     for sub in _all_subparsers(commands):
         sub.add_argument("--config", type=Path, metavar="FILE", default=argparse.SUPPRESS,
@@ -189,6 +196,14 @@ def _filter_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--since", metavar="DATE", help="only articles published on or after this date: YYYY-MM-DD, "
                    "today, yesterday, 7d (days ago) or 2w (weeks ago)")
     p.add_argument("--until", metavar="DATE", help="only articles published on or before this date (same forms)")
+
+
+def shard_spec(text: str) -> tuple[int, int]:
+    """`--shard I/N` as (I, N): shard I of N, 0 ≤ I < N."""
+    match = re.fullmatch(r"\s*(\d{1,5})\s*/\s*(\d{1,5})\s*", text)
+    if not match or not 0 <= int(match.group(1)) < int(match.group(2)):
+        raise argparse.ArgumentTypeError(f"{text!r} is not I/N with 0 ≤ I < N (e.g. 0/2 and 1/2 for two processes)")
+    return int(match.group(1)), int(match.group(2))
 
 
 def filters(args) -> dict:
@@ -651,6 +666,10 @@ def cmd_discord(args, settings) -> int:
         if error.name != "discord" and not (error.name or "").startswith("discord."):
             raise
         raise UsageError(DISCORD_EXTRA) from None
+    if args.shard is not None and settings.index.url is None:
+        raise UsageError("--shard runs one process per shard, and they share the index, history and rules: set "
+                         "index.url to a PostgreSQL database (on one machine, --shards auto holds every shard in one "
+                         "process)")
     check_token(settings)
     import threading
 
@@ -680,10 +699,13 @@ def cmd_discord(args, settings) -> int:
             followed.add(name)
         start_in_thread(collection.settings_for(base, name), each, stop)
 
-    for name, each in answerers.items():
-        follow(name, each)
+    shard = "auto" if args.shards == "auto" else args.shard
+    leader = not isinstance(shard, tuple) or shard[0] == 0  # one process polls the feeds and syncs the commands
+    if leader:
+        for name, each in answerers.items():
+            follow(name, each)
     try:
-        return run_bot(base, answerer, answerers=answerers, follow=follow)
+        return run_bot(base, answerer, answerers=answerers, follow=follow if leader else None, shard=shard)
     finally:
         stop.set()
 

@@ -178,6 +178,8 @@ class CitebotClient(discord.Client):
         # Buttons of answers posted by any earlier run are dispatched by their custom id's pattern.
         self.add_dynamic_items(SourcesButton, VoteButton, ShareButton)
         await asyncio.to_thread(self.servers.load)
+        if getattr(self, "shard_id", None):  # shards 1…N-1: shard 0 registered the same commands
+            return
         guild_id = self.settings.discord.dev_guild
         if guild_id is not None:
             guild = discord.Object(id=guild_id)
@@ -734,8 +736,24 @@ def _add_commands(client: CitebotClient) -> None:
     discord_admin.add_commands(client)
 
 
+class AutoShardedCitebotClient(CitebotClient, discord.AutoShardedClient):
+    """The bot holding as many shards as Discord recommends, in one process (`citebot discord --shards auto`)."""
+
+
+def make_client(settings: Settings, answerer: Answerer, *, shard: tuple[int, int] | str | None = None,
+                **options) -> CitebotClient:
+    """The bot's client: one connection (no shard), shard I of N (`--shard I/N`), or every shard (`"auto"`)."""
+    if shard == "auto":
+        return AutoShardedCitebotClient(settings, answerer, **options)
+    if shard is not None:
+        index, count = shard
+        options.update(shard_id=index, shard_count=count)
+    return CitebotClient(settings, answerer, **options)
+
+
 def run_bot(settings: Settings, answerer: Answerer, *, answerers: dict[str, Answerer] | None = None,
-            follow: Callable[[str, Answerer], None] | None = None) -> int:
+            follow: Callable[[str, Answerer], None] | None = None,
+            shard: tuple[int, int] | str | None = None) -> int:
     """Run the bot until SIGTERM or Ctrl-C; the exit code for `citebot discord`.
 
     The model and index load before the bot connects, so it only reports ready once it can answer.
@@ -751,7 +769,8 @@ def run_bot(settings: Settings, answerer: Answerer, *, answerers: dict[str, Answ
         return error.exit_code
 
     def client(message_content: bool) -> CitebotClient:
-        return CitebotClient(settings, answerer, answerers=answerers, follow=follow, message_content=message_content)
+        return make_client(settings, answerer, shard=shard, answerers=answerers, follow=follow,
+                           message_content=message_content)
 
     return asyncio.run(serve(client, token.get_secret_value()))
 
