@@ -76,3 +76,28 @@ def test_systemd_accepts_every_line(tmp_path):
     result = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True, text=True, timeout=60)
     # verify exits 0 for unknown keys and bad values too: it only warns, on stderr.
     assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
+SHARD = ROOT / "deploy" / "citebot-discord@.service"
+
+
+def test_the_shard_template_runs_shard_i_of_n_with_its_secrets_in_a_file():
+    service = read_unit(SHARD.read_text())["Service"]
+    (command,) = values(service, "ExecStart")
+    assert command.split()[1:] == ["discord", "--shard", "%i/${CITEBOT_SHARDS}"]
+    assert values(service, "EnvironmentFile") == ["/etc/citebot/discord.env"]  # token, database, shard count
+    assert not any("CITEBOT_DISCORD_TOKEN" in v or "INDEX__URL" in v for v in values(service, "Environment"))
+    assert "2" in values(service, "RestartPreventExitStatus")[0].split()  # e.g. --shard without index.url
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_systemd_accepts_every_line_of_the_shard_template(tmp_path):
+    stub = tmp_path / "citebot"
+    stub.write_text("#!/bin/sh\n")
+    stub.chmod(0o755)
+    text = SHARD.read_text()
+    program = values(read_unit(text)["Service"], "ExecStart")[0].split()[0]
+    copy = tmp_path / "citebot-discord@0.service"  # an instance: a template is verified through one
+    copy.write_text(text.replace(f"ExecStart={program}", f"ExecStart={stub}"))
+    result = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
