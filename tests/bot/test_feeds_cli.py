@@ -139,7 +139,7 @@ def test_the_discord_bot_polls_the_feeds_beside_it_and_stops_them_with_it(monkey
     monkeypatch.setenv("CITEBOT_INDEX__DIR", str(tmp_path / "index"))
     seen = {}
 
-    def run_bot(settings, answerer, answerers=None, follow=None):
+    def run_bot(settings, answerer, answerers=None, follow=None, shard=None):
         seen["threads"] = {t.name: t for t in threading.enumerate()}
         seen["answerers"] = answerers
         return 0
@@ -179,7 +179,7 @@ def test_the_bot_follows_collections_chosen_on_discord_at_start_and_later_ones_o
     def pollers() -> int:
         return sum(t.name == "citebot-poller" and t.is_alive() for t in threading.enumerate())
 
-    def run_bot(settings, answerer, answerers=None, follow=None):
+    def run_bot(settings, answerer, answerers=None, follow=None, shard=None):
         seen["answerers"] = dict(answerers)
         seen["at_start"] = pollers()
         later = answerer.sibling(settings)
