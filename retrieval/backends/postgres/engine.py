@@ -351,8 +351,15 @@ class PostgresIndex(MetaCounters):
             return
         try:
             db.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        except (psycopg.OperationalError, psycopg.InterfaceError) as error:
-            raise self._unavailable(error) from None
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            # This thread's connection may have died in an outage that is over (a server restart): nothing was
+            # read yet, so one fresh connection is tried before the question is told the database is away.
+            self.close()
+            try:
+                db = self._db
+                db.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+                raise self._unavailable(error) from None
         self._local.meta = {}  # one snapshot sees one meta table: read it once (get_meta)
         try:
             yield

@@ -5,6 +5,7 @@ same thing (exact vectors, FTS5's BM25), their answers are compared with each ot
 """
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -178,6 +179,8 @@ def test_a_restarted_server_costs_the_questions_asked_meanwhile_one_sentence_the
         answerer = Answerer(settings, FakeEmbedder())
         answerer.ingest_articles(ARTICLES)
         assert answerer.answer("which ferries were cancelled?").found
+        worker = ThreadPoolExecutor(max_workers=1)  # a thread whose connection the outage will kill unseen
+        assert worker.submit(answerer.answer, "how many workers joined the strike?").result().found
         book = FeedBook(settings.index)  # the pooled state stores: the same outage, the same recovery
         book.add("https://news.example/rss")
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
@@ -192,6 +195,10 @@ def test_a_restarted_server_costs_the_questions_asked_meanwhile_one_sentence_the
         with pytest.raises(IndexUnavailableError):
             answerer.ingest_articles([Article(key="d", text="A new pier opened in Bergen on Friday.")])
         server.ensure_postgres_running()
+        # that thread's connection died while the server was down: its first question after the restart is
+        # answered all the same, on a fresh connection
+        assert worker.submit(answerer.answer, "how many workers joined the strike?").result().found
+        worker.shutdown()
         answer = answerer.answer("which ferries were cancelled?")
         assert answer.found and "ferries" in answer.passages[0].text
         assert answerer.ingest_articles([Article(key="d", text="A new pier opened in Bergen on Friday.")]).added == 1
