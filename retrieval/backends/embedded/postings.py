@@ -226,8 +226,7 @@ def search(segments: Sequence[LexicalSegment], terms: Sequence[str], k: int,
         docs = np.concatenate([d for (d, _), _ in parts])
         tf = np.concatenate([f for (_, f), _ in parts]).astype(np.float64)
         idf = np.concatenate([np.full(len(d), w) for (d, _), w in parts])
-        norm = K1 * (1 - B + B * segment.postings.lengths[docs] / average)
-        contribution = idf * (tf * (K1 + 1)) / (tf + norm)
+        contribution = contributions(tf, segment.postings.lengths[docs], average, idf)
         if len(parts) == 1:
             positions, scores = docs, contribution
         elif 8 * len(docs) > len(segment.postings):  # dense: one pass over the segment beats a sort
@@ -239,22 +238,39 @@ def search(segments: Sequence[LexicalSegment], terms: Sequence[str], k: int,
             scores = np.bincount(inverse, weights=contribution)
         ids = segment.postings.ids[positions]
         if allowed is not None:
-            keep = _members(ids, allowed)
+            keep = members(ids, allowed)
             ids, scores = ids[keep], scores[keep]
-        if len(ids) > k:  # every chunk tied with the k-th stays, so that ties go to the older chunk
-            top = scores >= -np.partition(-scores, k - 1)[k - 1]
-            ids, scores = ids[top], scores[top]
+        ids, scores = top_k(ids, scores, k)
         best_ids.append(ids)
         best_scores.append(scores)
     if not best_ids:
         return []
-    ids, scores = np.concatenate(best_ids), np.concatenate(best_scores)
-    order = np.lexsort((ids, -scores))[:k]  # ties: the older chunk first
+    return ranked(np.concatenate(best_ids), np.concatenate(best_scores), k)
+
+
+def contributions(tf: np.ndarray, length: np.ndarray, average: float, idf) -> np.ndarray:
+    """Each posting's part of its chunk's BM25 score: FTS5's formula, for both engines."""
+    return idf * (tf * (K1 + 1)) / (tf + K1 * (1 - B + B * length / average))
+
+
+def top_k(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k best (ids, scores), unordered, with every id tied with the k-th kept (ties go to the older chunk)."""
+    if len(ids) <= k:
+        return ids, scores
+    top = scores >= -np.partition(-scores, k - 1)[k - 1]
+    return ids[top], scores[top]
+
+
+def ranked(ids: np.ndarray, scores: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """The k best (id, score), best first; ties: the older (smaller) id first."""
+    ids, scores = top_k(ids, scores, k)
+    order = np.lexsort((ids, -scores))[:k]
     return [(int(ids[i]), float(scores[i])) for i in order]
 
 
-def _members(ids: np.ndarray, allowed: np.ndarray) -> np.ndarray:
-    if not len(allowed):
+def members(ids: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """A bool per id: whether it is in `sorted_set` (a sorted int64 array)."""
+    if not len(sorted_set):
         return np.zeros(len(ids), dtype=bool)
-    at = np.minimum(np.searchsorted(allowed, ids), len(allowed) - 1)
-    return allowed[at] == ids
+    at = np.minimum(np.searchsorted(sorted_set, ids), len(sorted_set) - 1)
+    return sorted_set[at] == ids

@@ -20,14 +20,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from retrieval.backends.embedded.postings import B, IDF_FLOOR, K1
+from retrieval.backends.embedded.postings import IDF_FLOOR, contributions, members, ranked
 
 ID, TF, LENGTH = np.dtype(">i8"), np.dtype(">u2"), np.dtype(">i4")
 # A term with at most this many postings gives a lower bound of the k-th best score (its own k-th best
 # contribution), so that only chunks above it are gathered; a longer one would cost more than it saves.
 FLOOR_POSTINGS = 20_000
 
-__all__ = ["B", "IDF_FLOOR", "K1", "pack", "unpack", "score", "members"]
+__all__ = ["IDF_FLOOR", "members", "pack", "score", "unpack"]
 
 
 def pack(ids: np.ndarray, tfs: np.ndarray, lengths: np.ndarray) -> tuple[bytes, bytes, bytes]:
@@ -46,14 +46,6 @@ def unpack(ids: bytes, tfs: bytes, lengths: bytes) -> tuple[np.ndarray, np.ndarr
     return a.astype(np.int64), f.astype(np.float64), n.astype(np.float64)
 
 
-def members(ids: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
-    """A bool per id: whether it is in `sorted_set` (a sorted int64 array)."""
-    if not len(sorted_set) or not len(ids):
-        return np.zeros(len(ids), dtype=bool)
-    at = np.minimum(np.searchsorted(sorted_set, ids), len(sorted_set) - 1)
-    return sorted_set[at] == ids
-
-
 def score(parts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, float]], average: float, k: int, *,
           dead: np.ndarray, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
     """The k best (chunk id, BM25) from (ids, tfs, lengths, idf) rows, best first, ties to the older chunk.
@@ -62,7 +54,7 @@ def score(parts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, float]], ave
     returned. A chunk lives in one segment, so its postings for one term are in one row."""
     if k <= 0:
         return []
-    ids_, contributions = [], []
+    id_parts, shares = [], []
     floor = 0.0  # no chunk below it can be in the top k (below)
     for ids, tf, length, idf in parts:
         keep = None if not len(dead) else ~members(ids, dead)
@@ -72,16 +64,16 @@ def score(parts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, float]], ave
             ids, tf, length = ids[keep], tf[keep], length[keep]
         if not len(ids):
             continue
-        contribution = idf * (tf * (K1 + 1)) / (tf + K1 * (1 - B + B * length / average))
-        ids_.append(ids)
-        contributions.append(contribution)
+        contribution = contributions(tf, length, average, idf)
+        id_parts.append(ids)
+        shares.append(contribution)
         if k <= len(ids) <= FLOOR_POSTINGS:  # k chunks score at least this from this term alone
             floor = max(floor, float(np.partition(contribution, len(ids) - k)[len(ids) - k]))
-    if not ids_:
+    if not id_parts:
         return []
-    ids = np.concatenate(ids_)
-    contribution = np.concatenate(contributions)
-    if len(ids_) == 1:
+    ids = np.concatenate(id_parts)
+    contribution = np.concatenate(shares)
+    if len(id_parts) == 1:
         found, scores = ids, contribution
     else:
         low = int(ids.min())
@@ -94,9 +86,4 @@ def score(parts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, float]], ave
         else:
             found, inverse = np.unique(ids, return_inverse=True)
             scores = np.bincount(inverse, weights=contribution)
-    if len(found) > k:  # every chunk tied with the k-th stays, so that ties go to the older chunk
-        kth = -np.partition(-scores, k - 1)[k - 1]
-        top = scores >= kth
-        found, scores = found[top], scores[top]
-    order = np.lexsort((found, -scores))[:k]
-    return [(int(found[i]), float(scores[i])) for i in order]
+    return ranked(found, scores, k)
