@@ -655,7 +655,7 @@ class Batch:
         self._segment: int | None = None  # this batch's postings segment, made at its first chunk
         self._postings: dict[str, list[tuple[int, int, int]]] = {}  # term -> (chunk, tf, tokens), rows at finish
         self._gone: set[int] = set()  # chunks this batch wrote and then removed
-        self._ids: set[int] = set()  # chunks this batch wrote
+        self._written = 0  # chunks this batch wrote
 
     def _flush(self) -> None:
         """The batch's chunks so far, by COPY (ids were taken from the sequence when added)."""
@@ -679,8 +679,8 @@ class Batch:
                 if rows:
                     a = np.array(rows, dtype=np.int64).reshape(-1, 3)
                     copy.write_row((term, self._segment, *words.pack(a[:, 0], a[:, 1], a[:, 2])))
-        written = len(self._ids - self._gone)
-        self._db.execute("UPDATE segments SET chunks = %s WHERE id = %s", (written, self._segment))
+        self._db.execute("UPDATE segments SET chunks = %s WHERE id = %s",
+                         (self._written - len(self._gone), self._segment))
         self._postings = {}
 
     def set_model(self, name: str, dim: int) -> None:
@@ -701,6 +701,7 @@ class Batch:
         self._count_outlet(outlet, -1)
         chunks = db.execute("SELECT id, segment, text, tokens FROM chunks WHERE document = %s", (document,)).fetchall()
         dead: list[tuple[int, int, int]] = []
+        now: dict[int, int] = {}  # a chunk's commit segment -> where its postings are now (one lookup each)
         for chunk, segment, text, n in chunks:
             self._terms.subtract(_terms_of(tokens(text)).keys())
             self._stems.subtract(set(content_stems(text)))
@@ -708,11 +709,14 @@ class Batch:
             if segment == self._segment:  # written by this batch: its postings are not in the table yet
                 self._gone.add(chunk)
             else:
-                dead.append((chunk, self._current_segment(segment), self.generation))
+                if segment not in now:
+                    now[segment] = self._current_segment(segment)
+                dead.append((chunk, now[segment], self.generation))
         if dead:  # their postings rows stay until a merge of the segment drops them (postgres/postings.py)
             with db.cursor() as cursor:
                 cursor.executemany("INSERT INTO dead (chunk, segment, generation) VALUES (%s, %s, %s)", dead)
-                cursor.executemany("UPDATE segments SET dead = dead + 1 WHERE id = %s", [(s,) for _, s, _ in dead])
+                cursor.executemany("UPDATE segments SET dead = dead + %s WHERE id = %s",
+                                   [(n, s) for s, n in Counter(s for _, s, _ in dead).items()])
         self._leave_story(document)
         db.execute("DELETE FROM documents WHERE id = %s", (document,))  # its chunks cascade
         self._documents -= 1
@@ -743,7 +747,7 @@ class Batch:
             self._segment = db.execute("INSERT INTO segments (chunks) VALUES (0) RETURNING id").fetchone()[0]
         ids = [row[0] for row in db.execute("SELECT nextval('chunks_id_seq') FROM generate_series(1, %s)",
                                             (len(chunks),))]
-        self._ids.update(ids)
+        self._written += len(ids)
         for chunk_id, chunk, vector, spans, svectors in zip(ids, chunks, vectors, sentences, sentence_vectors,
                                                             strict=True):
             words = tokens(chunk.text)
@@ -805,7 +809,7 @@ class Batch:
             self._db.execute("DELETE FROM outlets WHERE name = %s AND documents <= 0", (name,))
 
     def clear(self) -> None:
-        self._chunk_rows, self._postings, self._segment, self._gone, self._ids = [], {}, None, set(), set()
+        self._chunk_rows, self._postings, self._segment, self._gone, self._written = [], {}, None, set(), 0
         db = self._db
         db.execute("TRUNCATE documents, chunks, postings, segments, dead, terms, stems, stories, story_bands, outlets")
         db.execute("DELETE FROM citebot_meta WHERE key IN ('documents', 'chunks', 'copies', 'tokens')")
