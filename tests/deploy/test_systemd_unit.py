@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import ROOT
 
 UNIT = ROOT / "deploy" / "citebot-discord.service"
+SHARD = ROOT / "deploy" / "citebot-discord@.service"  # one instance per shard
 
 
 def read_unit(text: str) -> dict[str, list[tuple[str, str]]]:
@@ -65,20 +66,19 @@ def test_it_restarts_on_failure_but_not_on_a_setting_to_fix():
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
-def test_systemd_accepts_every_line(tmp_path):
+@pytest.mark.parametrize("unit, name", [(UNIT, UNIT.name), (SHARD, "citebot-discord@0.service")],
+                         ids=["service", "shard-template"])  # a template is verified through an instance
+def test_systemd_accepts_every_line(tmp_path, unit, name):
     stub = tmp_path / "citebot"
     stub.write_text("#!/bin/sh\n")
     stub.chmod(0o755)
-    text = UNIT.read_text()
+    text = unit.read_text()
     program = values(read_unit(text)["Service"], "ExecStart")[0].split()[0]
-    copy = tmp_path / UNIT.name
+    copy = tmp_path / name
     copy.write_text(text.replace(f"ExecStart={program}", f"ExecStart={stub}"))
     result = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True, text=True, timeout=60)
     # verify exits 0 for unknown keys and bad values too: it only warns, on stderr.
     assert result.returncode == 0 and result.stderr == "", result.stderr
-
-
-SHARD = ROOT / "deploy" / "citebot-discord@.service"
 
 
 def test_the_shard_template_runs_shard_i_of_n_with_its_secrets_in_a_file():
@@ -88,16 +88,3 @@ def test_the_shard_template_runs_shard_i_of_n_with_its_secrets_in_a_file():
     assert values(service, "EnvironmentFile") == ["/etc/citebot/discord.env"]  # token, database, shard count
     assert not any("CITEBOT_DISCORD_TOKEN" in v or "INDEX__URL" in v for v in values(service, "Environment"))
     assert "2" in values(service, "RestartPreventExitStatus")[0].split()  # e.g. --shard without index.url
-
-
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
-def test_systemd_accepts_every_line_of_the_shard_template(tmp_path):
-    stub = tmp_path / "citebot"
-    stub.write_text("#!/bin/sh\n")
-    stub.chmod(0o755)
-    text = SHARD.read_text()
-    program = values(read_unit(text)["Service"], "ExecStart")[0].split()[0]
-    copy = tmp_path / "citebot-discord@0.service"  # an instance: a template is verified through one
-    copy.write_text(text.replace(f"ExecStart={program}", f"ExecStart={stub}"))
-    result = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0 and result.stderr == "", result.stderr
