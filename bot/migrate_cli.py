@@ -55,7 +55,7 @@ def migrate_to(args, settings, *, err) -> int:
                 source, target = open_index(own), open_index(theirs)
                 try:
                     task = bar.add_task(f"copying {name}", total=source.count_documents())
-                    with source.lock(), target.lock():
+                    with source.lock(alone=True), target.lock(alone=True):
                         copies = own.copies.threshold if own.copies.enabled else None
                         report = copy_index(source, target, copies_threshold=copies, progress=lambda r, t=task: bar.update(
                             t, completed=r.copied + r.skipped))

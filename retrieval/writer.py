@@ -125,8 +125,8 @@ class Writer:
         self.embedder = embedder
         self.store = store
 
-    def lock(self):
-        return self.store.lock()
+    def lock(self, *, alone: bool = False):
+        return self.store.lock(alone=alone)
 
     # -- ingest ---------------------------------------------------------------------------------
     def ingest(self, paths: Sequence[Path], *, progress: Progress | None = None, rebuild: bool = False,
@@ -143,7 +143,7 @@ class Writer:
             report.failed += 1
             report.errors.append(str(error))
         self._check_chunking()
-        with self.lock():
+        with self.lock(alone=rebuild):  # a rebuild replaces everything: no other writer meanwhile
             if not rebuild:
                 self.store.check_model(self.settings.embedding.model)
             last = _last_records(files, self.settings)

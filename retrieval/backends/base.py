@@ -89,8 +89,10 @@ class IndexStore(Protocol):
     def close(self) -> None: ...
 
     # -- the write side ---------------------------------------------------------------------------
-    def lock(self) -> AbstractContextManager[None]:
-        """Hold the right to write for the block (IndexBusyError past index.lock_wait_seconds)."""
+    def lock(self, *, alone: bool = False) -> AbstractContextManager[None]:
+        """Hold the right to write for the block (IndexBusyError past index.lock_wait_seconds). An engine many
+        processes share lets writers hold it together unless one asks to be `alone` (a rebuild, a migration);
+        the embedded engine always has one writer."""
 
     def write(self, *, copies_threshold: float | None = None) -> AbstractContextManager[WriteBatch]:
         """One batch, committed whole when the block ends; `copies_threshold` groups wire copies (None: off)."""

@@ -73,7 +73,8 @@ class EmbeddedIndex:
 
     # -- the write side -------------------------------------------------------------------------
     @contextmanager
-    def lock(self) -> Iterator[None]:
+    def lock(self, *, alone: bool = True) -> Iterator[None]:
+        """One writer at a time: the folder's write.lock (`alone` is always so here)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         with open(self.folder / LOCK_FILE, "w") as handle:
             take_lock(handle, self.folder, self.settings.lock_wait_seconds)

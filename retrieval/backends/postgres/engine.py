@@ -7,8 +7,13 @@ transaction. BM25 is the embedded engine's (SQLite FTS5's): the same tokens (ret
 and IDF floor, summed in the reader from the packed postings rows of the question's own terms
 (postgres/postings.py); `maintain()` merges those rows' segments as the embedded engine merges its files.
 
-One writer at a time through an advisory lock. The feed book, the bot's history and server rules live in
-the same schema (postgres/state.py), so nothing of a collection is kept in `index.dir`.
+Many writers at once, on any number of machines: each reads, chunks and embeds on its own, and only its
+commits take turns (an advisory transaction lock, `COMMIT_KEY`, held from a batch's first statement to its
+COMMIT), so commits get their generations in the order they become visible, a batch sees every commit before
+it (the same article from two writers stays one document; two wire copies join one story), and a merge never
+interleaves with a commit. A rebuild or a migration holds the right to write alone (`lock(alone=True)`).
+The feed book, the bot's history and server rules live in the same schema (postgres/state.py), so nothing of
+a collection is kept in `index.dir`.
 """
 
 from __future__ import annotations
@@ -47,7 +52,10 @@ from retrieval.text import STOPWORDS, question_terms, tokens
 
 log = logging.getLogger(__name__)
 
-LOCK_KEY = 0x63697465626F74  # "citebot": the advisory lock one writer holds
+LOCK_KEY = 0x63697465626F74  # "citebot": held shared by every writer's call, alone by a rebuild or migration
+COMMIT_KEY = LOCK_KEY + 1  # held by one commit (or merge) at a time, to its COMMIT
+MAINTAIN_KEY = LOCK_KEY + 2  # held by the one process merging or building the vector index
+SETUP_KEY = LOCK_KEY + 3  # held while the extension, the schema and its tables are made
 MERGE_PAGE = 5000  # postings rows a merge reads at a time
 
 
@@ -122,6 +130,7 @@ class PostgresIndex(MetaCounters):
             "SELECT value FROM citebot_meta WHERE key = 'schema'").fetchone()
         if not version:
             with db.transaction():
+                db.execute("SELECT pg_advisory_xact_lock(%s)", (SETUP_KEY,))
                 db.execute(TABLES)
                 db.execute("INSERT INTO citebot_meta (key, value) VALUES ('schema', %s) ON CONFLICT DO NOTHING",
                            (str(SCHEMA_VERSION),))
@@ -148,13 +157,18 @@ class PostgresIndex(MetaCounters):
                 raise IndexUnavailableError(f"cannot reach the database {self.location} ({_first_line(error)}): "
                                             "check index.url and that the server is running") from None
             self._reached = True
-            try:
-                db.execute("CREATE EXTENSION IF NOT EXISTS vector SCHEMA public")
-            except psycopg.Error as error:
-                db.close()
-                raise CitebotError(f"{self.location}: pgvector is not available ({_first_line(error)}): install the "
-                                   "vector extension in that database") from None
-            db.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            ready = db.execute("SELECT to_regnamespace(%s) IS NOT NULL AND EXISTS (SELECT 1 FROM pg_extension WHERE"
+                               " extname = 'vector')", (self.schema,)).fetchone()[0]
+            if not ready:  # made once, by whichever process comes first ("IF NOT EXISTS" alone races)
+                try:
+                    with db.transaction():
+                        db.execute("SELECT pg_advisory_xact_lock(%s)", (SETUP_KEY,))
+                        db.execute("CREATE EXTENSION IF NOT EXISTS vector SCHEMA public")
+                        db.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+                except psycopg.Error as error:
+                    db.close()
+                    raise CitebotError(f"{self.location}: pgvector is not available ({_first_line(error)}): install "
+                                       "the vector extension in that database") from None
             db.execute(f'SET search_path = "{self.schema}", public')
             self._local.db = db
         return db
@@ -175,36 +189,53 @@ class PostgresIndex(MetaCounters):
 
     # -- the write side -------------------------------------------------------------------------
     @contextmanager
-    def lock(self) -> Iterator[None]:
-        """One writer at a time, by a session advisory lock (waiting up to index.lock_wait_seconds)."""
+    def lock(self, *, alone: bool = False) -> Iterator[None]:
+        """The right to write for the block: shared by any number of writers (their commits take turns in
+        `write`), or held `alone` (a rebuild, a migration), waiting up to index.lock_wait_seconds."""
         db = self._db
         wait_s = self.settings.lock_wait_seconds
         deadline = time.monotonic() + wait_s
-        while not self._try_lock(db):
+        kind = "" if alone else "_shared"
+        while not self._try_lock(db, kind):
             if time.monotonic() >= deadline:
-                raise IndexBusyError(f"another citebot process has been writing to {self.location} for {wait_s:g} s: "
+                doing = "writing to" if alone else "rebuilding or migrating"
+                raise IndexBusyError(f"another citebot process has been {doing} {self.location} for {wait_s:g} s: "
                                      "try again when it is done, or raise index.lock_wait_seconds")
             time.sleep(0.1)
         try:
             yield
         finally:
             try:
-                db.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+                db.execute(f"SELECT pg_advisory_unlock{kind}(%s)", (LOCK_KEY,))
             except (psycopg.OperationalError, psycopg.InterfaceError):
                 pass  # a lost session holds no lock
 
-    def _try_lock(self, db) -> bool:
+    def _try_lock(self, db, kind: str = "", key: int = LOCK_KEY) -> bool:
         try:
-            return db.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]
+            return db.execute(f"SELECT pg_try_advisory_lock{kind}(%s)", (key,)).fetchone()[0]
         except (psycopg.OperationalError, psycopg.InterfaceError) as error:
             raise self._unavailable(error) from None
+
+    def _take_turn(self, db) -> None:
+        """Inside a transaction: wait (up to index.lock_wait_seconds) for the commits of other writers ahead."""
+        wait_s = self.settings.lock_wait_seconds
+        db.execute(f"SET LOCAL lock_timeout = '{max(int(wait_s * 1000), 1)}ms'")
+        try:
+            db.execute("SELECT pg_advisory_xact_lock(%s)", (COMMIT_KEY,))
+        except psycopg.errors.LockNotAvailable:
+            raise IndexBusyError(f"another citebot process has been committing to {self.location} for {wait_s:g} s: "
+                                 "try again when it is done, or raise index.lock_wait_seconds") from None
+        db.execute("SET LOCAL lock_timeout = 0")
 
     @contextmanager
     def write(self, *, copies_threshold: float | None = None) -> Iterator[Batch]:
         db = self._db
         try:
             with db.transaction():
-                batch = Batch(db, self.generation + 1, copies_threshold=copies_threshold)
+                self._take_turn(db)  # from here to COMMIT no other commit: generations follow commit order
+                generation = int(db.execute("SELECT coalesce((SELECT value::bigint FROM citebot_meta WHERE key ="
+                                            " 'generation'), 0)").fetchone()[0])
+                batch = Batch(db, generation + 1, copies_threshold=copies_threshold)
                 yield batch
                 batch.finish()
         except (psycopg.OperationalError, psycopg.InterfaceError) as error:
@@ -217,19 +248,28 @@ class PostgresIndex(MetaCounters):
 
         PostgreSQL keeps the vector index current from then on, and autovacuum reclaims what removals leave.
         A build cut short leaves an invalid index, dropped and built again here."""
-        steps = 0
-        while chosen := plan_merge([SegmentInfo(*row) for row in self._db.execute(
-                "SELECT id, chunks, dead FROM segments WHERE merged_into IS NULL ORDER BY id")]):
-            self._merge(chosen)
-            steps += 1
-        return steps + self._build_vector_index()
+        db = self._db
+        if not self._try_lock(db, key=MAINTAIN_KEY):
+            return 0  # another process is at it; what it leaves undone, the next maintain does
+        try:
+            steps = 0
+            while chosen := plan_merge([SegmentInfo(*row) for row in db.execute(
+                    "SELECT id, chunks, dead FROM segments WHERE merged_into IS NULL ORDER BY id")]):
+                self._merge(chosen)
+                steps += 1
+            return steps + self._build_vector_index()
+        finally:
+            try:
+                db.execute("SELECT pg_advisory_unlock(%s)", (MAINTAIN_KEY,))
+            except (psycopg.OperationalError, psycopg.InterfaceError):
+                pass
 
     def _merge(self, chosen: list[int]) -> None:
         """Segments `chosen` become one: each term's rows joined into one, without the dead chunks."""
         db = self._db
         started = time.monotonic()
         with db.transaction():
-            db.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))  # no other writer meanwhile
+            self._take_turn(db)  # no commit meanwhile: a removal's dead row always names where its postings are
             # chunks without a single term (all stop words) are in no row: the segments count them still
             total, gone = db.execute("SELECT coalesce(sum(chunks), 0), coalesce(sum(dead), 0) FROM segments"
                                      " WHERE id = ANY(%s)", (chosen,)).fetchone()
@@ -732,8 +772,12 @@ class Batch:
 
     def add(self, article: Article, chunks: list[Chunk], vectors: np.ndarray,
             sentences: list[list[tuple[int, int]]], sentence_vectors: list[np.ndarray]) -> None:
-        self.remove(article.key)
         db = self._db
+        self._flush()
+        if (db.execute("SELECT doc_id FROM documents WHERE key = %s", (article.key,)).fetchone()
+                or (None,))[0] == article.doc_id:
+            return  # another writer committed this very article since this one looked: one copy stays
+        self.remove(article.key)
         document = db.execute(
             "INSERT INTO documents (doc_id, key, title, outlet, published, author, url, path, text, via)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
