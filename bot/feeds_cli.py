@@ -93,13 +93,14 @@ def _list(book, settings, as_json: bool) -> int:
         row = {"url": feed.url, "outlet": feed.outlet, "every_s": feed.every_s, "origin": feed.origin,
                "last_poll": _when(s.last_poll), "last_ok": _when(s.last_ok), "last_new_entry": _when(s.last_new),
                "last_error": s.last_error, "failures": s.failures, "entries_taken": s.entries,
-               "next_due": _when(s.next_due or None)}
+               "next_due": _when(s.next_due or None), "polled_by": book.claimed_by(feed)}
         if as_json:
             print(json.dumps(row))
         else:
             state = f"error: {_line(s.last_error)}" if s.last_error else ("ok" if s.last_ok else "never polled")
             out.print(f"{_line(feed.url)}  [{feed.origin}] {state}; last poll {row['last_poll'] or '—'}, "
-                      f"last new entry {row['last_new_entry'] or '—'}, {s.entries} entries taken",
+                      f"last new entry {row['last_new_entry'] or '—'}, {s.entries} entries taken"
+                      + (f"; being polled by {row['polled_by']}" if row["polled_by"] else ""),
                       markup=False, soft_wrap=True)
     if not feeds and not as_json:
         _say("no feeds: add one with `citebot feeds add URL` or under [[feeds]] in the settings")

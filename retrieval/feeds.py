@@ -68,6 +68,11 @@ CREATE TABLE IF NOT EXISTS held (
     held_at REAL NOT NULL,
     PRIMARY KEY (feed, entry)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS claims (
+    feed TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    until REAL NOT NULL
+);
 """,
          "postgres": """
 CREATE TABLE IF NOT EXISTS feeds (
@@ -96,6 +101,11 @@ CREATE TABLE IF NOT EXISTS held (
     article TEXT NOT NULL,
     held_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (feed, entry)
+);
+CREATE TABLE IF NOT EXISTS claims (
+    feed TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    until DOUBLE PRECISION NOT NULL
 );
 """}
 BUSY_RETRY_S = 60.0  # a poll whose articles could not be committed (a busy index) is due again this soon
@@ -191,6 +201,7 @@ class FeedBook:
             gone = db.execute("DELETE FROM feeds WHERE url = ?", (url,)).rowcount
             db.execute("DELETE FROM entries WHERE feed = ?", (url,))
             db.execute("DELETE FROM held WHERE feed = ?", (url,))
+            db.execute("DELETE FROM claims WHERE feed = ?", (url,))
         return bool(gone)
 
     def added(self) -> list[Feed]:
@@ -256,6 +267,36 @@ class FeedBook:
         """The articles fetched at an earlier poll of this feed and not committed yet, by entry."""
         rows = self._read("SELECT entry, article FROM held WHERE feed = ? ORDER BY held_at, entry", (url,))
         return {entry: Article.model_validate_json(article) for entry, article in rows}
+
+    def claim(self, feed: Feed, owner: str, lease_s: float, *, due_only: bool = True) -> bool:
+        """Take the right to poll this feed now, for `lease_s` seconds: False if it is not due (with
+        `due_only`) or another process holds an unexpired claim. Many pollers on one database (PostgreSQL)
+        thus fetch each feed once per interval; a killed poller's claims lapse and others take its feeds."""
+        now = time.time()
+        with self._state.session(exclusive=True) as db:
+            if due_only:
+                row = db.execute("SELECT next_due FROM feeds WHERE url = ?", (feed.url,)).fetchone()
+                if row is not None and row[0] > now:
+                    return False
+            taken = db.execute("INSERT INTO claims(feed, owner, until) VALUES (?, ?, ?) ON CONFLICT (feed) DO UPDATE"
+                               " SET owner = excluded.owner, until = excluded.until WHERE claims.until < ?"
+                               " OR claims.owner = excluded.owner", (feed.url, owner, now + lease_s, now))
+            return taken.rowcount == 1
+
+    def renew(self, feed: Feed, owner: str, lease_s: float) -> bool:
+        """Extend a claim this owner holds; False if it lapsed and another took it."""
+        with self._state.session() as db:
+            return db.execute("UPDATE claims SET until = ? WHERE feed = ? AND owner = ?",
+                              (time.time() + lease_s, feed.url, owner)).rowcount == 1
+
+    def release(self, feed: Feed, owner: str) -> None:
+        with self._state.session() as db:
+            db.execute("DELETE FROM claims WHERE feed = ? AND owner = ?", (feed.url, owner))
+
+    def claimed_by(self, feed: Feed) -> str | None:
+        """Who polls the feed now (an unexpired claim), for `citebot feeds list`."""
+        rows = self._read("SELECT owner FROM claims WHERE feed = ? AND until >= ?", (feed.url, time.time()))
+        return rows[0][0] if rows else None
 
     def due(self, feed: Feed, now: float | None = None) -> bool:
         rows = self._read("SELECT next_due FROM feeds WHERE url = ?", (feed.url,))

@@ -1,7 +1,10 @@
 """The long-running loop that keeps an index current: every followed feed polled when it is due.
 
-One poller per index, one feed at a time (the write lock serialises commits anyway). A feed's
-failure is logged and backs off (retrieval/feeds.py); nothing a feed does stops the loop.
+A poller takes one feed at a time. Before polling a feed it claims it in the feed book (for
+`fetch.claim_seconds`, renewed while the poll lasts), so several pollers on one PostgreSQL database
+(`citebot run` on several machines) fetch each feed once per interval between them, and a killed
+poller's feeds are taken over once its claims lapse. A feed's failure is logged and backs off
+(retrieval/feeds.py); nothing a feed does stops the loop.
 `citebot run` runs it in the foreground; `citebot discord` runs it in a thread beside the bot, off
 the event loop.
 """
@@ -9,9 +12,13 @@ the event loop.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import socket
 import threading
 import time
+import uuid
+from contextlib import contextmanager
 
 from retrieval.errors import SettingsError
 from retrieval.feeds import Feed, FeedBook, PollResult, poll
@@ -64,6 +71,8 @@ class Poller:
         self.fetcher = fetcher or Fetcher(policy_for(settings))
         self.book = book or FeedBook(settings.index)
         self.default_every = parse_interval(settings.fetch.feed_every, what="fetch.feed_every")
+        self.lease_s = settings.fetch.claim_seconds
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # this poller, in claims
         self.feeds()  # a bad [[feeds]] interval is a SettingsError now, not a log line every round
 
     def feeds(self) -> list[Feed]:
@@ -82,12 +91,55 @@ class Poller:
             return result
 
     def poll_all(self) -> list[PollResult]:
-        """Every feed once, due or not (`citebot feeds poll`)."""
-        return [self.poll(feed) for feed in self.feeds()]
+        """Every feed once, due or not (`citebot feeds poll`); one another process is polling now is left to it."""
+        results = []
+        for feed in self.feeds():
+            with self._claimed(feed, due_only=False) as mine:
+                results.append(self.poll(feed) if mine else PollResult(
+                    feed.url, error=f"another citebot process ({self.book.claimed_by(feed)}) is polling it now"))
+        return results
 
     def poll_due(self) -> list[PollResult]:
+        """The feeds due now that no other poller has claimed, each polled once."""
         now = time.time()
-        return [self.poll(feed) for feed in self.feeds() if self.book.due(feed, now)]
+        results = []
+        for feed in self.feeds():
+            if not self.book.due(feed, now):
+                continue
+            with self._claimed(feed) as mine:
+                if mine:
+                    results.append(self.poll(feed))
+        return results
+
+    @contextmanager
+    def _claimed(self, feed: Feed, *, due_only: bool = True):
+        """Claim the feed for the block (True) or learn that it is not ours to poll (False); the claim is
+        renewed every third of its lease while the block runs, and released at its end."""
+        if not self.book.claim(feed, self.owner, self.lease_s, due_only=due_only):
+            yield False
+            return
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(self.lease_s / 3):
+                try:
+                    if not self.book.renew(feed, self.owner, self.lease_s):
+                        log.warning("feed %s: the claim lapsed during the poll; another poller may take it", feed.url)
+                        return
+                except Exception:  # noqa: BLE001 - the poll goes on; the claim may lapse
+                    log.debug("feed %s: renewing the claim failed", feed.url, exc_info=True)
+
+        keeper = threading.Thread(target=renew, name="citebot-claim", daemon=True)
+        keeper.start()
+        try:
+            yield True
+        finally:
+            done.set()
+            keeper.join()
+            try:
+                self.book.release(feed, self.owner)
+            except Exception:  # noqa: BLE001 - an unreleased claim lapses by itself
+                log.debug("feed %s: releasing the claim failed", feed.url, exc_info=True)
 
     def next_due_in(self) -> float:
         feeds = self.feeds()

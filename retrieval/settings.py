@@ -189,6 +189,8 @@ class FetchSettings(_Section):
     robots: bool = Field(True, description="honour robots.txt")
     contact: str | None = Field(None, description="an email or URL for the User-Agent, so a site can reach you")
     feed_every: str = Field("60s", description="a feed's poll interval unless it sets its own: 90s, 15m, 2h")
+    claim_seconds: float = Field(120.0, ge=5, le=3600, description="a poller's claim on a feed it polls, renewed "
+                                 "while the poll lasts: a killed poller's feeds are taken over after this")
 
 
 class FeedSettings(_Section):

@@ -270,3 +270,56 @@ def test_the_feed_book_keeps_feeds_validators_entries_and_held_articles(state_se
     assert (status.failures, status.last_error, status.entries) == (1, "the feed timed out", 2)
     assert status.next_due - status.last_poll == pytest.approx(1200.0) and book.held(feed.url) == {}
     assert book.remove(feed.url) and not book.remove(feed.url) and book.added() == []
+
+
+def test_a_feed_is_claimed_by_one_poller_until_polled_or_its_claim_lapses(state_settings):
+    """Claims on either engine: one owner at a time, none while the feed is not due, a lapsed claim taken over."""
+    from retrieval.feeds import PollResult
+
+    one, two = FeedBook(state_settings.index), FeedBook(state_settings.index)
+    feed = Feed("https://news.example/rss")
+    assert one.claim(feed, "a", 60) and not two.claim(feed, "b", 60)
+    assert two.claimed_by(feed) == "a" and one.claim(feed, "a", 60)  # its own claim, renewed
+    assert one.renew(feed, "a", 60) and not two.renew(feed, "b", 60)
+    one.record(feed, PollResult(feed.url, entries=1, new=1), every_s=600.0, taken=["x"])
+    one.release(feed, "a")
+    assert two.claimed_by(feed) is None and not two.claim(feed, "b", 60)  # polled: not due for 600 s
+    assert two.claim(feed, "b", 60, due_only=False) and not one.claim(feed, "a", 60, due_only=False)
+    assert two.claim(feed, "b", -1, due_only=False)  # a claim whose lease has run out ...
+    assert one.claim(feed, "a", 60, due_only=False) and one.claimed_by(feed) == "a"  # ... is taken over
+    assert not two.renew(feed, "b", 60)
+    assert one.remove(feed.url) and one.claimed_by(feed) is None
+
+
+def test_two_pollers_on_one_book_fetch_each_feed_once_per_interval(web, settings_for, tmp_path):
+    """Two pollers (two processes' worth: their own books and writers) share 6 feeds for three rounds."""
+    from retrieval.poller import Poller
+
+    settings = settings_for(embedding={"model": "fake"}, chunking={"max_tokens": 40}, answer={"min_score": 0.0},
+                            fetch={"claim_seconds": 30, "feed_every": "10s"})
+    for n in range(6):
+        web.routes[f"/p{n}"] = Route(page(f"Page {n}", f"Story number {n} about the harbour."), headers=HTML)
+        web.routes[f"/feed{n}"] = Route(rss([(f"{n}", web.url(f"/p{n}"), "")]), headers=RSS)
+    pollers = []
+    for _ in range(2):
+        answerer = Answerer(settings, FakeEmbedder())
+        poller = Poller(settings, answerer, fetcher=fetcher())
+        pollers.append(poller)
+    for n in range(6):
+        pollers[0].book.add(web.url(f"/feed{n}"), every_s=600.0)
+    import threading
+
+    results = [[], []]
+    threads = [threading.Thread(target=lambda i=i: results[i].extend(pollers[i].poll_due())) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    polled = [r.url for rs in results for r in rs]
+    assert sorted(polled) == sorted(web.url(f"/feed{n}") for n in range(6))  # each once, between the two
+    assert all(web.paths().count(f"/feed{n}") == 1 for n in range(6))
+    assert pollers[0].poll_due() == [] and pollers[1].poll_due() == []  # none due again within the interval
+    forced = pollers[1].poll_all()
+    assert [r.error for r in forced] == [None] * 6 and all(web.paths().count(f"/feed{n}") == 2 for n in range(6))
+    answerer = pollers[0].writer
+    assert answerer.store.count_documents() == 6 and answerer.check() == []
