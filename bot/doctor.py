@@ -92,11 +92,23 @@ def _database(settings: Settings) -> tuple[Status, str]:
     except CitebotError as error:
         return "fail", str(error)
     try:
-        about = store.server()
+        try:
+            about = store.server()
+        except CitebotError as error:
+            return "fail", str(error)
         replica = ""
         if about["replica"]:
-            lag = "nothing replayed yet" if about["lag_s"] is None else f"{about['lag_s']:.1f} s behind the primary"
+            lag = "nothing replayed yet" if about["lag_s"] is None else f"last commit replayed {about['lag_s']:.1f} s ago"
             replica = f"; a streaming replica, {lag}"
+        if about["read_from"]:
+            if about["lag_bytes"] == 0:
+                lag = "has replayed everything the primary wrote"
+            elif about["lag_bytes"] is None:
+                lag = "its lag is unknown"
+            else:
+                seconds = "" if about["lag_s"] is None else f", last commit replayed {about['lag_s']:.1f} s ago"
+                lag = f"{about['lag_bytes']:,} bytes of WAL behind the primary{seconds}"
+            replica += f"; questions read from the replica {about['read_from']}, which {lag}"
         return "ok", (f"{store.location}: PostgreSQL {about['postgres']}, pgvector {about['pgvector']}, "
                       f"schema {about['schema']}, vectors {about['vector_index']}{replica}")
     finally:

@@ -90,6 +90,9 @@ class IndexSettings(_Section):
                       "history (relative paths in a settings file are from that file's folder)")
     url: SecretStr | None = Field(None, description="a PostgreSQL database (postgresql://user@host/db, with "
                                   "pgvector) to keep the index in instead of the folder; its password is never shown")
+    read_url: SecretStr | None = Field(None, description="a streaming replica of index.url that questions read "
+                                       "from (writes still go to index.url); a replica that lags answers from what "
+                                       "it has, and `citebot doctor` says how far behind it is")
     collection: str = Field("default", description="the collection this index belongs to, set by --collection "
                             "(in PostgreSQL each collection is a schema of its own: citebot, citebot_NAME)")
     factory: str = Field(

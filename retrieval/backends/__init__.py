@@ -27,8 +27,10 @@ def _postgres(module: str):
 def open_index(settings: Settings) -> IndexStore:
     """The index the settings name: the database in `index.url`, else the embedded engine in `index.dir`."""
     if settings.index.url is not None:
+        read_url = settings.index.read_url
         return _postgres("engine").PostgresIndex(settings.index.url.get_secret_value(), settings.index,
-                                                 model=settings.embedding.model)
+                                                 model=settings.embedding.model,
+                                                 read_url=read_url.get_secret_value() if read_url else None)
     from retrieval.backends.embedded.engine import EmbeddedIndex
 
     return EmbeddedIndex(settings.index.dir, settings.index, model=settings.embedding.model)

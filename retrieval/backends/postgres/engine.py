@@ -116,8 +116,9 @@ def stored_collections(url: str) -> set[str]:
 class PostgresIndex(MetaCounters):
     """An index in a PostgreSQL database with pgvector."""
 
-    def __init__(self, url: str, settings: IndexSettings, *, model: str):
+    def __init__(self, url: str, settings: IndexSettings, *, model: str, read_url: str | None = None):
         self.url = url
+        self.read_url = read_url  # a streaming replica questions read from (index.read_url); writes go to `url`
         self.settings = settings
         self.model = model
         self._local = threading.local()
@@ -146,44 +147,62 @@ class PostgresIndex(MetaCounters):
 
     @property
     def _db(self):
-        """One connection per thread, autocommit outside snapshots and batches."""
+        """One connection per thread, autocommit outside snapshots and batches: to the primary, or inside a
+        snapshot of a reader given index.read_url, to the replica."""
+        if getattr(self._local, "reading", False):
+            db = getattr(self._local, "rdb", None)
+            if db is None or db.closed:
+                db = self._local.rdb = self._connect(self.read_url, replica=True)
+            return db
         db = getattr(self._local, "db", None)
         if db is None or db.closed:
+            db = self._local.db = self._connect(self.url)
+        return db
+
+    def _connect(self, url: str, *, replica: bool = False):
+        where = shown(url)
+        try:
+            db = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        except psycopg.OperationalError as error:
+            if self._reached:  # it worked before: the server is away for now
+                raise self._unavailable(error) from None
+            raise IndexUnavailableError(f"cannot reach the database {where} ({_first_line(error)}): check "
+                                        f"index.{'read_url' if replica else 'url'} and that the server is running") from None
+        self._reached = True
+        ready = db.execute("SELECT to_regnamespace(%s) IS NOT NULL AND EXISTS (SELECT 1 FROM pg_extension WHERE"
+                           " extname = 'vector')", (self.schema,)).fetchone()[0]
+        if not ready and replica:
+            db.close()
+            raise IndexUnavailableError(f"the replica {where} holds no index of this collection yet: it has not "
+                                        "replayed the primary's first commit (check its replication), or index.read_url "
+                                        "names another database")
+        if not ready:  # made once, by whichever process comes first ("IF NOT EXISTS" alone races)
             try:
-                db = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
-            except psycopg.OperationalError as error:
-                if self._reached:  # it worked before: the server is away for now
-                    raise self._unavailable(error) from None
-                raise IndexUnavailableError(f"cannot reach the database {self.location} ({_first_line(error)}): "
-                                            "check index.url and that the server is running") from None
-            self._reached = True
-            ready = db.execute("SELECT to_regnamespace(%s) IS NOT NULL AND EXISTS (SELECT 1 FROM pg_extension WHERE"
-                               " extname = 'vector')", (self.schema,)).fetchone()[0]
-            if not ready:  # made once, by whichever process comes first ("IF NOT EXISTS" alone races)
-                try:
-                    with db.transaction():
-                        db.execute("SELECT pg_advisory_xact_lock(%s)", (SETUP_KEY,))
-                        db.execute("CREATE EXTENSION IF NOT EXISTS vector SCHEMA public")
-                        db.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-                except psycopg.Error as error:
-                    db.close()
-                    raise CitebotError(f"{self.location}: pgvector is not available ({_first_line(error)}): install "
-                                       "the vector extension in that database") from None
-            db.execute(f'SET search_path = "{self.schema}", public')
-            self._local.db = db
+                with db.transaction():
+                    db.execute("SELECT pg_advisory_xact_lock(%s)", (SETUP_KEY,))
+                    db.execute("CREATE EXTENSION IF NOT EXISTS vector SCHEMA public")
+                    db.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            except psycopg.Error as error:
+                db.close()
+                raise CitebotError(f"{where}: pgvector is not available ({_first_line(error)}): install "
+                                   "the vector extension in that database") from None
+        db.execute(f'SET search_path = "{self.schema}", public')
         return db
 
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        for name in ("db", "rdb"):
+            db = getattr(self._local, name, None)
+            if db is not None:
+                try:
+                    db.close()
+                finally:
+                    setattr(self._local, name, None)
 
     def _unavailable(self, error: BaseException) -> IndexUnavailableError:
         try:
             self.close()
         except psycopg.Error:
-            self._local.db = None
+            self._local.db = self._local.rdb = None
         return IndexUnavailableError(f"the database {self.location} cannot be reached now ({_first_line(error)}): "
                                      "nothing was changed; try again once it is back")
 
@@ -385,6 +404,26 @@ class PostgresIndex(MetaCounters):
     # -- the read side --------------------------------------------------------------------------
     @contextmanager
     def snapshot(self) -> Iterator[None]:
+        """One committed state for the block's reads (REPEATABLE READ), on the replica when index.read_url is set
+        (unless this thread is inside a write: a writer reads what it writes)."""
+        if getattr(self._local, "reading", False):  # nested in a replica snapshot: that one holds
+            yield
+            return
+        primary = getattr(self._local, "db", None)
+        writing = primary is not None and not primary.closed and primary.info.transaction_status != 0
+        if self.read_url and not writing:
+            self._local.reading = True
+            try:
+                with self._snapshot():
+                    yield
+            finally:
+                self._local.reading = False
+            return
+        with self._snapshot():
+            yield
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[None]:
         db = self._db
         if db.info.transaction_status != 0:  # nested (0 is idle): the outer snapshot holds
             yield
@@ -670,15 +709,38 @@ class PostgresIndex(MetaCounters):
         self.close()
 
     def server(self) -> dict[str, str | float | None]:
-        """What `citebot doctor` reports: the server's and pgvector's versions, the schema, the vector index,
-        and on a streaming replica how far behind the primary it is (seconds since the last replayed commit)."""
+        """What `citebot doctor` reports: the server's and pgvector's versions, the schema, the vector index;
+        whether index.url is itself a streaming replica; and with index.read_url, the replica's lag behind the
+        primary: WAL bytes not yet replayed, and seconds since the last commit it replayed (0 when it has
+        replayed everything the primary wrote)."""
         db = self._db
-        replica, lag = db.execute("SELECT pg_is_in_recovery(), extract(epoch FROM now() -"
-                                  " pg_last_xact_replay_timestamp())").fetchone()
-        return {"postgres": db.execute("SHOW server_version").fetchone()[0],
-                "pgvector": db.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()[0],
-                "schema": self.get_meta("schema") or "?", "vector_index": self.vector_index() or "exact",
-                "replica": bool(replica), "lag_s": None if lag is None else float(lag)}
+        replica = db.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+        about = {"postgres": db.execute("SHOW server_version").fetchone()[0],
+                 "pgvector": db.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()[0],
+                 "schema": self.get_meta("schema") or "?", "vector_index": self.vector_index() or "exact",
+                 "replica": bool(replica), "lag_s": None, "lag_bytes": None, "read_from": None}
+        if replica:
+            about["lag_s"] = self._replay_age(db)
+        if self.read_url:
+            about["read_from"] = shown(self.read_url)
+            written = db.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0] if not replica else None
+            self._local.reading = True
+            try:
+                rdb = self._db
+                behind, age = rdb.execute("SELECT pg_wal_lsn_diff(%s::pg_lsn, pg_last_wal_replay_lsn()),"
+                                          " extract(epoch FROM now() - pg_last_xact_replay_timestamp())",
+                                          (written or "0/0",)).fetchone()
+            finally:
+                self._local.reading = False
+            if written is not None and behind is not None:
+                about["lag_bytes"] = max(int(behind), 0)
+                about["lag_s"] = 0.0 if about["lag_bytes"] == 0 else (None if age is None else float(age))
+        return about
+
+    @staticmethod
+    def _replay_age(db) -> float | None:
+        age = db.execute("SELECT extract(epoch FROM now() - pg_last_xact_replay_timestamp())").fetchone()[0]
+        return None if age is None else float(age)
 
 
 class Batch:
