@@ -12,7 +12,6 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from retrieval.backends.postgres.engine import PostgresIndex
 from retrieval.models import Article
 from retrieval.pipeline import Answerer
 from tests.fakes import FakeEmbedder
