@@ -5,8 +5,10 @@ One SQLite file, `servers.sqlite` in the index folder beside `history.sqlite`, o
 it is never pruned: it holds settings, one row per server that chose a collection and one per server
 or channel whose behaviour was changed, so it stays small whatever the corpus holds. The whole file
 is read once when the bot starts and then kept in memory; every change is written through, so
-reading the rules for a message costs a dictionary lookup, not a query. Only the bot writes it. (Bot
-processes sharing one database see another's changes when they start; issue 24 makes them see them at once.)
+reading the rules for a message costs a dictionary lookup, not a query. Only the bot writes it. Each change
+also counts up `book_version`; a process reads that counter at most once a second (`REFRESH_S`) when it
+looks a rule up, and reads the book again when another process changed it: bot shards sharing one database
+obey a rule another shard's admin command set within a second, with no restart.
 
 A rule is looked up from the most particular place to the least: the channel (a thread counts as
 its parent), the whole server (channel id 0), then the `[discord]` settings. An unset rule (NULL)
@@ -25,6 +27,9 @@ from retrieval.backends.base import StateDB
 from retrieval.settings import Settings
 
 FILENAME = "servers.sqlite"
+REFRESH_S = 1.0  # how often a process looks whether another one changed the book
+_BUMP = ("INSERT INTO book_version (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = book_version.n + 1"
+         " RETURNING n")
 SERVER = 0  # the channel id under which a server-wide rule is kept
 REPLIES = ("thread", "inline")
 NOT_FOUND = ("public", "private")
@@ -48,6 +53,7 @@ CREATE TABLE IF NOT EXISTS channels (
     set_at       REAL    NOT NULL,
     PRIMARY KEY (guild_id, channel_id)
 );
+CREATE TABLE IF NOT EXISTS book_version (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL);
 """,
            "postgres": """
 CREATE TABLE IF NOT EXISTS servers (
@@ -68,6 +74,7 @@ CREATE TABLE IF NOT EXISTS channels (
     set_at       DOUBLE PRECISION    NOT NULL,
     PRIMARY KEY (guild_id, channel_id)
 );
+CREATE TABLE IF NOT EXISTS book_version (id INTEGER PRIMARY KEY CHECK (id = 1), n BIGINT NOT NULL);
 """}
 
 
@@ -114,6 +121,8 @@ class ServerBook:
         self._lock = threading.Lock()
         self._collections: dict[int, str] | None = None
         self._overrides: dict[tuple[int, int], Overrides] = {}
+        self._version = 0  # book_version as last read or written here
+        self._checked = 0.0  # monotonic time of the last look at book_version
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServerBook:
@@ -130,22 +139,42 @@ class ServerBook:
             "channels": "guild_id, channel_id, answers, replies, mention_only, not_found, set_by, set_at"})
 
     def load(self) -> None:
-        """Read the file once (nothing to read if it does not exist yet); later calls do nothing."""
+        """Read the book once (nothing to read if it does not exist yet); later calls read it again only when
+        another process has changed it (looked at once a second at most)."""
         with self._lock:
             self._load()
 
     def _load(self) -> None:
         if self._collections is not None:
-            return
+            if time.monotonic() - self._checked < REFRESH_S or not self._state.exists():
+                return
+            with self._state.session() as db:
+                row = db.execute("SELECT n FROM book_version WHERE id = 1").fetchone()
+            self._checked = time.monotonic()
+            if (row[0] if row else 0) == self._version:
+                return
         collections: dict[int, str] = {}
         overrides: dict[tuple[int, int], Overrides] = {}
+        version = 0
         if self._state.exists():
             with self._state.session() as db:
+                row = db.execute("SELECT n FROM book_version WHERE id = 1").fetchone()
+                version = row[0] if row else 0
                 collections = dict(db.execute("SELECT guild_id, collection FROM servers").fetchall())
                 for guild, channel, answers, replies, mention_only, not_found in db.execute(
                         "SELECT guild_id, channel_id, answers, replies, mention_only, not_found FROM channels"):
                     overrides[guild, channel] = Overrides(_bool(answers), replies, _bool(mention_only), not_found)
         self._collections, self._overrides = collections, overrides
+        self._version, self._checked = version, time.monotonic()
+
+    def _written(self, connection) -> None:
+        """In a change's transaction: count the book's version up. When this process had read the version
+        before (nobody else wrote meanwhile), its memory is current; otherwise it reads the book again soon."""
+        version = connection.execute(_BUMP).fetchone()[0]
+        if version == self._version + 1:
+            self._version = version
+        else:
+            self._checked = 0.0  # someone else wrote too: look at the next lookup
 
     # -- collections
 
@@ -170,6 +199,7 @@ class ServerBook:
                         "INSERT INTO servers (guild_id, collection, set_by, set_at) VALUES (?, ?, ?, ?) "
                         "ON CONFLICT (guild_id) DO UPDATE SET collection = excluded.collection, "
                         "set_by = excluded.set_by, set_at = excluded.set_at", (guild_id, name, by, self._now()))
+                self._written(connection)
             if name is None:
                 self._collections.pop(guild_id, None)
             else:
@@ -208,6 +238,7 @@ class ServerBook:
                     "not_found = excluded.not_found, set_by = excluded.set_by, set_at = excluded.set_at",
                     (guild_id, channel_id, _int(merged.answers), merged.replies, _int(merged.mention_only),
                      merged.not_found, by, self._now()))
+                self._written(connection)
             self._overrides[guild_id, channel_id] = merged
             return merged
 
@@ -218,6 +249,7 @@ class ServerBook:
             with self._state.session() as connection:
                 gone = connection.execute("DELETE FROM channels WHERE guild_id = ? AND channel_id = ?",
                                           (guild_id, channel_id)).rowcount
+                self._written(connection)
             self._overrides.pop((guild_id, channel_id), None)
             return bool(gone)
 

@@ -66,3 +66,22 @@ def test_reading_rules_asks_the_file_once(tmp_path):
     assert book.rules(BASE, 1, 10).replies == "inline" and book.collection(1) is None
     with pytest.raises(sqlite3.OperationalError):
         sqlite3.connect(f"file:{path}?mode=ro", uri=True).execute("SELECT 1 FROM channels")
+
+
+def test_a_change_made_by_another_process_is_seen_within_a_second(state_settings, monkeypatch):
+    """Two books on one store, as two bot shards on one database: no restart needed."""
+    import time
+
+    from bot import servers
+
+    monkeypatch.setattr(servers, "REFRESH_S", 0.05)
+    shard0, shard1 = ServerBook.from_settings(state_settings), ServerBook.from_settings(state_settings)
+    shard0.set_rules(1, 10, Overrides(not_found="private"))
+    assert shard1.rules(BASE, 1, 10).not_found == "private" and shard1.collection(1) is None
+    shard0.set_collection(1, "harbour")
+    shard1.set_rules(1, SERVER, Overrides(replies="inline"))  # it writes while the other's change is unread
+    time.sleep(0.1)
+    assert shard1.collection(1) == "harbour" and shard0.rules(BASE, 1, 11).replies == "inline"
+    shard0.reset_rules(1, 10)
+    time.sleep(0.1)
+    assert shard1.rules(BASE, 1, 10).not_found == "public" and shard1.channels_with_rules(1) == []
