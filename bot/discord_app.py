@@ -803,7 +803,17 @@ async def serve(make_client: Callable[[bool], discord.Client], token: str) -> in
     except discord.PrivilegedIntentsRequired:  # the bot asks for no other privileged intent: never, unless Discord changes
         _say("Discord refused a privileged intent the bot asked for: check the Developer Portal (Bot → Privileged Gateway Intents)")
         return 1
-    except (discord.HTTPException, discord.GatewayNotFound, discord.ConnectionClosed, aiohttp.ClientError, OSError) as error:
+    except discord.ConnectionClosed as error:
+        if error.code == 4011:  # Discord's "Sharding required": the bot is in too many servers for one connection
+            _say("Discord requires this bot to shard (it is in too many servers for one connection): run "
+                 "`citebot discord --shards auto`, or one process per shard with --shard I/N")
+        elif error.code == 4010:
+            _say("Discord refused the shard (close code 4010, invalid shard): give every process the same N in "
+                 "--shard I/N, with I from 0 to N-1, or use --shards auto")
+        else:
+            _say(f"could not connect to Discord: {type(error).__name__}: {error}")
+        return 1
+    except (discord.HTTPException, discord.GatewayNotFound, aiohttp.ClientError, OSError) as error:
         _say(f"could not connect to Discord: {type(error).__name__}: {error}")
         return 1
     finally:

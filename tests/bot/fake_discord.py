@@ -15,7 +15,14 @@ also blocking the fake. It holds the bot to Discord's rules rather than acceptin
   as Discord's own carry, and a second 429 for a retry that comes too early;
 - request bodies sent as `application/json` (or multipart), responses sent as exactly `application/json`;
 - the gateway: HELLO, heartbeats and their ACKs, IDENTIFY -> READY + GUILD_CREATE, dispatches with
-  sequence numbers, RECONNECT, and RESUME replaying what the bot missed (zlib-stream compressed when asked).
+  sequence numbers, RECONNECT, and RESUME replaying what the bot missed (zlib-stream compressed when asked);
+- sharding, with `FakeDiscord(shards=N, guilds=M)`: GET /gateway/bot recommends N shards; an IDENTIFY must
+  carry `shard: [i, N]` (else 4010/4011, as Discord closes); each shard's session gets READY and GUILD_CREATE
+  for its own servers only, `(guild_id >> 22) % N == i`, and every event of a server goes to the session of
+  its shard (direct messages to shard 0). Server k's id is made so that it is on shard k % 2 of 2 and on
+  shard (k + 1) % 3 of 3, so a test can reshard from 2 to 3 and see a server move to another shard.
+  `shard_count` may be changed between runs of the bot (a reshard). With the default `shards=1` every
+  session gets every server, whatever shard it names.
 
 Every rule broken is recorded in `violations`; the tests assert it stays empty.
 """
@@ -126,7 +133,7 @@ class FakeDiscord:
     """The fake: start() it, point discord.py at `api_base` and `gateway_url`, drive it with the async methods."""
 
     def __init__(self, *, token: str = "fake-token", heartbeat_ms: int = 200, deadline: float = 3.0,
-                 message_content_approved: bool = True):
+                 message_content_approved: bool = True, shards: int = 1, guilds: int = 1):
         self.token = token
         self.message_content_approved = message_content_approved
         self.heartbeat_ms = heartbeat_ms
@@ -135,18 +142,25 @@ class FakeDiscord:
         self._lock = threading.RLock()
         self.bot_user = self._user("citebot", bot=True)
         self.app_id = self.bot_user["id"]
-        self.guild_id = self._snowflake()
+        self.shard_count = shards
+        first = int(time.time() * 1000) - DISCORD_EPOCH_MS
+        first += (4 - first) % 6  # server k: on shard k % 2 of 2 and (k + 1) % 3 of 3
+        self.guild_ids = [str(((first + k) << 22) + next(self._ids)) for k in range(guilds)]
+        self.guild_id = self.guild_ids[0]
         self.users = {name: self._user(name) for name in ("alice", "bob", "carol", "admin")}
         self.roles = {"Reporters": self._snowflake()}  # name -> id; `give_role` hands them out
         self.member_roles: dict[str, list[str]] = {}
         self.message_content = True  # whether the live session asked for the intent
         self.channels: dict[str, dict] = {}
-        for name in ("general", "random"):
-            channel = {"id": self._snowflake(), "type": 0, "name": name, "guild_id": self.guild_id,
-                       "position": len(self.channels), "permission_overwrites": [], "nsfw": False,
-                       "parent_id": None, "topic": None, "last_message_id": None, "rate_limit_per_user": 0}
-            self.channels[channel["id"]] = channel
-        self.general, self.random = list(self.channels)
+        self.general_of: dict[str, str] = {}  # a server's id -> its "general" channel
+        for guild in self.guild_ids:
+            for name in ("general", "random"):
+                channel = {"id": self._snowflake(), "type": 0, "name": name, "guild_id": guild,
+                           "position": len(self.channels), "permission_overwrites": [], "nsfw": False,
+                           "parent_id": None, "topic": None, "last_message_id": None, "rate_limit_per_user": 0}
+                self.channels[channel["id"]] = channel
+                self.general_of.setdefault(guild, channel["id"])
+        self.general, self.random = list(self.channels)[:2]
         self.messages: dict[str, dict] = {}
         self.deleted: list[dict] = []
         self._dms: dict[str, str] = {}
@@ -160,7 +174,7 @@ class FakeDiscord:
         self.close_codes: list[int | None] = []
         self.connections: list[str] = []
         self.ready_at: float | None = None
-        self._session: _Session | None = None
+        self._sessions: dict[int, _Session] = {}  # by shard (0 without sharding)
         self._rate_limits: list[_RateLimit] = []
         self._later: set[asyncio.Future] = set()
         self._thread: threading.Thread | None = None
@@ -168,6 +182,20 @@ class FakeDiscord:
         self._started = threading.Event()
         self._stop: asyncio.Event | None = None
         self.port = 0
+
+    @property
+    def _session(self) -> _Session | None:
+        """Shard 0's session (the only one without sharding)."""
+        return self._sessions.get(0)
+
+    def shard_of(self, guild_id: str | None) -> int:
+        """The shard whose session gets this server's events (shard 0: direct messages, or no sharding)."""
+        if guild_id is None or self.shard_count == 1:
+            return 0
+        return (int(guild_id) >> 22) % self.shard_count
+
+    def _guild_of_channel(self, channel_id: str) -> str | None:
+        return self.channels[channel_id].get("guild_id") if channel_id in self.channels else None
 
     # -- lifecycle
 
@@ -201,9 +229,9 @@ class FakeDiscord:
         try:
             loop.run_until_complete(self._stop.wait())
         finally:
-            session = self._session
-            if session is not None and session.live is not None:
-                loop.run_until_complete(asyncio.wait_for(session.live.ws.close(), 5))
+            for session in list(self._sessions.values()):
+                if session.live is not None:
+                    loop.run_until_complete(asyncio.wait_for(session.live.ws.close(), 5))
             loop.run_until_complete(asyncio.wait_for(runner.cleanup(), 10))
             loop.close()
 
@@ -235,17 +263,18 @@ class FakeDiscord:
     def permissions_of(self, name: str) -> int:
         return MEMBER_PERMISSIONS | (MANAGE_GUILD if name == "admin" else 0)
 
-    def _guild(self) -> dict:
-        everyone = {"id": self.guild_id, "name": "@everyone", "permissions": str(MEMBER_PERMISSIONS), "position": 0,
+    def _guild(self, guild_id: str | None = None) -> dict:
+        guild_id = guild_id or self.guild_id
+        everyone = {"id": guild_id, "name": "@everyone", "permissions": str(MEMBER_PERMISSIONS), "position": 0,
                     "color": 0, "hoist": False, "managed": False, "mentionable": False, "flags": 0}
         roles = [everyone] + [{**everyone, "id": role_id, "name": name, "position": 1 + n, "permissions": "0"}
                               for n, (name, role_id) in enumerate(self.roles.items())]
         members = [self._member(self.bot_user)] + [self._member(u) for u in self.users.values()]
         # As Discord does: the server's channels, and apart from them its active threads (a restarted bot
         # learns of the threads it opened from here). Direct messages belong to no server.
-        channels = [c for c in self.channels.values() if c.get("guild_id") and c["type"] not in (10, 11, 12)]
-        threads = [c for c in self.channels.values() if c["type"] in (10, 11, 12)]
-        return {"id": self.guild_id, "name": "Fake Guild", "owner_id": self.users["admin"]["id"], "icon": None,
+        channels = [c for c in self.channels.values() if c.get("guild_id") == guild_id and c["type"] not in (10, 11, 12)]
+        threads = [c for c in self.channels.values() if c["type"] in (10, 11, 12) and c.get("guild_id") == guild_id]
+        return {"id": guild_id, "name": f"Fake Guild {self.guild_ids.index(guild_id)}", "owner_id": self.users["admin"]["id"], "icon": None,
                 "features": [], "roles": roles, "emojis": [], "stickers": [], "channels": channels,
                 "threads": threads, "members": members, "member_count": len(members), "large": False, "unavailable": False,
                 "joined_at": _now_iso(), "voice_states": [], "presences": [], "stage_instances": [],
@@ -435,7 +464,7 @@ class FakeDiscord:
                     "flags": 0, "team": None}, 200
 
     def _put_commands(self, request, body, app_id, guild_id=None):
-        if app_id != self.app_id or (guild_id is not None and guild_id != self.guild_id):
+        if app_id != self.app_id or (guild_id is not None and guild_id not in self.guild_ids):
             return self._error(404, 10002, "Unknown Application", request)
         problems = []
         for command in body:
@@ -468,7 +497,8 @@ class FakeDiscord:
             referenced = self.messages.get(str(reference["message_id"]))
             if referenced is None:
                 return self._error(400, 50035, "Invalid Form Body: unknown message_reference", request)
-            extra = {"type": 19, "message_reference": {**reference, "channel_id": channel_id, "guild_id": self.guild_id},
+            extra = {"type": 19, "message_reference": {**reference, "channel_id": channel_id,
+                                                       "guild_id": self._guild_of_channel(channel_id)},
                      "referenced_message": self.public(referenced)}
         message = self._message(channel_id, self.bot_user, body, **extra)
         return [("MESSAGE_CREATE", self.public(message))], self.public(message), 200
@@ -481,7 +511,7 @@ class FakeDiscord:
             return self._error(400, 160004, "A thread has already been created for this message", request)
         if not 1 <= len(body.get("name", "")) <= 100 or body.get("auto_archive_duration", 4320) not in (60, 1440, 4320, 10080):
             return self._error(400, 50035, "Invalid Form Body", request)
-        thread = {"id": message_id, "guild_id": self.guild_id, "parent_id": channel_id, "owner_id": self.bot_user["id"],
+        thread = {"id": message_id, "guild_id": parent["guild_id"], "parent_id": channel_id, "owner_id": self.bot_user["id"],
                   "type": 11, "name": body["name"], "last_message_id": None, "rate_limit_per_user": 0,
                   "message_count": 0, "member_count": 1, "flags": 0, "total_message_sent": 0,
                   "thread_metadata": {"archived": False, "auto_archive_duration": body.get("auto_archive_duration", 4320),
@@ -598,10 +628,17 @@ class FakeDiscord:
         message["_deleted"] = True
         self.deleted.append(message)
         events = [] if message["flags"] & EPHEMERAL else [
-            ("MESSAGE_DELETE", {"id": message["id"], "channel_id": message["channel_id"], "guild_id": self.guild_id})]
+            ("MESSAGE_DELETE", {"id": message["id"], "channel_id": message["channel_id"],
+                                "guild_id": self._guild_of_channel(message["channel_id"])})]
         return events, None, 204
 
+    def _gateway_bot(self, request, body):
+        return [], {"url": f"ws://127.0.0.1:{self.port}/gateway", "shards": self.shard_count,
+                    "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 0,
+                                            "max_concurrency": 1}}, 200
+
     _routes = [
+        ("GET", r"/gateway/bot", _gateway_bot),
         ("GET", r"/users/@me", _get_me),
         ("GET", r"/oauth2/applications/@me", _get_application),
         ("PUT", r"/applications/(\d+)/commands", _put_commands),
@@ -646,8 +683,9 @@ class FakeDiscord:
                     break
         finally:
             with self._lock:
-                if self._session is not None and self._session.live is connection:
-                    self._session.live = None
+                for session in self._sessions.values():
+                    if session.live is connection:
+                        session.live = None
         return ws
 
     async def _on_frame(self, connection: _Connection, payload: dict) -> bool:
@@ -666,19 +704,28 @@ class FakeDiscord:
             if asked and not self.message_content_approved:
                 await connection.ws.close(code=4014, message=b"Disallowed intent(s).")
                 return False
+            shard, count = data.get("shard") or [0, 1]
+            if self.shard_count > 1 and count != self.shard_count:  # as Discord closes a wrong shard count
+                await connection.ws.close(code=4011 if count == 1 else 4010,
+                                          message=b"Sharding required." if count == 1 else b"Invalid shard.")
+                return False
             self.message_content = asked
+            key = shard if self.shard_count > 1 else 0
             with self._lock:
-                self._session = _Session(id=f"session-{len(self.identifies)}", live=connection)
+                session = self._sessions[key] = _Session(id=f"session-{len(self.identifies)}", live=connection)
+            mine = [g for g in self.guild_ids if self.shard_count == 1 or self.shard_of(g) == shard]
             await self._dispatch("READY", {
-                "v": 10, "user": self.bot_user, "guilds": [{"id": self.guild_id, "unavailable": True}],
-                "session_id": self._session.id, "session_type": "normal",
+                "v": 10, "user": self.bot_user, "guilds": [{"id": g, "unavailable": True} for g in mine],
+                "session_id": session.id, "session_type": "normal",
                 "resume_gateway_url": f"ws://127.0.0.1:{self.port}/resume-gateway",
                 "application": {"id": self.app_id, "flags": 0}, "private_channels": [], "relationships": [],
-            })
+                **({"shard": [shard, count]} if self.shard_count > 1 else {}),
+            }, session=session)
             self.ready_at = time.monotonic()
-            await self._dispatch("GUILD_CREATE", self._guild())
+            for guild in mine:
+                await self._dispatch("GUILD_CREATE", self._guild(guild), session=session)
         elif op == 6:
-            session = self._session
+            session = next((s for s in self._sessions.values() if s.id == (data or {}).get("session_id")), None)
             with self._lock:
                 self.resumes.append({k: v for k, v in data.items() if k != "token"})
             if session is None or data.get("session_id") != session.id or data.get("token") != self.token:
@@ -705,12 +752,16 @@ class FakeDiscord:
             return message
         return {**message, "content": "", "embeds": [], "attachments": [], "components": []}
 
-    async def _dispatch(self, event: str, data: Any) -> None:
+    async def _dispatch(self, event: str, data: Any, *, session: _Session | None = None) -> None:
         if event in ("MESSAGE_CREATE", "MESSAGE_UPDATE"):
             data = self._without_content(data)
         with self._lock:
-            session = self._session
             if session is None:
+                guild = data.get("guild_id") if isinstance(data, dict) else None
+                if event in ("GUILD_CREATE", "GUILD_UPDATE") and isinstance(data, dict):
+                    guild = data.get("id")
+                session = self._sessions.get(self.shard_of(guild))
+            if session is None:  # that shard is not connected: Discord does not deliver its events either
                 return
             session.seq += 1
             frame = {"op": 0, "t": event, "s": session.seq, "d": data}
@@ -735,12 +786,13 @@ class FakeDiscord:
                 user = self.users[author]
                 channel_id = channel or self.general
                 extra: dict[str, Any] = {"member": {k: v for k, v in self._member(user).items() if k != "user"}}
+                guild_id = self._guild_of_channel(channel_id)
                 mentioned = [u for u in [self.bot_user, *self.users.values()] if re.search(rf"<@!?{u['id']}>", content)]
                 if reply_to is not None:
                     referenced = self.messages[reply_to]
                     extra.update(type=19, referenced_message=self.public(referenced),
                                  message_reference={"message_id": reply_to, "channel_id": referenced["channel_id"],
-                                                    "guild_id": self.guild_id})
+                                                    "guild_id": guild_id})
                     if referenced["author"] not in mentioned:
                         mentioned.append(referenced["author"])
                 extra["mentions"] = mentioned
@@ -768,7 +820,8 @@ class FakeDiscord:
             with self._lock:
                 command = next(c for c in self.commands if c["name"] == name)
                 typed = {o["name"]: o["type"] for o in command.get("options", [])}
-                data = {"id": command["id"], "name": name, "type": 1, "guild_id": self.guild_id,
+                data = {"id": command["id"], "name": name, "type": 1,
+                        "guild_id": self._guild_of_channel(channel or self.general),
                         "options": [{"name": k, "type": typed[k], "value": v} for k, v in options.items()]}
                 record, payload = self._interaction_payload(user, channel or self.general, name, 2, data)
             if after or when is not None:
@@ -802,7 +855,8 @@ class FakeDiscord:
             with self._lock:
                 command = next(c for c in self.commands if c["name"] == name and c["type"] == 3)
                 message = self.messages[message_id]
-                data = {"id": command["id"], "name": name, "type": 3, "guild_id": self.guild_id, "target_id": message_id,
+                data = {"id": command["id"], "name": name, "type": 3,
+                        "guild_id": self._guild_of_channel(message["channel_id"]), "target_id": message_id,
                         "resolved": {"messages": {message_id: self.public(message)}}}
                 record, payload = self._interaction_payload(user, message["channel_id"], name, 2, data)
             await self._dispatch("INTERACTION_CREATE", payload)
@@ -835,11 +889,12 @@ class FakeDiscord:
                              channel_id=channel_id, name=name, kind=kind)
         self.interactions[record.id] = record
         channel = self.channels[channel_id]
-        payload = {"id": record.id, "application_id": self.app_id, "type": kind, "data": data, "guild_id": self.guild_id,
+        guild_id = channel.get("guild_id") or self.guild_id
+        payload = {"id": record.id, "application_id": self.app_id, "type": kind, "data": data, "guild_id": guild_id,
                    "channel_id": channel_id, "channel": channel, "token": record.token, "version": 1,
                    "member": self._member(self.users[user], permissions=self.permissions_of(user)),
                    "app_permissions": str(MEMBER_PERMISSIONS), "locale": "en-US", "guild_locale": "en-US",
-                   "entitlements": [], "authorizing_integration_owners": {"0": self.guild_id}, "context": 0,
+                   "entitlements": [], "authorizing_integration_owners": {"0": guild_id}, "context": 0,
                    "attachment_size_limit": 8 * 1024 * 1024}
         return record, payload
 
