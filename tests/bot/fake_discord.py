@@ -803,8 +803,8 @@ class FakeDiscord:
         return await self._run(post())
 
     async def slash(self, user: str, name: str, *, channel: str | None = None, after: float = 0.0,
-                    when: Callable[[], Any] | None = None, **options: Any) -> Interaction:
-        """A user runs a slash command the bot synced.
+                    when: Callable[[], Any] | None = None, sub: str | None = None, **options: Any) -> Interaction:
+        """A user runs a slash command the bot synced (`sub`: a subcommand of a group, e.g. /channel set).
 
         With `when` and `after`, the fake sends it `after` seconds once `when()` is true, timed on the
         fake's own loop: it holds even while the bot's loop is blocked.
@@ -819,10 +819,14 @@ class FakeDiscord:
         async def invoke() -> Interaction:
             with self._lock:
                 command = next(c for c in self.commands if c["name"] == name)
-                typed = {o["name"]: o["type"] for o in command.get("options", [])}
+                declared = command.get("options", [])
+                if sub is not None:
+                    declared = next(o for o in declared if o["name"] == sub).get("options", [])
+                typed = {o["name"]: o["type"] for o in declared}
+                given = [{"name": k, "type": typed[k], "value": v} for k, v in options.items()]
                 data = {"id": command["id"], "name": name, "type": 1,
                         "guild_id": self._guild_of_channel(channel or self.general),
-                        "options": [{"name": k, "type": typed[k], "value": v} for k, v in options.items()]}
+                        "options": given if sub is None else [{"name": sub, "type": 1, "options": given}]}
                 record, payload = self._interaction_payload(user, channel or self.general, name, 2, data)
             if after or when is not None:
                 self._later.add(task := asyncio.ensure_future(later(payload)))
