@@ -59,7 +59,7 @@ wheel: install
 # dist/wheelhouse/: citebot's wheel and every wheel it needs, for a container build without network.
 wheelhouse: install
 	rm -rf build dist/wheelhouse
-	$(BIN)/pip wheel --quiet --wheel-dir dist/wheelhouse torch==2.13.0 pip '.[discord]'
+	$(BIN)/pip wheel --quiet --wheel-dir dist/wheelhouse torch==2.13.0 pip '.[discord,postgres]'
 
 image: wheelhouse
 	podman build -f deploy/Containerfile -t citebot dist/

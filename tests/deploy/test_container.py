@@ -45,7 +45,7 @@ def image(tmp_path_factory):
         shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
     context = work / "dist"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-build-isolation", "--wheel-dir",
-                    str(context / "wheelhouse"), f"torch=={version('torch')}", "pip", f"{source}[discord]"],
+                    str(context / "wheelhouse"), f"torch=={version('torch')}", "pip", f"{source}[discord,postgres]"],
                    check=True, capture_output=True, timeout=900)
     tag = f"localhost/citebot-test:{os.getpid()}"
     podman("build", "--quiet", "--build-arg", f"BASE={BASE}", "-f", str(ROOT / "deploy" / "Containerfile"),
@@ -79,3 +79,13 @@ def test_the_image_runs_the_bot_and_wants_its_token(image):
     assert result.returncode == 2
     (line,) = result.stderr.splitlines()
     assert "CITEBOT_DISCORD_TOKEN" in line
+
+
+def test_the_image_carries_the_postgresql_engine_and_says_when_the_database_is_away(image):
+    tag, volume = image
+    result = podman("run", "--rm", "--network", "none", "-v", f"{volume}:/data", "-e",
+                    "CITEBOT_INDEX__URL=postgresql://citebot:s3cret@127.0.0.1:9/news", tag, "sources", check=False,
+                    timeout=300)
+    assert result.returncode == 1, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert "cannot reach the database" in line and "s3cret" not in line

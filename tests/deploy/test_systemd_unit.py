@@ -15,6 +15,7 @@ from tests.conftest import ROOT
 
 UNIT = ROOT / "deploy" / "citebot-discord.service"
 SHARD = ROOT / "deploy" / "citebot-discord@.service"  # one instance per shard
+WRITER = ROOT / "deploy" / "citebot-run@.service"  # one instance per writer
 
 
 def read_unit(text: str) -> dict[str, list[tuple[str, str]]]:
@@ -66,8 +67,9 @@ def test_it_restarts_on_failure_but_not_on_a_setting_to_fix():
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
-@pytest.mark.parametrize("unit, name", [(UNIT, UNIT.name), (SHARD, "citebot-discord@0.service")],
-                         ids=["service", "shard-template"])  # a template is verified through an instance
+@pytest.mark.parametrize("unit, name", [(UNIT, UNIT.name), (SHARD, "citebot-discord@0.service"),
+                                        (WRITER, "citebot-run@a.service")],
+                         ids=["service", "shard-template", "writer-template"])  # a template is verified through an instance
 def test_systemd_accepts_every_line(tmp_path, unit, name):
     stub = tmp_path / "citebot"
     stub.write_text("#!/bin/sh\n")
@@ -88,3 +90,13 @@ def test_the_shard_template_runs_shard_i_of_n_with_its_secrets_in_a_file():
     assert values(service, "EnvironmentFile") == ["/etc/citebot/discord.env"]  # token, database, shard count
     assert not any("CITEBOT_DISCORD_TOKEN" in v or "INDEX__URL" in v for v in values(service, "Environment"))
     assert "2" in values(service, "RestartPreventExitStatus")[0].split()  # e.g. --shard without index.url
+
+
+def test_the_writer_template_runs_a_writer_with_its_own_state_and_the_database_in_a_file():
+    service = read_unit(WRITER.read_text())["Service"]
+    (command,) = values(service, "ExecStart")
+    assert command.split()[1:] == ["run"]
+    assert values(service, "EnvironmentFile") == ["/etc/citebot/writer.env"]
+    assert not any("INDEX__URL" in v or "PASSWORD" in v for v in values(service, "Environment"))
+    (state,) = values(service, "StateDirectory")
+    assert "%i" in state and f"CITEBOT_HOME=%S/{state}" in values(service, "Environment")  # writers share no folder
