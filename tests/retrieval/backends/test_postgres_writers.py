@@ -218,3 +218,39 @@ def test_two_writer_processes_ingesting_overlapping_folders_leave_one_copy_of_ea
         assert keys == {str(p.resolve()) for p in [*shared.iterdir(), *own.iterdir()]}
     finally:
         store.close()
+
+
+def test_a_reader_sees_each_commit_whole_and_at_its_very_next_question(writers):
+    """Another process's reader: no question sees half of a commit (a pair of articles committed together, the
+    counters against the rows), and the first question after a commit already finds what it added."""
+    writer, reader = writers(2)
+    stop = threading.Event()
+    torn: list[str] = []
+    looks = [0]
+
+    def watch():
+        while not stop.is_set():
+            with reader.store.snapshot():
+                keys = {row.key for row in reader.store.sources()}
+                counted = reader.store.count_documents()
+            looks[0] += 1
+            if counted != len(keys):
+                torn.append(f"counters say {counted} documents, rows {len(keys)}")
+            torn.extend(f"{k} without its pair" for k in keys if k[0] in "ab" and "ba"["ab".index(k[0])] + k[1:] not in keys)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for i in range(12):
+            writer.ingest_articles([article(f"a{i}", f"The zqtoken{i} report said ferries sailed on day {i}."),
+                                    article(f"b{i}", f"A second zqtoken{i} story said cranes moved on day {i}.")])
+            found = reader.answer(f"what did the zqtoken{i} report say?")
+            assert any(f"zqtoken{i}" in p.text for p in found.passages), i
+            if i % 3 == 2:
+                writer.remove([f"a{i - 1}", f"b{i - 1}"])  # one commit removes both
+                gone = reader.answer(f"what did the zqtoken{i - 1} report say?")
+                assert not any(f"zqtoken{i - 1}" in p.text for p in gone.passages)
+    finally:
+        stop.set()
+        watcher.join(30)
+    assert torn == [] and looks[0] > 20
