@@ -2,8 +2,8 @@
 
 usage: python shard_worker.py I/N   (FAKE_DISCORD_API and FAKE_DISCORD_GATEWAY name the fake; the rest is
 the usual CITEBOT_* environment). Everything is the real command, the real discord.py client and the real
-index (PostgreSQL); only the embedding model is the fast fake one (tests/fakes.py), which the index was
-built with.
+index (PostgreSQL); the embedding model is the fast fake one (tests/fakes.py), which the index was built
+with, unless SHARD_WORKER_MODEL=real (benchmarks/cluster.py).
 """
 
 import os
@@ -22,12 +22,13 @@ from tests.fakes import FakeEmbedder  # noqa: E402
 def main() -> int:
     discord.http.Route.BASE = os.environ["FAKE_DISCORD_API"]
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(os.environ["FAKE_DISCORD_GATEWAY"])
-    made = pipeline.Answerer.from_settings.__func__
+    if os.environ.get("SHARD_WORKER_MODEL") != "real":
+        made = pipeline.Answerer.from_settings.__func__
 
-    def with_the_fake_model(cls, settings, **kwargs):
-        return made(cls, settings, **{**kwargs, "embedder": FakeEmbedder()})
+        def with_the_fake_model(cls, settings, **kwargs):
+            return made(cls, settings, **{**kwargs, "embedder": FakeEmbedder()})
 
-    pipeline.Answerer.from_settings = classmethod(with_the_fake_model)
+        pipeline.Answerer.from_settings = classmethod(with_the_fake_model)
     from bot.cli import main as citebot
 
     return citebot(["discord", "--shard", sys.argv[1], "-v"])

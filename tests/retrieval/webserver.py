@@ -25,6 +25,14 @@ def local_fetcher(**policy):
     return Fetcher(Policy(**{"allow_private": True, "host_interval_s": 0.0, "timeout_s": 5.0, **policy}))
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):  # a client killed mid-request
+            super().handle_error(request, client_address)
+
+
 class WebServer:
     def __init__(self):
         self.routes: dict[str, Route] = {}
@@ -74,7 +82,7 @@ class WebServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.base = f"http://127.0.0.1:{self.port}"
