@@ -3,7 +3,8 @@
 Two `citebot discord --shard I/2` processes (the real command and discord.py client, tests/bot/shard_worker.py)
 each serve their own server. Shard 0 answers in server 0 and is killed -9; the fleet is then resharded to three
 shards, so server 0 now belongs to shard 1 of 3, a process that never saw the answer: its buttons, its thread's
-follow-ups and an admin's channel rule set before the kill all work there, from the database alone.
+follow-ups, the "Share to channel" of a private answer it gave and an admin's channel rule set before the
+kill all work there, from the database alone.
 """
 
 from __future__ import annotations
@@ -111,6 +112,8 @@ async def test_an_answer_given_by_a_killed_shard_works_on_the_shard_that_takes_i
         asked = await fake.slash("alice", "ask", channel=channel0, question=QUESTION)
         answer = await fake.wait_for(lambda: answered(fake, asked), timeout=WAIT, what="shard 0's answer")
         await fake.wait_for(lambda: answer["id"] in fake.channels, timeout=WAIT, what="the answer's thread")
+        kept = await fake.slash("carol", "ask", channel=channel0, question=QUESTION, private=True)
+        private = await fake.wait_for(lambda: answered(fake, kept), timeout=WAIT, what="the private answer")
         other = await fake.slash("bob", "ask", channel=fake.general_of[server1], question=QUESTION)
         await fake.wait_for(lambda: answered(fake, other), timeout=WAIT, what="shard 1's answer")
 
@@ -135,6 +138,10 @@ async def test_an_answer_given_by_a_killed_shard_works_on_the_shard_that_takes_i
                             what="the sources")
         await fake.wait_for(lambda: fake.requests_to("POST", rf"/webhooks/\d+/{voted.token}"), timeout=WAIT,
                             what="the vote's reply")
+        shared = await fake.click("carol", private["id"], label="Share to channel")
+        public = await fake.wait_for(lambda: [m for m in fake.bot_messages(channel0) if m["embeds"] and not
+                                              m["flags"] & EPHEMERAL and m["content"].startswith("Shared by")],
+                                     timeout=WAIT, what="the shared answer")
         refused = await fake.slash("alice", "ask", channel=fake.random, question=QUESTION)
         await fake.wait_for(lambda: refused.response_type is not None, timeout=WAIT, what="the refusal")
         await asyncio.sleep(1.0)
@@ -149,6 +156,8 @@ async def test_an_answer_given_by_a_killed_shard_works_on_the_shard_that_takes_i
     assert sources.json["flags"] == EPHEMERAL and sources.json["content"].startswith("**[1]** ")
     [reply] = fake.bot_messages(answer["id"])
     assert reply["embeds"]
+    assert private["flags"] & EPHEMERAL and shared.response_type == 6 and len(public) == 1
+    assert public[0]["content"] == f"Shared by <@{fake.users['carol']['id']}>"
     [vote] = HistoryStore.from_settings(settings).votes()
     assert (vote.user_id, vote.vote, vote.question) == (int(fake.users["carol"]["id"]), 1, QUESTION)
     [callback] = fake.requests_to("POST", rf"/interactions/{refused.id}/[^/]+/callback")
