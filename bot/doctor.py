@@ -107,7 +107,7 @@ def _database(settings: Settings) -> tuple[Status, str]:
                 lag = "its lag is unknown"
             else:
                 seconds = "" if about["lag_s"] is None else f", last commit replayed {about['lag_s']:.1f} s ago"
-                lag = f"{about['lag_bytes']:,} bytes of WAL behind the primary{seconds}"
+                lag = f"is {about['lag_bytes']:,} bytes of WAL behind the primary{seconds}"
             replica += f"; questions read from the replica {about['read_from']}, which {lag}"
         return "ok", (f"{store.location}: PostgreSQL {about['postgres']}, pgvector {about['pgvector']}, "
                       f"schema {about['schema']}, vectors {about['vector_index']}{replica}")

@@ -89,27 +89,28 @@ def schema_name(collection: str) -> str:
     return "citebot" if collection == "default" else f"citebot_{collection}"
 
 
+def connect(url: str, *, setting: str = "index.url") -> psycopg.Connection:
+    """An autocommit connection, or the one line saying the database cannot be reached (never its password)."""
+    try:
+        return psycopg.connect(url, autocommit=True, connect_timeout=10)
+    except psycopg.OperationalError as error:
+        raise IndexUnavailableError(f"cannot reach the database {shown(url)} ({_first_line(error)}): check "
+                                    f"{setting} and that the server is running") from None
+
+
 def schema_exists(url: str, collection: str) -> bool:
     """Whether the collection's index is in the database, without creating anything; an unreachable
     database is IndexUnavailableError."""
-    try:
-        with psycopg.connect(url, autocommit=True, connect_timeout=10) as db:
-            name = f'"{schema_name(collection)}".citebot_meta'
-            return db.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]
-    except psycopg.OperationalError as error:
-        raise IndexUnavailableError(f"cannot reach the database {shown(url)} ({_first_line(error)}): check "
-                                    "index.url and that the server is running") from None
+    with connect(url) as db:
+        name = f'"{schema_name(collection)}".citebot_meta'
+        return db.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]
 
 
 def stored_collections(url: str) -> set[str]:
     """The collections whose schema is in the database (the default one's is `citebot`)."""
-    try:
-        with psycopg.connect(url, autocommit=True, connect_timeout=10) as db:
-            rows = db.execute(r"SELECT substr(nspname, 9) FROM pg_namespace WHERE nspname LIKE 'citebot\_%'")
-            return {row[0] for row in rows}
-    except psycopg.OperationalError as error:
-        raise IndexUnavailableError(f"cannot reach the database {shown(url)} ({_first_line(error)}): check "
-                                    "index.url and that the server is running") from None
+    with connect(url) as db:
+        rows = db.execute(r"SELECT substr(nspname, 9) FROM pg_namespace WHERE nspname LIKE 'citebot\_%'")
+        return {row[0] for row in rows}
 
 
 @_reconnecting_all
@@ -162,12 +163,11 @@ class PostgresIndex(MetaCounters):
     def _connect(self, url: str, *, replica: bool = False):
         where = shown(url)
         try:
-            db = psycopg.connect(url, autocommit=True, connect_timeout=10)
-        except psycopg.OperationalError as error:
+            db = connect(url, setting="index.read_url" if replica else "index.url")
+        except IndexUnavailableError as error:
             if self._reached:  # it worked before: the server is away for now
-                raise self._unavailable(error) from None
-            raise IndexUnavailableError(f"cannot reach the database {where} ({_first_line(error)}): check "
-                                        f"index.{'read_url' if replica else 'url'} and that the server is running") from None
+                raise self._unavailable(error.__context__ or error) from None
+            raise
         self._reached = True
         ready = db.execute("SELECT to_regnamespace(%s) IS NOT NULL AND EXISTS (SELECT 1 FROM pg_extension WHERE"
                            " extname = 'vector')", (self.schema,)).fetchone()[0]

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import logging
 
-import psycopg
 
-from retrieval.backends.postgres.engine import LOCK_KEY, _first_line, schema_name, stored_collections
+from retrieval.backends.postgres.engine import LOCK_KEY, connect, schema_name, stored_collections
 from retrieval.backends.postgres.schema import SCHEMA_VERSION, TABLES, shown
-from retrieval.errors import CitebotError, IndexSchemaError, IndexUnavailableError
+from retrieval.errors import CitebotError, IndexSchemaError
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +34,7 @@ FROM postings_v1 p JOIN chunks c ON c.id = p.chunk GROUP BY p.term
 
 def upgrade(url: str) -> list[tuple[str, int]]:
     """(collection, the schema it had) for each collection in the database; those behind are upgraded."""
-    try:
-        db = psycopg.connect(url, autocommit=True, connect_timeout=10)
-    except psycopg.OperationalError as error:
-        raise IndexUnavailableError(f"cannot reach the database {shown(url)} ({_first_line(error)}): check index.url "
-                                    "and that the server is running") from None
+    db = connect(url)
     done = []
     with db:
         for collection in sorted(stored_collections(url) | {"default"}):

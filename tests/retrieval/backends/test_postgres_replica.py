@@ -74,8 +74,10 @@ def test_questions_read_from_the_replica_which_answers_from_what_it_has(cluster,
         answerer.store.close()
 
 
-def test_doctor_names_the_replica_and_its_lag_without_the_password(cluster, tmp_path):
+def test_doctor_names_the_replica_and_its_lag_without_the_password(cluster, tmp_path, settings_for):
     primary, standby = database(cluster, "doctor")
+    answerer_for(settings_for, primary).store.close()  # the index's tables, made on the primary ...
+    cluster.caught_up()  # ... and replayed by the standby
     env = {k: v for k, v in os.environ.items() if not k.startswith("CITEBOT_")}
     env.update({"CITEBOT_INDEX__URL": primary, "CITEBOT_INDEX__READ_URL": standby.replace("postgres@", "postgres:s3cret@"),
                 "CITEBOT_INDEX__DIR": str(tmp_path / "unused"), "CITEBOT_CORPUS__PATHS": "[]"})
