@@ -104,6 +104,52 @@ def _parse_date(value: str, *, whole: bool = False) -> dt.date | None:
     return found.date() if found else None
 
 
+_MONTHS = {m: n for n, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov",
+                                        "dec"), start=1)}
+_DAY = r"(0?[1-9]|[12]\d|3[01])"
+# The dates news sites put in their URLs: /2022/06/19/, /2022/jun/19/, /2022-06-19/ or slug-2022-06-19,
+# /20220619/. A year and month alone (/2022/06/) are not a day: not taken.
+_URL_DATES = (
+    re.compile(rf"/((?:19|20)\d{{2}})/(0?[1-9]|1[0-2])/{_DAY}(?=/|$|[-_.])"),
+    re.compile(rf"/((?:19|20)\d{{2}})/([a-z]{{3}})[a-z]*/{_DAY}(?=/|$|[-_.])", re.IGNORECASE),
+    re.compile(rf"[/_-]((?:19|20)\d{{2}})-(0[1-9]|1[0-2])-{_DAY}(?=/|$|[-_.])"),
+    re.compile(r"/((?:19|20)\d{2})(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])(?=/|$)"),
+)
+
+
+def date_from_url(url: str | None, *, today: dt.date | None = None) -> dt.date | None:
+    """The publication day a news URL's path carries (`…/2022/06/19/middleeast/…`), as htmldate reads pages'
+    URLs; None when it carries none, or a day that does not exist or is still to come."""
+    if not url:
+        return None
+    from urllib.parse import unquote, urlsplit
+
+    path = urlsplit(url).path if "://" in url else unquote(url)
+    today = today or dt.datetime.now(dt.timezone.utc).date()
+    for pattern in _URL_DATES:
+        for match in pattern.finditer(path):
+            year, month, day = match.groups()
+            month = _MONTHS.get(month[:3].lower()) if not month.isdigit() else int(month)
+            try:
+                found = dt.date(int(year), month or 0, int(day))
+            except ValueError:
+                continue
+            if dt.date(1990, 1, 1) <= found <= today + dt.timedelta(days=1):
+                return found
+    return None
+
+
+def _url_named(name: str) -> str | None:
+    """A file named after the page it holds (`https%3A%2F%2Fwww.cnn.com%2F2022%2F06%2F19%2F…html`, or with `_`
+    for `/`, as archivers save them), as that URL; None for any other name."""
+    from urllib.parse import unquote
+
+    text = unquote(name)
+    if not re.match(r"(?:https?[:_]+|www\.)", text, re.IGNORECASE):
+        return None
+    return "/" + re.sub(r"^https?[:_/]+", "", text).replace("_", "/")
+
+
 def _is_photo_credit(line: str) -> bool:
     return bool(_PHOTO_CREDIT.search(line)) and len(line.split()) <= 40
 
@@ -179,10 +225,32 @@ def _clean(raw: str, *, find_title: bool = True, budget: TimeBudget | None = Non
         kept.append(line)
     if bio_outlet:  # a © line names the outlet more surely than a bio does
         first("outlet", bio_outlet)
+    _foot_dates(kept, first)
     updated = meta.pop("updated", None)
     if updated is not None:  # the update's date stands in only for a publication date the article lacks
         first("published", updated)
     return _normalise("\n".join(kept)), meta
+
+
+def _foot_dates(kept: list[str], first) -> None:
+    """A labelled date among an article's last three lines ("Published 23 March 2022", "Updated: March 24,
+    2022 9:12 a.m.", "date 2022-03-23"), as pages print them at the foot: taken like a header's, and the line
+    dropped. Only a short line that is the label and the date (whole), never a sentence that mentions one; a
+    copyright year is no date."""
+    tail = [i for i, line in enumerate(kept) if line.strip()][-3:]
+    for i in reversed(tail):
+        line = kept[i].strip()
+        match = _HEADER.match(line) or _DATE_LINE.match(line)
+        if match is None or len(line.split()) > 10:
+            continue
+        label = match.group(1).lower() if match.re is _HEADER else "published"
+        field = _HEADER_FIELD.get(label, "published") if match.re is _HEADER else "published"
+        if field not in ("published", "updated"):
+            continue
+        value = _parse_date(match.group(match.re.groups), whole=True)
+        if value is not None:
+            first(field, value)
+            del kept[i]
 
 
 def _is_headline(line: str, rest: list[str]) -> bool:
@@ -207,7 +275,10 @@ def parse_text_article(raw: str, *, key: str, path: str | None, budget: TimeBudg
     """
     front, raw = _front_matter(raw)
     text, meta = _clean(raw, budget=budget, find_title="title" not in front)
-    return Article(key=key, text=text, path=path, **{**meta, **front})
+    fields = {**meta, **front}
+    if not fields.get("published") and path and (named := _url_named(Path(path).name)):
+        fields["published"] = date_from_url(named)
+    return Article(key=key, text=text, path=path, **fields)
 
 
 _FRONT_FIELDS = {"title": "title", "headline": "title", "date": "published", "published": "published",
@@ -475,8 +546,9 @@ def _read_html(raw: str, where: str, budget: TimeBudget | None = None) -> Articl
     if title and body.split("\n", 1)[0].strip() == title:  # the page's <h1> repeats the title
         body = body.split("\n", 1)[1] if "\n" in body else ""
     text, meta = _clean(body, find_title=False, budget=budget)
-    found = {"title": title, "outlet": doc.sitename, "published": _parse_date(doc.date or ""),
-             "author": doc.author, "url": doc.url}
+    found = {"title": title, "outlet": doc.sitename, "author": doc.author, "url": doc.url,
+             "published": _parse_date(doc.date or "") or meta.get("published")
+             or date_from_url(doc.url) or date_from_url(where if "://" in where else None)}
     fields = {k: (v.strip() if isinstance(v, str) else v) or meta.get(k) for k, v in found.items()}
     return Article(key=where, text=text, path=where, **fields)
 
@@ -537,7 +609,7 @@ def _record(record: Any, where: str, n: int, label: str) -> Article | IngestErro
         text=_normalise(record["text"]),
         title=title,  # None: cited by its opening words, as an untitled text file is
         outlet=_text_field(record.get("source")),
-        published=published or None,
+        published=published or date_from_url(url),  # a record without a date: its URL's, if it has one
         author=_text_field(record.get("author")),
         url=url,
         path=where,

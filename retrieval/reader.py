@@ -36,6 +36,7 @@ from retrieval.rerank import Reranker, overlap
 from retrieval.fusion import Ranked, dense_run, fuse, lexical_run
 from retrieval.settings import Settings
 from retrieval.spans import NoPhrase, PhraseFinder
+from retrieval.timewords import TimeFocus, time_focus
 from retrieval.backends.base import IndexStore, StoredChunk
 
 # Chunks whose word profiles, and sentences whose word-piece vectors, stay in memory between questions.
@@ -197,6 +198,13 @@ class Reader:
             return None
         return self.store.matching(outlet, since, until)
 
+    def time_focus(self, question: str) -> TimeFocus | None:
+        """The days the question's time words point at (search.time_words), counted from search.now or today."""
+        search = self.settings.search
+        if not search.time_words:
+            return None
+        return time_focus(question, search.now or dt.datetime.now(dt.timezone.utc).date())
+
     def retrieve(self, question: str, *, candidates: int | None = None, vector: np.ndarray | None = None,
                  allowed: set[int] | None = None) -> list[Ranked]:
         """Ranked chunk ids for a question, by the configured search mode."""
@@ -252,7 +260,10 @@ class Reader:
                 rescored = [replace(item, rank_score=score) for item, score in zip(scored, order)]
                 scored = sorted(rescored, key=lambda item: item.rank_score, reverse=True)
         half_life = self.settings.search.recency_half_life_days
-        if half_life and self.mixing:
+        focus = self.time_focus(question)
+        if focus is not None and self.mixing:
+            scored = _by_time_focus(scored, focus)
+        elif half_life and self.mixing:
             scored = _by_recency(scored, half_life)
         if not copies:
             return scored
@@ -400,6 +411,23 @@ class Reader:
         best = int(np.argmax(choice))
         return ScoredHit(hit=_hit(chunk, ranked), sentence=chunk.sentences[best],
                          sentence_score=float(similarity.max()))
+
+
+def _by_time_focus(scored: list[ScoredHit], focus: TimeFocus) -> list[ScoredHit]:
+    """`scored` reordered for a question that names its time (retrieval/timewords.py): an article's weight is
+    halved per `focus.half_life_days` days between its date and the question's window (nothing inside it).
+    An undated article counts as far from the window as the farthest dated candidate; with no dated
+    candidate, nothing changes. As in `_by_recency`, the scores themselves are left as they are."""
+    distances = {id(item): focus.distance(item.hit.source.published) for item in scored
+                 if item.hit.source.published is not None}
+    if not distances:
+        return scored
+    farthest = max(distances.values())
+
+    def weighed(item: ScoredHit) -> float:
+        return item.rank_score - math.log(2) * distances.get(id(item), farthest) / focus.half_life_days
+
+    return sorted(scored, key=weighed, reverse=True)
 
 
 def _by_recency(scored: list[ScoredHit], half_life: float) -> list[ScoredHit]:

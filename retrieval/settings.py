@@ -14,6 +14,7 @@ checkout's `.citebot/`. Installed from a wheel, it reads the copies of `config/d
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import tomllib
@@ -125,6 +126,10 @@ class SearchSettings(_Section):
     recency_half_life_days: float | None = Field(
         None, gt=0, description="with rescoring, an article this many days older than the newest candidate "
         "weighs half as much in the ordering (for ongoing events); unset: dates do not count")
+    time_words: bool = Field(True, description="a question's time words (this week, yesterday, the latest, so far "
+                             "this year …) prefer the articles of those days, counted from search.now")
+    now: dt.date | None = Field(None, description="the day time words count from (YYYY-MM-DD): unset, today in "
+                                "UTC; pin it for tests, or for an archive of another time")
 
 
 class RerankerSettings(_Section):

@@ -136,6 +136,18 @@ def test_a_page_cannot_claim_another_sites_url_as_its_key():
     assert normalise_url("HTTPS://H.Example/p?story=5&fbclid=1&utm_source=rss") == "https://h.example/p?story=5"
 
 
+def test_a_page_that_declares_no_date_takes_the_day_in_its_url(web):
+    body = page("Talks", "Union and port talks resume on Thursday.").replace(
+        b'<meta name="date" content="2025-03-04">', b"")
+    web.routes["/world/2022/06/19/talks.html"] = Route(body, headers=HTML)
+    web.routes["/world/talks.html"] = Route(body, headers=HTML)
+    assert fetch_article(fetcher(), web.url("/world/2022/06/19/talks.html")).published.isoformat() == "2022-06-19"
+    assert fetch_article(fetcher(), web.url("/world/talks.html")).published is None
+    dated = page("Talks", "Union and port talks resume.", date="2025-03-04")
+    web.routes["/world/2022/06/20/dated.html"] = Route(dated, headers=HTML)  # the page's own date wins
+    assert fetch_article(fetcher(), web.url("/world/2022/06/20/dated.html")).published.isoformat() == "2025-03-04"
+
+
 def test_fetch_article_reports_pages_without_text(web):
     web.routes["/empty"] = Route(b"<html><body><script>var x = 1;</script></body></html>", headers=HTML)
     web.routes["/pdf"] = Route(b"%PDF-1.4", headers={"Content-Type": "application/pdf"})

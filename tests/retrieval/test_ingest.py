@@ -412,3 +412,68 @@ def test_bytes_with_nuls_that_read_as_no_text_are_refused_not_indexed_as_junk(tm
     path.write_bytes(b"PK\x03\x04\x00\x00" + bytes(range(256)) * 8)
     [error] = read_articles(path)
     assert isinstance(error, IngestError) and "NUL bytes" in error.reason and "save the file as UTF-8" in error.reason
+
+
+# -- dates a news article carries outside its header ---------------------------------------------------------
+
+TODAY = dt.date(2026, 12, 8)
+
+
+@pytest.mark.parametrize("url, day", [
+    ("https://www.cnn.com/2022/06/19/middleeast/iran-talks/index.html", dt.date(2022, 6, 19)),
+    ("https://eu.usatoday.com/story/news/politics/2022/01/10/irs-tax-season/9147161002/", dt.date(2022, 1, 10)),
+    ("https://www.theguardian.com/world/2022/jun/19/colombia-election", dt.date(2022, 6, 19)),
+    ("https://news.example/ports/strike-ends-2022-06-19.html", dt.date(2022, 6, 19)),
+    ("https://news.example/20220619/strike.html", dt.date(2022, 6, 19)),
+    ("https://news.example/2022/06/strike.html", None),  # a month is not a day
+    ("https://news.example/2022/13/40/strike.html", None),  # no such day
+    ("https://news.example/2027/01/01/strike.html", None),  # still to come
+    ("https://news.example/strike?from=2022/06/19/", None),  # the query is not the path
+    ("https://news.example/story/12345678/", None),
+    (None, None),
+])
+def test_a_news_urls_path_gives_its_day(url, day):
+    assert _ingest.date_from_url(url, today=TODAY) == day
+
+
+def test_a_record_without_a_date_takes_its_urls_and_a_dated_one_keeps_its_own(tmp_path):
+    path = tmp_path / "archive.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [
+        {"text": "The IRS said it would hire staff.", "url": "https://www.cnn.com/2022/06/19/politics/irs/index.html"},
+        {"text": "The IRS said it would hire staff.", "url": "https://www.cnn.com/2022/06/19/politics/irs2/index.html",
+         "published": "2022-06-20"},
+        {"text": "The IRS said it would hire staff.", "url": "https://www.cnn.com/politics/irs3"},
+    ]))
+    assert [a.published for a in read_articles(path)] == [dt.date(2022, 6, 19), dt.date(2022, 6, 20), None]
+
+
+def test_a_labelled_date_at_the_foot_is_the_articles_and_leaves_the_text(tmp_path):
+    article = parse_text_article("Ferries\n\nAll ferries were cancelled on Monday.\nThe harbour reopened later.\n"
+                                 "Published 23 March 2022\n© 2026 Newsmax. All rights reserved.", key="k", path=None)
+    assert article.published == dt.date(2022, 3, 23) and article.outlet == "Newsmax"
+    assert article.text == "All ferries were cancelled on Monday.\nThe harbour reopened later."
+    updated = parse_text_article("Ferries\n\nAll ferries were cancelled.\nUpdated: March 24, 2022 9:12 a.m. EST",
+                                 key="k", path=None)
+    assert updated.published == dt.date(2022, 3, 24) and "Updated" not in updated.text
+
+
+@pytest.mark.parametrize("foot", [
+    "Published in 2019, the report found that ferries on March 3, 2019 ran late and the company apologised.",
+    "© 2022 Harbour Herald. All rights reserved.",
+    "Date: soon",
+])
+def test_a_sentence_a_copyright_year_or_a_bad_label_at_the_foot_is_no_date(foot):
+    article = parse_text_article(f"Ferries\n\nAll ferries were cancelled on Monday.\n{foot}", key="k", path=None)
+    assert article.published is None
+
+
+def test_a_file_named_after_its_pages_url_takes_the_urls_day(tmp_path):
+    for name in ("https%3A%2F%2Fwww.cnn.com%2F2022%2F06%2F19%2Fworld%2Fa.html.txt",
+                 "https___www.cnn.com_2022_06_19_world_a.html.txt"):
+        path = tmp_path / name
+        path.write_text("Ferries\n\nAll ferries were cancelled on Monday.")
+        [article] = read_articles(path)
+        assert article.published == dt.date(2022, 6, 19), name
+    plain = tmp_path / "2022_06_19_notes.txt"  # not a URL: the name says nothing
+    plain.write_text("Ferries\n\nAll ferries were cancelled on Monday.")
+    assert read_articles(plain)[0].published is None
