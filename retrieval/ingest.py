@@ -65,9 +65,12 @@ _COPYRIGHT = re.compile(
     r"^(?:©|\(c\)|copyright\s*©?)\s*(?:\d{4}(?:\s*[-–]\s*\d{4})?)?,?\s*(.*?)[.,]?\s*(?:all rights reserved\.?)?$",
     re.IGNORECASE,
 )
+# A caption's credit: "(Getty Images)", "(AP Photo/…)", "(Reuters/Gleb Garanich)". A bare "(Reuters)" or
+# "(AFP)" closing a paragraph is a wire attribution of its text, not a caption: that paragraph stays.
 _PHOTO_CREDIT = re.compile(
     r"^(?:photo|image|picture|credit)s?\s*(?::|by\b)|\bAP Photo/|"
-    r"\((?:[^()]*\b(?:Getty Images|AP Photo|Reuters|AFP|Shutterstock)\b[^()]*)\)\s*$",
+    r"\((?:[^()]*\b(?:Getty Images|AP Photo|Shutterstock)\b[^()]*|[^()]*\b(?:Reuters|AFP)\s*/[^()]*"
+    r"|[^()]*/\s*(?:Reuters|AFP)\b[^()]*)\)\s*$",
     re.IGNORECASE,
 )
 _SENTENCE_END = ".!?:;,\"”'’)"

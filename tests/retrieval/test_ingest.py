@@ -477,3 +477,16 @@ def test_a_file_named_after_its_pages_url_takes_the_urls_day(tmp_path):
     plain = tmp_path / "2022_06_19_notes.txt"  # not a URL: the name says nothing
     plain.write_text("Ferries\n\nAll ferries were cancelled on Monday.")
     assert read_articles(plain)[0].published is None
+
+
+@pytest.mark.parametrize("line, credit", [
+    ("Soldiers arrive in Romania. (Reuters/Gleb Garanich)", True),
+    ("A soldier in Kyiv on March 3, 2022. (AFP via Getty Images)", True),
+    ("Soldiers arrive in Romania. (Photo: REUTERS/Stoyan Nenov)", True),
+    ("Dock workers walked out on Tuesday, the union said in a statement. (Reuters)", False),
+    ("Talks will resume on Thursday, officials said. (AFP)", False),
+])
+def test_a_captions_credit_is_dropped_and_a_wire_attribution_keeps_its_paragraph(line, credit):
+    article = parse_text_article(f"Strike\n\nThe port was closed all week.\n\n{line}\n\nTalks go on.", key="k",
+                                 path=None)
+    assert (line not in article.text) == credit
