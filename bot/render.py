@@ -69,6 +69,8 @@ def _head(answer: Answer) -> Text:
     if answer.as_of is not None:
         head.append("  " if phrase is not None else "\n")
         head.append(f"as of {answer.as_of.isoformat()}", style="dim")
+    if answer.preferred is not None:
+        head.append("\n" + answer.preferred.describe(), style="dim")
     return head
 
 

@@ -288,6 +288,8 @@ def answer_embed_dict(answer: Answer) -> dict[str, Any]:
     title = _inert(answer.question, TITLE_LIMIT)
     description = _description(answer)
     footer = f"As of {answer.as_of.isoformat()} · {FOOTER}" if answer.as_of else FOOTER
+    if answer.preferred is not None:
+        footer = f"{answer.preferred.describe()} · {footer}"
     extra = [versions_field(answer)] if answer.disagreement and answer.versions else []
     passages = answer.passages[: FIELDS_LIMIT - len(extra)]
     fixed = size(title) + size(description) + size(footer) + sum(size(f["name"]) + size(f["value"]) for f in extra)

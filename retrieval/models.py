@@ -155,6 +155,18 @@ class Version(_Frozen):
                          "dated: the latest report")
 
 
+class Preferred(_Frozen):
+    """The days a question's time words named ("this week"): their articles were ranked first."""
+
+    words: str = Field(description="the time words, as the question wrote them")
+    start: dt.date
+    end: dt.date
+
+    def describe(self) -> str:
+        days = self.start.isoformat() if self.start == self.end else f"{self.start.isoformat()} to {self.end.isoformat()}"
+        return f"“{self.words}”: articles of {days} first"
+
+
 class Answer(_Frozen):
     """What citebot says to a question."""
 
@@ -168,6 +180,8 @@ class Answer(_Frozen):
     disagreement: bool = Field(False, description="articles give different values for what was asked")
     as_of: dt.date | None = Field(None, description="the publication date of the article the answer is quoted "
                                   "from (the newest of its copies)")
+    preferred: Preferred | None = Field(None, description="the days the question's time words named, whose "
+                                        "articles were ranked first (retrieval/timewords.py)")
 
     @property
     def sources(self) -> list[Source]:

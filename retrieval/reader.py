@@ -31,7 +31,7 @@ from retrieval.features import (
     content_stems,
     question_profile,
 )
-from retrieval.models import Answer, Hit
+from retrieval.models import Answer, Hit, Preferred
 from retrieval.rerank import Reranker, overlap
 from retrieval.fusion import Ranked, dense_run, fuse, lexical_run
 from retrieval.settings import Settings
@@ -183,10 +183,15 @@ class Reader:
             support, threshold = "support", answer.min_support
         else:
             support, threshold = "rank", answer.min_mixed_score
-        return build_answer(
+        built = build_answer(
             question, scored, k=k or self.settings.search.k, min_score=threshold, support=support,
             duplicate_threshold=answer.duplicate_threshold, phrases=self.phrases,
         )
+        focus = self.time_focus(question) if self.mixing else None
+        if focus is not None and built.found and any(item.hit.source.published for item in scored):
+            built = built.model_copy(update={"preferred": Preferred(words=focus.words, start=focus.start,
+                                                                     end=focus.end)})
+        return built
 
     def allowed(self, outlet: str | None, since: dt.date | None, until: dt.date | None) -> set[int] | None:
         """Chunk ids of the articles the filters let through; None when there are no filters."""

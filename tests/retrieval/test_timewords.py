@@ -75,7 +75,19 @@ def order(answer) -> list[str]:
 def test_this_week_puts_the_weeks_article_first(ask, settings_for, tmp_path):
     question = "What country elected its first-ever leftist leader this week?"
     on = ask()
-    assert order(on.answer(question))[0] == "Courier"
+    answer = on.answer(question)
+    assert order(answer)[0] == "Courier"
+    assert answer.preferred.describe() == "“this week”: articles of 2022-06-17 to 2022-06-24 first"
+    assert on.answer("Which country elected its first leftist leader?").preferred is None
+    from rich.console import Console
+
+    from bot.render import render_answer
+    from bot.render_discord import answer_embed_dict
+
+    console = Console(width=120, record=True)
+    console.print(render_answer(answer))
+    assert "articles of 2022-06-17 to 2022-06-24 first" in console.export_text()  # said to the terminal ...
+    assert answer_embed_dict(answer)["footer"]["text"].startswith("“this week”: articles of")  # ... and on Discord
     off = ask(time_words=False)
     assert order(off.answer(question))[0] != "Courier"  # by the words alone, another article leads
 
