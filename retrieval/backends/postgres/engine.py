@@ -835,11 +835,12 @@ class Batch:
     def add(self, article: Article, chunks: list[Chunk], vectors: np.ndarray,
             sentences: list[list[tuple[int, int]]], sentence_vectors: list[np.ndarray]) -> None:
         db = self._db
-        self._flush()
-        if (db.execute("SELECT doc_id FROM documents WHERE key = %s", (article.key,)).fetchone()
-                or (None,))[0] == article.doc_id:
-            return  # another writer committed this very article since this one looked: one copy stays
-        self.remove(article.key)
+        self._flush()  # an article added earlier in this batch is in the tables before it is looked for
+        existing = db.execute("SELECT doc_id FROM documents WHERE key = %s", (article.key,)).fetchone()
+        if existing is not None:
+            if existing[0] == article.doc_id:
+                return  # another writer committed this very article since this one looked: one copy stays
+            self.remove(article.key)
         document = db.execute(
             "INSERT INTO documents (doc_id, key, title, outlet, published, author, url, path, text, via)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
