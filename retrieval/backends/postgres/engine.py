@@ -23,6 +23,7 @@ import functools
 import logging
 import math
 import re
+import select
 import threading
 import time
 from collections import Counter
@@ -152,11 +153,11 @@ class PostgresIndex(MetaCounters):
         snapshot of a reader given index.read_url, to the replica."""
         if getattr(self._local, "reading", False):
             db = getattr(self._local, "rdb", None)
-            if db is None or db.closed:
+            if db is None or db.closed or _gone(db):
                 db = self._local.rdb = self._connect(self.read_url, replica=True)
             return db
         db = getattr(self._local, "db", None)
-        if db is None or db.closed:
+        if db is None or db.closed or _gone(db):
             db = self._local.db = self._connect(self.url)
         return db
 
@@ -428,17 +429,10 @@ class PostgresIndex(MetaCounters):
         if db.info.transaction_status != 0:  # nested (0 is idle): the outer snapshot holds
             yield
             return
-        try:
+        try:  # a connection the server closed while it sat idle was replaced by `_db` (_gone)
             db.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        except (psycopg.OperationalError, psycopg.InterfaceError):
-            # This thread's connection may have died in an outage that is over (a server restart): nothing was
-            # read yet, so one fresh connection is tried before the question is told the database is away.
-            self.close()
-            try:
-                db = self._db
-                db.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            except (psycopg.OperationalError, psycopg.InterfaceError) as error:
-                raise self._unavailable(error) from None
+        except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+            raise self._unavailable(error) from None
         self._local.meta = {}  # one snapshot sees one meta table: read it once (get_meta)
         try:
             yield
@@ -959,6 +953,29 @@ def _vector_literal(vector) -> str:
 def _signed(value: int) -> int:
     """A uint64 band hash as PostgreSQL's signed bigint (the same 64 bits)."""
     return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _gone(db) -> bool:
+    """Whether an idle connection was closed by the server meanwhile (a restart, an idle timeout): its socket is
+    readable with nothing asked. Then it is closed here, so the caller connects afresh instead of failing once.
+    One select() with no wait; a connection inside a transaction is never swapped."""
+    if db.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        return False
+    try:
+        readable = select.select([db.fileno()], [], [], 0)[0]
+    except (OSError, ValueError, psycopg.Error):
+        readable = True
+    if not readable:
+        return False
+    try:
+        db.execute("SELECT 1")  # a notice or a notification also makes it readable: then it is alive
+        return False
+    except (psycopg.OperationalError, psycopg.InterfaceError):
+        try:
+            db.close()
+        except psycopg.Error:
+            pass
+        return True
 
 
 def _first_line(error: BaseException) -> str:

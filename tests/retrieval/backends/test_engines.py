@@ -181,6 +181,8 @@ def test_a_restarted_server_costs_the_questions_asked_meanwhile_one_sentence_the
         assert answerer.answer("which ferries were cancelled?").found
         worker = ThreadPoolExecutor(max_workers=1)  # a thread whose connection the outage will kill unseen
         assert worker.submit(answerer.answer, "how many workers joined the strike?").result().found
+        writer = ThreadPoolExecutor(max_workers=1)  # a writing thread, the same
+        assert writer.submit(answerer.ingest_articles, [Article(key="w1", text="Tugs towed the tanker.")]).result().added
         book = FeedBook(settings.index)  # the pooled state stores: the same outage, the same recovery
         book.add("https://news.example/rss")
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
@@ -199,10 +201,13 @@ def test_a_restarted_server_costs_the_questions_asked_meanwhile_one_sentence_the
         # answered all the same, on a fresh connection
         assert worker.submit(answerer.answer, "how many workers joined the strike?").result().found
         worker.shutdown()
+        # and the writing thread's first commit after the restart lands, with no "cannot be reached" first
+        assert writer.submit(answerer.ingest_articles, [Article(key="w2", text="Cranes idled.")]).result().added == 1
+        writer.shutdown()
         answer = answerer.answer("which ferries were cancelled?")
         assert answer.found and "ferries" in answer.passages[0].text
         assert answerer.ingest_articles([Article(key="d", text="A new pier opened in Bergen on Friday.")]).added == 1
-        assert answerer.check() == [] and answerer.store.count_documents() == 4
+        assert answerer.check() == [] and answerer.store.count_documents() == 6
         assert [f.url for f in book.added()] == ["https://news.example/rss"]  # a fresh pooled connection
         answerer.store.close()
     finally:
