@@ -475,8 +475,8 @@ def _cited(answerer, question: str) -> list[str]:
 
 
 def _candidates(answerer, question: str) -> list[str]:
-    """The urls of the reader's ranked candidates (reranker.candidates of them) and their wire copies, in order."""
-    k = answerer.settings.reranker.candidates
+    """The urls of the reader's ranked candidates (reranker.rescore of them) and their wire copies, in order."""
+    k = answerer.settings.reranker.rescore
     return [item.hit.source.url for s in answerer.rank(question, k=k) for item in (s, *s.copies)]
 
 

@@ -238,7 +238,7 @@ class Reader:
             vector, question_tokens = vectors[0], tokens[0]
         else:
             vector, question_tokens = self.embedder.embed_queries([query])[0], None
-        wanted = max(self.settings.reranker.candidates, k or self.settings.search.k)
+        wanted = max(self.settings.reranker.rescore, k or self.settings.search.k)
         # Wire copies of one passage count once: when the index holds copies, keep one chunk of
         # each set (the rest ride along with it, see _collapse), searching deeper while copies
         # leave fewer than `wanted` candidates, down to MAX_DEPTH times the usual depth.

@@ -23,7 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as EnvironmentParseError
 
@@ -134,11 +134,22 @@ class SearchSettings(_Section):
 
 class RerankerSettings(_Section):
     enabled: bool = Field(True, description="rescore the fused candidates' sentences (off: the fused order as is)")
-    candidates: int = Field(40, ge=1, le=200, description="best fused candidates whose sentences are rescored")
+    rescore: int = Field(40, ge=1, le=200, description="the best fused chunks whose sentences are rescored "
+                         "(search.candidates is how many each retriever fetches before fusion); `candidates`, its "
+                         "old name, is still read, and wins where both are given (an older settings file)")
     weights: dict[str, float] = Field(
         default_factory=lambda: {"cosine": 1.0},
         description="weight of each sentence feature (retrieval/features.py) in the rescoring score",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        """`reranker.candidates` was this setting's name (beside search.candidates, which means another thing)."""
+        if isinstance(data, dict) and "candidates" in data:
+            data = {**data, "rescore": data["candidates"]}
+            del data["candidates"]
+        return data
     cross_encoder: Path | None = Field(None, description="a local sentence-transformers CrossEncoder folder")
     token_chunks: int = Field(4, ge=0, le=200, description="best chunks whose sentences get word-piece "
                               "matching; 0 means every candidate")
@@ -429,10 +440,16 @@ def load_settings_with_origins(config_file: Path | str | None = None, *, default
         given.update(dict.fromkeys(_leaves(layer), origin))
     for key in _leaves(EnvSettingsSource(Settings)()):
         given[key] = Origin("environment", _variable_for(key))
+    for old, new in RENAMED.items():  # a setting given by its old name came from where that name was
+        if old in given:
+            given[new] = given.pop(old)
     origins = {key: given.get(key, Origin("code default")) for key in _leaves(settings.model_dump(mode="json"))}
     token = _variable_for("discord_token") if settings.discord_token is not None else None
     origins["discord_token"] = Origin("environment", token) if token else Origin("code default")
     return settings, origins
+
+
+RENAMED = {"reranker.candidates": "reranker.rescore"}  # old name -> new, still read
 
 
 def _build(layers: list[tuple[Origin, dict[str, Any]]]) -> Settings:

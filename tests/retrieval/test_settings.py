@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from retrieval.errors import SettingsError
@@ -110,3 +112,20 @@ def test_environment_lists_and_tables(monkeypatch, settings_for):
     monkeypatch.setenv("CITEBOT_RERANKER__WEIGHTS", "{bm25: 2}")
     with pytest.raises(SettingsError, match="write a table in a CITEBOT_ variable as JSON"):
         load_settings()
+
+
+def test_reranker_candidates_is_read_as_its_new_name_rescore(tmp_path, monkeypatch):
+    """`reranker.candidates` meant another thing than `search.candidates`; renamed `reranker.rescore`, an older
+    settings file or variable still works, and `config show` says where the value came from."""
+    from retrieval.settings import load_settings, load_settings_with_origins
+
+    for name in [n for n in os.environ if n.startswith("CITEBOT_")]:
+        monkeypatch.delenv(name)
+    older = tmp_path / "citebot.toml"
+    older.write_text("[reranker]\ncandidates = 30\n")
+    assert load_settings(older).reranker.rescore == 30  # the defaults file's rescore = 40 does not win
+    assert load_settings(reranker={"rescore": 20}).reranker.rescore == 20
+    monkeypatch.setenv("CITEBOT_RERANKER__CANDIDATES", "25")
+    settings, origins = load_settings_with_origins()
+    assert settings.reranker.rescore == 25 and origins["reranker.rescore"].source == "environment"
+    assert "candidates" not in settings.reranker.model_dump()

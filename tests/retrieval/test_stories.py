@@ -131,7 +131,7 @@ def test_copies_do_not_crowd_other_articles_out_of_the_candidates(settings_for, 
     from tests.fakes import FakeEmbedder
 
     settings = settings_for(embedding={"model": "fake"}, chunking={"max_tokens": 40}, search={"candidates": depth, "mode": "dense"},
-                            reranker={"candidates": depth},
+                            reranker={"rescore": depth},
                             answer={"min_score": 0.0, "min_mixed_score": -100.0, "min_support": -100.0})
     answerer = Answerer(settings, FakeEmbedder())
     other = Article(key="other", outlet="Yle", published=dt.date(2025, 3, 5), text=(
