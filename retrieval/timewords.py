@@ -42,19 +42,21 @@ def _previous_month(day: dt.date) -> tuple[dt.date, dt.date]:
     return _month_start(end), end
 
 
-# (pattern, window from today, half-life in days); the first that matches wins, so longer phrases come first.
+# (pattern, window from today, half-life in days). Where a question names two times ("what did the minister
+# say last week about this year's budget?"), the narrowest wins: the rules go from a day to a year, then the
+# vague "recently".
 _RULES: list[tuple[re.Pattern, object, float]] = [
-    (re.compile(r"\bso far this year\b|\bthis year\b|\bearlier this year\b"),
-     lambda t: (t.replace(month=1, day=1), t), 60.0),
-    (re.compile(r"\blast year\b"), lambda t: (dt.date(t.year - 1, 1, 1), dt.date(t.year - 1, 12, 31)), 60.0),
-    (re.compile(r"\blast month\b"), lambda t: _previous_month(t), 10.0),
-    (re.compile(r"\bthis month\b|\bearlier this month\b"), lambda t: (_month_start(t), t), 10.0),
-    (re.compile(r"\blast week\b"), lambda t: (t - dt.timedelta(days=14), t - dt.timedelta(days=7)), 4.0),
-    (re.compile(r"\bthis week(?:end)?\b|\bthe (?:past|last) (?:week|few days|seven days)\b|\bthese days\b"),
-     lambda t: (t - dt.timedelta(days=7), t), 4.0),
     (re.compile(r"\byesterday\b|\blast night\b"), lambda t: (t - dt.timedelta(days=1), t - dt.timedelta(days=1)), 2.0),
     (re.compile(r"\btoday\b|\btonight\b|\bthis morning\b|\bthis afternoon\b|\bthis evening\b"),
      lambda t: (t, t), 2.0),
+    (re.compile(r"(?<!the )\blast week\b"), lambda t: (t - dt.timedelta(days=14), t - dt.timedelta(days=7)), 4.0),
+    (re.compile(r"\bthis week(?:end)?\b|\bthe (?:past|last) (?:week|few days|seven days)\b|\bthese days\b"),
+     lambda t: (t - dt.timedelta(days=7), t), 4.0),
+    (re.compile(r"\blast month\b"), lambda t: _previous_month(t), 10.0),
+    (re.compile(r"\bthis month\b|\bearlier this month\b"), lambda t: (_month_start(t), t), 10.0),
+    (re.compile(r"\bso far this year\b|\bthis year\b|\bearlier this year\b"),
+     lambda t: (t.replace(month=1, day=1), t), 60.0),
+    (re.compile(r"\blast year\b"), lambda t: (dt.date(t.year - 1, 1, 1), dt.date(t.year - 1, 12, 31)), 60.0),
     (re.compile(r"\b(?:most )?recent(?:ly)?\b|\blatest\b|\bnewest\b|\bjust announced\b|\bcurrent(?:ly)?\b"),
      lambda t: (t - dt.timedelta(days=14), t), 7.0),
 ]

@@ -17,11 +17,13 @@ D = dt.date
     ("Who won the vote yesterday?", D(2022, 6, 23), D(2022, 6, 23)),
     ("What did the IRS announce today?", TODAY, TODAY),
     ("What happened last week in Bogota?", D(2022, 6, 10), D(2022, 6, 17)),
+    ("What happened in Bogota over the last week?", D(2022, 6, 17), TODAY),
     ("Which talks were recently suspended?", D(2022, 6, 10), TODAY),
     ("What is the latest on the strike?", D(2022, 6, 10), TODAY),
     ("How many storms so far this year?", D(2022, 1, 1), TODAY),
     ("What did the union say last month?", D(2022, 5, 1), D(2022, 5, 31)),
     ("Who resigned this month?", D(2022, 6, 1), TODAY),
+    ("What did the minister say last week about this year's budget?", D(2022, 6, 10), D(2022, 6, 17)),
 ])
 def test_time_words_name_a_window_counted_from_today(question, start, end):
     focus = time_focus(question, TODAY)
