@@ -177,6 +177,20 @@ async def run(args) -> dict:
 
             answerable: dict[str, float] = {}
             pending: dict[str, float] = {}
+
+            def answered_now() -> None:
+                """Stamp each question whose answer is now in the channel (no longer "thinking")."""
+                for item in asked:
+                    if item["answered"] is None:
+                        message = fake.messages.get(item["record"].original_id or "")
+                        if message and not message["flags"] & (1 << 7) and (message["embeds"] or message["content"]):
+                            item["answered"] = time.monotonic()
+                            item["reply"] = json.dumps({"c": message["content"], "e": message["embeds"]})
+
+            def visible_now() -> None:
+                """Stamp each new entry a reader's next question now sees (its document is committed)."""
+                for link in documents(list(pending)):
+                    answerable[link] = time.monotonic() - pending.pop(link)
             outage: dict[int, tuple[float, float]] = {}  # shard -> (down, up)
             begin = time.monotonic()
             end = begin + args.minutes * 60
@@ -221,28 +235,16 @@ async def run(args) -> dict:
                     asked.append({"record": record, "shard": fake.shard_of(guild), "sent": time.monotonic(),
                                   "url": target, "word": word, "answered": None, "reply": None})
                     next_question += 60.0 / args.questions_per_minute
-                for item in asked:
-                    if item["answered"] is None:
-                        message = fake.messages.get(item["record"].original_id or "")
-                        if message and not message["flags"] & (1 << 7) and (message["embeds"] or message["content"]):
-                            item["answered"] = time.monotonic()
-                            item["reply"] = json.dumps({"c": message["content"], "e": message["embeds"]})
+                answered_now()
                 if now - last_check >= 0.5 and pending:
                     last_check = now
-                    for link in documents(list(pending)):
-                        answerable[link] = time.monotonic() - pending.pop(link)
+                    visible_now()
                 await asyncio.sleep(0.02)
             say("the run is over; waiting for what is still on its way")
             settle = time.monotonic() + max(2 * every_s, 60)
             while (pending or any(i["answered"] is None for i in asked[-10:])) and time.monotonic() < settle:
-                for link in documents(list(pending)):
-                    answerable[link] = time.monotonic() - pending.pop(link)
-                for item in asked:
-                    if item["answered"] is None:
-                        message = fake.messages.get(item["record"].original_id or "")
-                        if message and not message["flags"] & (1 << 7) and (message["embeds"] or message["content"]):
-                            item["answered"] = time.monotonic()
-                            item["reply"] = json.dumps({"c": message["content"], "e": message["embeds"]})
+                visible_now()
+                answered_now()
                 await asyncio.sleep(0.5)
             wall = time.monotonic() - begin
             postmaster = psutil.Process(server.get_pid())

@@ -246,8 +246,7 @@ def _foot_dates(kept: list[str], first) -> None:
         match = _HEADER.match(line) or _DATE_LINE.match(line)
         if match is None or len(line.split()) > 10:
             continue
-        label = match.group(1).lower() if match.re is _HEADER else "published"
-        field = _HEADER_FIELD.get(label, "published") if match.re is _HEADER else "published"
+        field = _HEADER_FIELD[match.group(1).lower()] if match.re is _HEADER else "published"
         if field not in ("published", "updated"):
             continue
         value = _parse_date(match.group(match.re.groups), whole=True)

@@ -419,10 +419,13 @@ class Reader:
 
 
 def _by_time_focus(scored: list[ScoredHit], focus: TimeFocus) -> list[ScoredHit]:
-    """`scored` reordered for a question that names its time (retrieval/timewords.py): an article's weight is
-    halved per `focus.half_life_days` days between its date and the question's window (nothing inside it).
-    An undated article counts as far from the window as the farthest dated candidate; with no dated
-    candidate, nothing changes. As in `_by_recency`, the scores themselves are left as they are."""
+    """`scored` reordered with each article's weight halved per `focus.half_life_days` days between its date and
+    the window of days `focus` names (nothing inside it).
+
+    The rescoring score is a softmax logit (benchmarks/train_ranker.py), so halving a weight is subtracting
+    ln 2. An undated article counts as far from the window as the farthest dated candidate; with no dated
+    candidate, nothing changes. The scores themselves, which decide "not found", are left as they are.
+    """
     distances = {id(item): focus.distance(item.hit.source.published) for item in scored
                  if item.hit.source.published is not None}
     if not distances:
@@ -436,22 +439,13 @@ def _by_time_focus(scored: list[ScoredHit], focus: TimeFocus) -> list[ScoredHit]
 
 
 def _by_recency(scored: list[ScoredHit], half_life: float) -> list[ScoredHit]:
-    """`scored` reordered with each article's weight halved per `half_life` days of age.
-
-    The rescoring score is a softmax logit (benchmarks/train_ranker.py), so halving a weight is
-    subtracting ln 2. Ages count from the newest dated candidate; an undated one counts as the
-    oldest. The scores themselves, which decide "not found", are left as they are.
-    """
+    """`scored` reordered with each article's weight halved per `half_life` days of age (search.recency_half_life_days):
+    a window of the newest dated candidate's day alone, so an age counts from it and an undated article as the
+    oldest."""
     dates = [item.hit.source.published for item in scored if item.hit.source.published is not None]
     if not dates:
         return scored
-    newest, oldest = max(dates), min(dates)
-
-    def weighed(item: ScoredHit) -> float:
-        age = (newest - (item.hit.source.published or oldest)).days
-        return item.rank_score - math.log(2) * age / half_life
-
-    return sorted(scored, key=weighed, reverse=True)
+    return _by_time_focus(scored, TimeFocus(max(dates), max(dates), half_life, ""))
 
 
 def _with_copies(item: ScoredHit, copy_ids, stored: dict[int, StoredChunk], ranked: dict[int, Ranked]) -> ScoredHit:
